@@ -1,0 +1,125 @@
+"""The ``hub`` command (CONTRACT §4): builds settings, then hands over to one job.
+
+Each subcommand imports what it needs lazily so ``hub rules check`` does not pay
+for the web stack, and a missing optional piece fails only its own command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from hub.settings import ConfigError, Settings, load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hub", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, help="YAML settings file (environment wins)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="the service: ingest, store, rules, alerts, API")
+    run.add_argument("--config", type=Path, dest="config_sub", help=argparse.SUPPRESS)
+
+    demo = sub.add_parser("demo", help="run on embedded defaults with a simulated fleet")
+    demo.add_argument("--config", type=Path, dest="config_sub", help=argparse.SUPPRESS)
+    demo.add_argument("--devices", type=int, default=320, help="simulated devices (>= 300)")
+    demo.add_argument("--rate", type=float, default=None, help="readings per second in all")
+
+    sim = sub.add_parser("simulate", help="field-sensor fleet simulator")
+    sim.add_argument("--mqtt", required=True, help="broker URL, mqtt://host:port")
+    sim.add_argument("--devices", type=int, default=100)
+    sim.add_argument("--rate", type=float, default=10.0, help="readings per second in all")
+    sim.add_argument("--scenario", default=None, help="scenario name or YAML file")
+    sim.add_argument("--prefix", default="city", help="topic prefix")
+    sim.add_argument("--senml", action="store_true", help="publish SenML payloads")
+    sim.add_argument("--malformed", type=float, default=0.0, help="share of malformed messages")
+    sim.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    sim.add_argument("--districts", type=int, default=6)
+    sim.add_argument("--seed", type=int, default=1)
+
+    rules = sub.add_parser("rules", help="rule files: check and backtest")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    check = rules_sub.add_parser("check", help="validate rule files; exit 1 on any problem")
+    check.add_argument("paths", nargs="*", type=Path)
+    backtest = rules_sub.add_parser("backtest", help="replay stored history through rules")
+    backtest.add_argument("path", type=Path)
+    backtest.add_argument("--start", required=True, help="RFC 3339 time or epoch ms")
+    backtest.add_argument("--end", required=True, help="RFC 3339 time or epoch ms")
+    backtest.add_argument("--json", action="store_true", help="JSON output")
+
+    keys = sub.add_parser("keys", help="API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key; printed once, stored hashed")
+    create.add_argument("--role", required=True, choices=["viewer", "operator", "rule_author", "admin"])
+    create.add_argument("--name", required=True)
+    create.add_argument(
+        "--scope", action="append", default=[], help="district=d01 or asset_type=manhole"
+    )
+    keys_sub.add_parser("list", help="list keys (never the secrets)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id or name")
+    revoke.add_argument("key")
+
+    devices = sub.add_parser("devices", help="device provisioning and broker credentials")
+    dev_sub = devices.add_subparsers(dest="devices_command", required=True)
+    imp = dev_sub.add_parser("import", help="import devices from CSV or YAML")
+    imp.add_argument("file", type=Path)
+    cred = dev_sub.add_parser("credentials", help="Mosquitto password file and ACL")
+    cred.add_argument("--out", type=Path, default=Path("deploy/mosquitto/generated"))
+    cred.add_argument("--hub-user", default="hub")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hub`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    config = getattr(args, "config_sub", None) or args.config
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        print(f"hub: configuration error: {exc}", file=sys.stderr)
+        return 2
+    from hub import logging as hub_logging
+
+    hub_logging.configure(settings.log)
+    try:
+        return _dispatch(args, settings)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    command: str = args.command
+    if command == "run":
+        from hub.runtime import run_forever
+
+        return asyncio.run(run_forever(settings))
+    if command == "demo":
+        from devices.demo import run_demo
+
+        return asyncio.run(run_demo(settings, devices=args.devices, rate=args.rate))
+    if command == "simulate":
+        from devices.simulator import simulate_main
+
+        return simulate_main(args)
+    if command == "rules":
+        if args.rules_command == "check":
+            from hub.rules.loader import check_command
+
+            return check_command(args.paths or [Path(p) for p in settings.rules.paths])
+        from hub.rules.backtest import backtest_command
+
+        return asyncio.run(
+            backtest_command(settings, args.path, args.start, args.end, as_json=args.json)
+        )
+    if command == "keys":
+        from hub.api.keys_cli import keys_command
+
+        return keys_command(settings, args)
+    if command == "devices":
+        from hub.registry.cli import devices_command
+
+        return devices_command(settings, args)
+    raise AssertionError(f"unhandled command {command}")

@@ -1,0 +1,237 @@
+"""Settings (CONTRACT §5): environment ``HUB_*`` (nested with ``__``) over an
+optional ``--config FILE`` (YAML) over defaults. No I/O here but reading that file.
+
+Built once in ``main()`` and passed down; never a module-level singleton.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+_PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "password", "admin", "token"})
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttSettings(_Section):
+    """Broker connection (CONTRACT §5 ``HUB_MQTT__*``)."""
+
+    url: str = ""
+    embedded_listen: str = "127.0.0.1:1883"
+    topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")] = "city"
+    client_id: Annotated[str, Field(min_length=1, max_length=128)] = "hub"
+    # MQTT 5 receive-maximum: how many QoS 1 messages the broker may have in flight
+    # to us. Group commit acks a whole batch at once, so this is sized to cover
+    # one commit interval at the target rate (15k/s x 10 ms) with a wide margin.
+    receive_maximum: Annotated[int, Field(ge=1, le=65535)] = 2000
+    keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    reconnect_min_s: Annotated[float, Field(gt=0)] = 0.5
+    reconnect_max_s: Annotated[float, Field(gt=0)] = 30.0
+    ca_file: Path | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in {"mqtt", "mqtts"}:
+            raise ValueError("must look like mqtt://[user:pass@]host:port or mqtts://...")
+        return value
+
+    @field_validator("embedded_listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:1883")
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        """True when the hub runs its own broker (no ``url`` configured)."""
+        return not self.url
+
+    def embedded_host_port(self) -> tuple[str, int]:
+        """``embedded_listen`` split into host and port."""
+        host, _, port = self.embedded_listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class StoreSettings(_Section):
+    """Which telemetry store to use."""
+
+    backend: Literal["embedded", "influxdb"] = "embedded"
+
+
+class InfluxSettings(_Section):
+    """InfluxDB connection (1.x, 2.x or 3.x Core) and write batching."""
+
+    url: str = ""
+    api: Literal["v1", "v2", "v3"] = "v1"
+    database: str = "hub"
+    org: str = ""
+    token: SecretStr | None = None
+    username: str = ""
+    password: SecretStr | None = None
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
+    flush_interval_ms: Annotated[int, Field(ge=1, le=60_000)] = 200
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+
+
+class IngestSettings(_Section):
+    """Decoding limits and policies (CONTRACT §2)."""
+
+    unknown_devices: Literal["accept", "reject"] = "accept"
+    max_payload_bytes: Annotated[int, Field(ge=64, le=16 * 1024 * 1024)] = 64 * 1024
+    max_batch_readings: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    future_tolerance_s: Annotated[int, Field(ge=0)] = 300
+    backfill_window_s: Annotated[int, Field(ge=1)] = 30 * 86400
+    dead_letter_capacity: Annotated[int, Field(ge=10)] = 10_000
+    dead_letter_payload_bytes: Annotated[int, Field(ge=16, le=65536)] = 1024
+
+
+class JournalSettings(_Section):
+    """The on-disk log between ingest and the consumers."""
+
+    max_bytes: Annotated[int, Field(ge=1024 * 1024)] = 2 * 1024**3
+    segment_bytes: Annotated[int, Field(ge=64 * 1024)] = 64 * 1024**2
+    # Group commit: one fsync covers everything appended within this window.
+    commit_interval_ms: Annotated[int, Field(ge=0, le=1000)] = 5
+
+
+class RulesSettings(_Section):
+    """Where rule files are and how the engine treats time."""
+
+    paths: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["rules"])
+    # Readings older than the newest seen for their series by more than this
+    # are stored but not evaluated (event time with a stated tolerance).
+    late_tolerance_s: Annotated[int, Field(ge=0)] = 300
+    managed_dir: str = "rules/managed"
+    watch: bool = True
+
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+
+class AlertsSettings(_Section):
+    """Alert routing file and notifier defaults."""
+
+    routes_path: str = "rules/routes.yaml"
+    sender: str = "hub@city.example"
+    webhook_secret: SecretStr | None = None
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().lower() in _PLACEHOLDER_SECRETS:
+            raise ValueError("is a placeholder; set a real secret")
+        return value
+
+
+class ApiSettings(_Section):
+    """HTTP API and dashboard."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    metrics_public: bool = True
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+
+class LogSettings(_Section):
+    """Structured logging."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["console", "json"] = "console"
+
+
+class Settings(BaseSettings):
+    """All of the hub's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HUB_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    data_dir: Path = Path("./var")
+    mqtt: MqttSettings = MqttSettings()
+    store: StoreSettings = StoreSettings()
+    influx: InfluxSettings = InfluxSettings()
+    ingest: IngestSettings = IngestSettings()
+    journal: JournalSettings = JournalSettings()
+    rules: RulesSettings = RulesSettings()
+    alerts: AlertsSettings = AlertsSettings()
+    api: ApiSettings = ApiSettings()
+    log: LogSettings = LogSettings()
+
+    @model_validator(mode="after")
+    def _influx_needs_url(self) -> Settings:
+        if self.store.backend == "influxdb" and not self.influx.url:
+            raise ValueError("HUB_STORE__BACKEND=influxdb needs HUB_INFLUX__URL")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment wins over the config file, which wins over defaults."""
+        return (env_settings, init_settings)
+
+
+class ConfigError(Exception):
+    """A configuration file or variable is wrong; the message says where."""
+
+
+def load_settings(config_file: Path | None = None) -> Settings:
+    """Build settings from the environment over ``config_file`` (YAML) over defaults."""
+    from pydantic import ValidationError
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    file_values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            loaded = YAML(typ="safe").load(config_file.read_text(encoding="utf-8"))
+        except (OSError, YAMLError) as exc:
+            raise ConfigError(f"{config_file}: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{config_file}: must be a mapping of settings")
+        file_values = loaded
+    try:
+        return Settings(**file_values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        where = str(config_file) if config_file else "environment"
+        raise ConfigError(f"{where}: {problems}") from exc
