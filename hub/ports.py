@@ -1,0 +1,375 @@
+"""Read/write interfaces the API and the runtime use to reach the stages.
+
+Each stage implements its port in its own package; ``hub.api`` depends only on
+these protocols (and on ``hub.messages``), so the web layer never reaches into a
+stage's internals. Public API response models live in ``hub.api.schemas``;
+these are internal types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from hub.messages import AlertEvent, MetricValue
+
+# --------------------------------------------------------------------------- scopes
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What a caller may see: ``None`` means every district / asset type."""
+
+    districts: frozenset[str] | None = None
+    asset_types: frozenset[str] | None = None
+
+    def allows(self, district: str, asset_type: str) -> bool:
+        """True when ``district``/``asset_type`` is inside this scope."""
+        return (self.districts is None or district in self.districts) and (
+            self.asset_types is None or asset_type in self.asset_types
+        )
+
+
+UNRESTRICTED = Scope()
+
+# --------------------------------------------------------------------------- devices
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """What the registry knows of one device."""
+
+    device_id: str
+    district: str
+    asset_type: str
+    status: str  # "online" | "offline" | "unknown"
+    last_seen_ms: int | None
+    latest: Mapping[str, MetricValue]
+    latest_ts_ms: int | None
+    stale: bool
+    seq_gaps: int = 0
+    seq_duplicates: int = 0
+    latitude: float | None = None
+    longitude: float | None = None
+    provisioned: bool = False
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFilter:
+    """Filters for listing devices."""
+
+    district: str | None = None
+    asset_type: str | None = None
+    status: str | None = None
+    stale: bool | None = None
+    limit: int = 1000
+    offset: int = 0
+
+
+class DeviceRegistryPort(Protocol):
+    """Device state for the API (registry package implements it)."""
+
+    def list_devices(self, flt: DeviceFilter, scope: Scope) -> list[DeviceInfo]:
+        """Devices matching ``flt`` inside ``scope``."""
+        ...
+
+    def get_device(self, device_id: str) -> DeviceInfo | None:
+        """One device, or None."""
+        ...
+
+    def upsert_device(
+        self,
+        device_id: str,
+        district: str,
+        asset_type: str,
+        latitude: float | None,
+        longitude: float | None,
+        metadata: Mapping[str, Any],
+    ) -> DeviceInfo:
+        """Provision or update a device (admins)."""
+        ...
+
+    def delete_device(self, device_id: str) -> bool:
+        """Remove a provisioned device; False when unknown."""
+        ...
+
+    def districts(self, scope: Scope) -> list[str]:
+        """Districts that have devices, inside ``scope``."""
+        ...
+
+
+# --------------------------------------------------------------------------- dead letters
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A rejected message or reading as kept for operators."""
+
+    id: int
+    received_ms: int
+    topic: str
+    reason: str
+    detail: str
+    payload: str
+    device_id: str | None
+    district: str | None
+
+
+class DeadLetterPort(Protocol):
+    """Recent rejections (ingest package implements it)."""
+
+    def recent(
+        self, *, reason: str | None, device_id: str | None, limit: int, scope: Scope
+    ) -> list[DeadLetter]:
+        """Newest first."""
+        ...
+
+    def counts_by_reason(self) -> dict[str, int]:
+        """Rejections kept, per reason."""
+        ...
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    """Filters for listing alerts."""
+
+    state: str | None = None  # firing | acknowledged | resolved | active (= not resolved)
+    district: str | None = None
+    severity: str | None = None
+    asset_type: str | None = None
+    rule_id: str | None = None
+    limit: int = 500
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One step of an alert's timeline."""
+
+    ts_ms: int
+    status: str  # firing | updated | acknowledged | resolved | commented | notified | escalated
+    actor: str
+    comment: str = ""
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """An alert as stored, with its explanation."""
+
+    id: str
+    rule_id: str
+    rule_version: str
+    status: str
+    severity: str
+    district: str
+    asset_type: str
+    source: str
+    summary: str
+    description: str
+    labels: Mapping[str, str]
+    explanation: Mapping[str, Any]
+    started_ms: int
+    updated_ms: int
+    acknowledged_ms: int | None
+    resolved_ms: int | None
+    silenced: bool = False
+    incident_id: str | None = None
+    reopened_from: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """Matchers plus a time range; active when now is within it (derived, not stored)."""
+
+    id: str
+    matchers: Mapping[str, str]
+    starts_ms: int
+    ends_ms: int
+    created_by: str
+    comment: str
+
+
+class NotFound(Exception):
+    """The thing asked for does not exist."""
+
+
+class Conflict(Exception):
+    """The change is not possible in the thing's current state (e.g. ack a resolved alert)."""
+
+
+class AlertServicePort(Protocol):
+    """Alerts for the API (alerts package implements it)."""
+
+    def list_alerts(self, flt: AlertFilter, scope: Scope) -> list[AlertRecord]:
+        """Alerts matching ``flt`` inside ``scope``, newest first."""
+        ...
+
+    def get_alert(self, alert_id: str) -> AlertRecord | None:
+        """One alert, or None."""
+        ...
+
+    def timeline(self, alert_id: str) -> list[Transition]:
+        """Transitions of one alert, oldest first."""
+        ...
+
+    async def acknowledge(self, alert_id: str, actor: str, comment: str) -> AlertRecord:
+        """Acknowledge; raises NotFound / Conflict."""
+        ...
+
+    async def resolve(self, alert_id: str, actor: str, comment: str) -> AlertRecord:
+        """Resolve by hand; raises NotFound / Conflict."""
+        ...
+
+    async def comment(self, alert_id: str, actor: str, comment: str) -> AlertRecord:
+        """Add a comment to the timeline; raises NotFound."""
+        ...
+
+    def list_silences(self, include_expired: bool) -> list[Silence]:
+        """Silences, newest first."""
+        ...
+
+    def create_silence(
+        self, matchers: Mapping[str, str], starts_ms: int, ends_ms: int, actor: str, comment: str
+    ) -> Silence:
+        """Create a silence / maintenance window."""
+        ...
+
+    def expire_silence(self, silence_id: str, actor: str) -> Silence:
+        """End a silence now; raises NotFound."""
+        ...
+
+    def cap_xml(self, alert_id: str) -> str:
+        """The alert as an OASIS CAP 1.2 document; raises NotFound."""
+        ...
+
+    def cap_feed(self, scope: Scope, base_url: str) -> str:
+        """Atom feed of current CAP messages."""
+        ...
+
+    def response_figures(self, flt: AlertFilter, scope: Scope) -> dict[str, Any]:
+        """Time to acknowledge / resolve figures grouped by district, asset type, severity."""
+        ...
+
+
+# --------------------------------------------------------------------------- rules
+
+
+@dataclass(frozen=True, slots=True)
+class RuleProblem:
+    """One problem in a rule file: where and what."""
+
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSummary:
+    """A loaded rule as the API lists it."""
+
+    id: str
+    kind: str
+    version: str
+    file: str
+    managed: bool
+    enabled: bool
+    severity: str
+    description: str
+    source_yaml: str
+    firing: int
+    pending: int
+
+
+class RuleInvalid(Exception):
+    """A rule document failed validation; ``problems`` say where and why."""
+
+    def __init__(self, problems: Sequence[RuleProblem]) -> None:
+        super().__init__("; ".join(str(p) for p in problems))
+        self.problems = list(problems)
+
+
+class RuleServicePort(Protocol):
+    """Rules for the API (rules package implements it).
+
+    Writes go to the managed rules folder and are picked up by hot reload; the
+    same loader validates them as files, so errors are the same.
+    """
+
+    def list_rules(self) -> list[RuleSummary]:
+        """Every loaded rule with its current firing/pending counts."""
+        ...
+
+    def get_rule(self, rule_id: str) -> RuleSummary | None:
+        """One rule, or None."""
+        ...
+
+    def create_rule(self, source_yaml: str, actor: str) -> RuleSummary:
+        """Add one rule (a YAML mapping); raises RuleInvalid / Conflict (duplicate id)."""
+        ...
+
+    def update_rule(self, rule_id: str, source_yaml: str, actor: str) -> RuleSummary:
+        """Replace a managed rule; raises NotFound / RuleInvalid / Conflict (not managed)."""
+        ...
+
+    def delete_rule(self, rule_id: str, actor: str) -> None:
+        """Remove a managed rule; raises NotFound / Conflict (not managed)."""
+        ...
+
+    def problems(self) -> list[RuleProblem]:
+        """Current load errors (broken files keep their previous rules)."""
+        ...
+
+    def changes(self, limit: int) -> list[dict[str, Any]]:
+        """Recorded rule changes: author, time, rule id, diff."""
+        ...
+
+
+# --------------------------------------------------------------------------- health and events
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    """The hub's health (GET /api/v1/health)."""
+
+    ok: bool
+    ready: bool
+    checks: Mapping[str, Any]
+
+
+class HealthPort(Protocol):
+    """Builds the health report from the live runtime."""
+
+    async def health(self) -> HealthReport:
+        """Current health."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatusEvent:
+    """A device went online / offline / stale (for the live stream)."""
+
+    device_id: str
+    district: str
+    asset_type: str
+    status: str
+    ts_ms: int
+
+
+StreamEvent = AlertEvent | DeviceStatusEvent
+
+
+class EventStreamPort(Protocol):
+    """Live events for ``GET /api/v1/stream`` (the runtime's event bus implements it)."""
+
+    def subscribe(self) -> AsyncIterator[StreamEvent]:
+        """Events from now on; a slow subscriber loses the oldest, never blocks others."""
+        ...
