@@ -83,8 +83,10 @@ class RawMessage:
 class Reading:
     """One validated reading of one device at one instant (CONTRACT §2-3).
 
-    ``quality`` is ``"ok"`` or ``"out_of_range"`` (set by the registry/catalog
-    when a value is outside the physically plausible range of its metric).
+    ``quality`` is ``"ok"`` or ``"out_of_range"``, set from the device catalog
+    before the journal when a value is outside its metric's physically plausible
+    range; ``out_of_range`` names those metrics. Such readings are stored (with a
+    ``quality`` field) but raise a sensor-fault condition instead of an emergency.
     """
 
     district: str
@@ -95,6 +97,7 @@ class Reading:
     seq: int | None = None
     received_ms: int = 0
     quality: str = "ok"
+    out_of_range: tuple[str, ...] = ()
 
     @property
     def key(self) -> DeviceKey:
