@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from hub.settings import ConfigError, Settings, load_settings
@@ -53,7 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key; printed once, stored hashed")
-    create.add_argument("--role", required=True, choices=["viewer", "operator", "rule_author", "admin"])
+    create.add_argument(
+        "--role", required=True, choices=["viewer", "operator", "rule_author", "admin"]
+    )
     create.add_argument("--name", required=True)
     create.add_argument(
         "--scope", action="append", default=[], help="district=d01 or asset_type=manhole"
@@ -109,11 +112,15 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             from hub.rules.loader import check_command
 
             return check_command(args.paths or [Path(p) for p in settings.rules.paths])
-        from hub.rules.backtest import backtest_command
-
-        return asyncio.run(
-            backtest_command(settings, args.path, args.start, args.end, as_json=args.json)
-        )
+        try:
+            start_ms, end_ms = parse_time(args.start), parse_time(args.end)
+        except ValueError as exc:
+            print(f"hub rules backtest: {exc}", file=sys.stderr)
+            return 2
+        if end_ms <= start_ms:
+            print("hub rules backtest: --end must be after --start", file=sys.stderr)
+            return 2
+        return asyncio.run(_backtest(settings, args.path, start_ms, end_ms, as_json=args.json))
     if command == "keys":
         from hub.api.keys_cli import keys_command
 
@@ -123,3 +130,40 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         return devices_command(settings, args)
     raise AssertionError(f"unhandled command {command}")
+
+
+def parse_time(text: str) -> int:
+    """Epoch milliseconds from an RFC 3339 time (offset required) or an integer of ms."""
+    if text.strip().lstrip("-").isdigit():
+        return int(text)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is neither RFC 3339 (with offset) nor epoch ms") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset; add Z or +hh:mm")
+    return int(parsed.timestamp() * 1000)
+
+
+async def _backtest(
+    settings: Settings, path: Path, start_ms: int, end_ms: int, *, as_json: bool
+) -> int:
+    """Replay stored history (embedded or InfluxDB, as configured) through ``path``'s rules."""
+    from hub.clock import SystemClock
+    from hub.rules.backtest import backtest_command
+    from hub.store.base import StoreUnavailable
+    from hub.store.factory import make_store
+
+    store = make_store(settings, SystemClock())
+    try:
+        await store.open()
+    except StoreUnavailable as exc:
+        print(f"hub rules backtest: store unavailable: {exc}", file=sys.stderr)
+        return 1
+    try:
+        history = store.history(start_ms, end_ms)
+        return await backtest_command(
+            path, history, start_ms, end_ms, as_json=as_json, out=sys.stdout
+        )
+    finally:
+        await store.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Protocol
 
@@ -59,9 +58,3 @@ class FakeClock:
             raise ValueError("a clock does not go backwards")
         self._mono += (now_ms - self._now_ms) / 1000
         self._now_ms = now_ms
-
-
-async def sleep_until(clock: Clock, deadline_ms: int, *, max_step_s: float = 1.0) -> None:
-    """Sleep until ``clock`` reaches ``deadline_ms``; re-reads the clock each step."""
-    while (remaining := deadline_ms - clock.now_ms()) > 0:
-        await asyncio.sleep(min(remaining / 1000, max_step_s))

@@ -10,13 +10,23 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 _PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "password", "admin", "token"})
 
@@ -212,10 +222,6 @@ class ConfigError(Exception):
 
 def load_settings(config_file: Path | None = None) -> Settings:
     """Build settings from the environment over ``config_file`` (YAML) over defaults."""
-    from pydantic import ValidationError
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
     file_values: dict[str, Any] = {}
     if config_file is not None:
         try:

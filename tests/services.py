@@ -28,7 +28,11 @@ def free_port() -> int:
 
 
 def wait_for(
-    condition: Callable[[], object], *, timeout: float = 10.0, interval: float = 0.02, what: str = ""
+    condition: Callable[[], object],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    what: str = "",
 ) -> object:
     """Poll ``condition`` until it returns something truthy or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
@@ -81,7 +85,7 @@ class _Process:
         if self.proc is not None and self.proc.poll() is None:
             return
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv of a test service
+        self.proc = subprocess.Popen(
             self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
         )
         log.close()
@@ -196,7 +200,7 @@ class InfluxDB1(_Process):
             "[continuous_queries]\n  enabled = false\n"
             f'[http]\n  bind-address = "127.0.0.1:{self.port}"\n  log-enabled = false\n'
             "  suppress-write-log = true\n  pprof-enabled = false\n"
-            "[logging]\n  level = \"warn\"\n"
+            '[logging]\n  level = "warn"\n'
         )
         return [_binary("influxd", "/usr/bin/influxd"), "-config", str(self.conf_path)]
 

@@ -1,0 +1,495 @@
+"""The Hub: owns every task and wires the stages in the order data flows.
+
+Read top to bottom, ``Hub.__aenter__`` is DESIGN.md's flow::
+
+    broker -> ingest (MQTT session) -> decode -> journal (group commit) -> ack
+           -> consumer "store": store sink (InfluxDB or embedded)
+           -> consumer "live":  registry, dead letters, rule engine -> alert manager -> notifiers
+    API + dashboard read the registry, store, alerts and rules.
+
+Two journal consumers, not one per stage: the store may stall for minutes during
+an InfluxDB outage, and that must not hold back alerts; the live stages are all
+in-memory and fast, so they share one consumer, one decode per record, and one
+checkpoint (taken right after rule state and registry are saved, so a restart
+replays exactly what they had not yet persisted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from devices.catalog import Catalog, load_catalog
+from hub import metrics, records
+from hub.api.app import create_app
+from hub.api.context import ApiContext
+from hub.broker import EmbeddedBroker
+from hub.clock import Clock, SystemClock
+from hub.events import EventBus
+from hub.ingest.dead_letters import DeadLetterStore
+from hub.ingest.decode import Decoder
+from hub.ingest.mqtt_source import MqttSource
+from hub.ingest.topics import subscriptions
+from hub.journal import Journal
+from hub.logging import get_logger
+from hub.messages import RawMessage, Reading, Rejection, RuleEvent, StatusUpdate
+from hub.ports import HealthReport
+from hub.registry.registry import Registry
+from hub.responders import build_alert_manager
+from hub.rules.service import RuleService
+from hub.settings import Settings
+from hub.sqlite import STATE_DB, connect
+from hub.store.base import StoreUnavailable, TelemetryStore
+from hub.store.factory import make_store
+from hub.store.sink import StoreSink
+
+log = get_logger(__name__)
+
+#: Batches whose journal append is under way before ingest waits (back-pressure).
+INGEST_PIPELINE_DEPTH = 8
+#: Live-consumer checkpoint cadence: rule state and registry are saved this often.
+LIVE_CHECKPOINT_S = 2.0
+#: Timer cadence for `no_data`, `for:` completion, escalation and stale devices.
+TICK_S = 1.0
+
+
+class Hub:
+    """The running hub: ``async with Hub(settings) as hub: await hub.serve_forever()``."""
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.events = EventBus()
+        self.catalog: Catalog = load_catalog()
+        self.mqtt_url = settings.mqtt.url
+        self.api_url = ""
+        self._stack = AsyncExitStack()
+        self._tasks: _TaskGroupOwner | None = None
+        self._stopped = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Hub:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stopped.set()
+        await self._stack.aclose()
+
+    async def _start(self) -> None:
+        s = self.settings
+        data_dir = s.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+
+        # The broker: an external one, or the embedded default.
+        if s.mqtt.embedded:
+            broker = await self._stack.enter_async_context(EmbeddedBroker(s.mqtt, data_dir))
+            self.mqtt_url = broker.url
+
+        # State: one SQLite file, one connection per component (sqlite3
+        # connections must not be shared between threads or transactions).
+        self.state_conn = self._connection(data_dir / STATE_DB)
+        self.dead_letters = DeadLetterStore(
+            self._connection(data_dir / STATE_DB), s.ingest.dead_letter_capacity
+        )
+        self.registry = Registry(
+            self._connection(data_dir / STATE_DB),
+            clock=self.clock,
+            expected_interval_s=self.catalog.expected_interval_s,
+            on_status_change=self.events.publish,
+        )
+        self.rules = RuleService(
+            s.rules,
+            data_dir,
+            clock=self.clock,
+            expected_interval_s=self.catalog.expected_interval_s,
+        )
+        self.alerts = build_alert_manager(
+            s,
+            self._connection(data_dir / STATE_DB),
+            clock=self.clock,
+            on_event=self.events.publish,
+            locate=self.registry.location,
+            mqtt_url=self.mqtt_url,
+        )
+        self._stack.push_async_callback(self.alerts.close)
+
+        # The journal sits between ingest and everything downstream.
+        self.journal = Journal(data_dir / "journal", s.journal, clock=self.clock)
+        self.journal.open()
+        self._stack.callback(self.journal.close)
+
+        self.store: TelemetryStore = make_store(s, self.clock)
+        self._stack.push_async_callback(self.store.close)
+        self.sink = StoreSink(self.store, s.influx, clock=self.clock)
+
+        self.decoder = Decoder(s.ingest, s.mqtt.topic_prefix)
+        self.source = MqttSource(
+            s.mqtt.model_copy(update={"url": self.mqtt_url}),
+            clock=self.clock,
+            subscriptions=subscriptions(s.mqtt.topic_prefix),
+        )
+        await self._stack.enter_async_context(self.source)
+
+        # Every long-running stage is a named task of one TaskGroup; if one dies,
+        # the group cancels the others and the process stops (it is not healthy).
+        self._tasks = await self._stack.enter_async_context(_TaskGroupOwner())
+        tg = self._tasks
+        self._ingest_queue: asyncio.Queue[tuple[asyncio.Task[int] | None, list[RawMessage]]] = (
+            asyncio.Queue(INGEST_PIPELINE_DEPTH)
+        )
+        tg.create_task(self._ingest(), name="hub.ingest")
+        tg.create_task(self._ack(), name="hub.ingest.ack")
+        tg.create_task(self._store_consumer(), name="hub.store.sink")
+        tg.create_task(self._live_consumer(), name="hub.live")
+        tg.create_task(self._timers(), name="hub.timers")
+        tg.create_task(self.alerts.run(), name="hub.alerts.outbox")
+        if s.rules.watch:
+            tg.create_task(self.rules.watch(), name="hub.rules.watch")
+        await self._start_api(tg)
+        log.info("hub started", mqtt=self.mqtt_url, api=self.api_url, data_dir=str(data_dir))
+
+    def _connection(self, path: Path) -> sqlite3.Connection:
+        conn = connect(path)
+        self._stack.callback(conn.close)
+        return conn
+
+    async def _start_api(self, tg: _TaskGroupOwner) -> None:
+        ctx = ApiContext(
+            settings=self.settings,
+            clock=self.clock,
+            conn=self._connection(self.settings.data_dir / STATE_DB),
+            registry=self.registry,
+            store=self.store,
+            alerts=self.alerts,
+            rules=self.rules,
+            dead_letters=self.dead_letters,
+            health=self,
+            events=self.events,
+            catalog_classification=self.catalog.classification,
+        )
+        config = uvicorn.Config(
+            create_app(ctx),
+            host=self.settings.api.host,
+            port=self.settings.api.port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+        server = _Server(config)
+        self._api_server = server
+        tg.create_task(server.serve(), name="hub.api")
+        while not server.started:
+            if self._tasks is not None and self._tasks.failed:
+                raise RuntimeError(f"API could not start on {config.host}:{config.port}")
+            await asyncio.sleep(0.01)
+        host, port = server.servers[0].sockets[0].getsockname()[:2]
+        self.api_url = f"http://{host}:{port}"
+
+        async def stop_api() -> None:
+            server.should_exit = True
+
+        self._stack.push_async_callback(stop_api)
+
+    async def serve_forever(self) -> None:
+        """Run until cancelled, or until a stage dies (then raise its error)."""
+        assert self._tasks is not None
+        await self._tasks.wait_failed()
+
+    # ------------------------------------------------------------------ ingest
+
+    async def _ingest(self) -> None:
+        """MQTT batches -> decode -> journal append (group commit) -> queued for ack."""
+        unknown_reject = self.settings.ingest.unknown_devices == "reject"
+        while True:
+            batch = await self.source.next_batch()
+            encoded: list[bytes] = []
+            for raw in batch:
+                decoded = self.decoder.decode(raw)
+                for reading in decoded.readings:
+                    if unknown_reject and not self.registry.is_provisioned(reading.device_id):
+                        encoded.append(records.encode(_unknown(raw, reading)))
+                        continue
+                    encoded.append(records.encode(self.catalog.flag(reading)))
+                encoded.extend(records.encode(st) for st in decoded.statuses)
+                encoded.extend(records.encode(rj) for rj in decoded.rejections)
+            metrics.MESSAGES_RECEIVED.inc(len(batch))
+            append = asyncio.create_task(self.journal.append(encoded)) if encoded else None
+            await self._ingest_queue.put((append, batch))
+
+    async def _ack(self) -> None:
+        """Acknowledge batches to the broker in arrival order, once durable."""
+        while True:
+            append, batch = await self._ingest_queue.get()
+            if append is not None:
+                await append
+            self.source.ack(batch)
+
+    # ------------------------------------------------------------------ consumers
+
+    async def _store_consumer(self) -> None:
+        """Journal -> store, batched; waits (journal keeps the data) while the store is down."""
+        await self._open_store()
+        reader = self.journal.reader("store")
+        max_records = self.settings.influx.batch_size
+        timeout = self.settings.influx.flush_interval_ms / 1000
+        while True:
+            batch = await reader.read(max_records, timeout)
+            if not batch.records:
+                continue
+            readings = [m for m in _decode_all(batch.records) if isinstance(m, Reading)]
+            if readings:
+                refused = await self.sink.write(readings)
+                if refused:
+                    self.dead_letters.add([_refused(r, why, self.clock) for r, why in refused])
+            reader.commit(batch.end_offset)
+
+    async def _open_store(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self.store.open()
+            except StoreUnavailable as exc:
+                log.warning("store unavailable; readings wait in the journal", error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+            else:
+                return
+
+    async def _live_consumer(self) -> None:
+        """Journal -> registry, dead letters, rules -> alerts; checkpointed with rule state."""
+        reader = self.journal.reader("live")
+        restored = self.rules.load_state()
+        if restored is not None:
+            log.info("rule state restored", journal_offset=restored)
+        last_checkpoint = self.clock.monotonic()
+        pending_offset: int | None = None
+        while True:
+            batch = await reader.read(5000, 0.5)
+            if batch.records:
+                await self._live_batch(_decode_all(batch.records))
+                pending_offset = batch.end_offset
+            if pending_offset is not None and (
+                self.clock.monotonic() - last_checkpoint >= LIVE_CHECKPOINT_S
+            ):
+                self._checkpoint_live(reader, pending_offset)
+                pending_offset = None
+                last_checkpoint = self.clock.monotonic()
+
+    async def _live_batch(self, messages: Sequence[object]) -> None:
+        readings: list[Reading] = []
+        statuses: list[StatusUpdate] = []
+        rejections: list[Rejection] = []
+        for m in messages:
+            if isinstance(m, Reading):
+                readings.append(m)
+            elif isinstance(m, StatusUpdate):
+                statuses.append(m)
+            elif isinstance(m, Rejection):
+                rejections.append(m)
+        if statuses:
+            self.registry.apply_statuses(statuses)
+        if readings:
+            self.registry.apply_readings(readings)
+        if rejections:
+            self.dead_letters.add(rejections)
+        events: list[RuleEvent] = []
+        for reading in readings:
+            events.extend(self.rules.evaluate(reading))
+        if events:
+            await self.alerts.handle(events)
+
+    def _checkpoint_live(self, reader: Any, offset: int) -> None:
+        self.registry.flush()
+        self.rules.save_state(offset)
+        reader.commit(offset)
+
+    async def _timers(self) -> None:
+        """Timer-driven work: no_data and `for:` completion, escalation, stale devices."""
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = self.clock.now_ms()
+            events = self.rules.tick(now)
+            if events:
+                await self.alerts.handle(events)
+            await self.alerts.tick()
+            self.registry.tick(now)
+            self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        metrics.JOURNAL_BYTES.set(self.journal.bytes_on_disk)
+
+    # ------------------------------------------------------------------ health
+
+    async def health(self) -> HealthReport:
+        """Health for GET /api/v1/health: broker, store, journal, dead letters, rules."""
+        store_ok = self.sink.healthy
+        lags = self.journal.lags()
+        problems = self.rules.problems()
+        tasks_ok = self._tasks is not None and not self._tasks.failed
+        checks: dict[str, Any] = {
+            "broker": {"connected": self.source.connected, "url": _redact(self.mqtt_url)},
+            "store": {
+                "backend": self.store.name,
+                "writable": store_ok,
+                "last_error": self.sink.last_error,
+            },
+            "journal": {
+                "bytes": self.journal.bytes_on_disk,
+                "full": self.journal.is_full,
+                "lag_bytes": lags,
+            },
+            "dead_letters": self.dead_letters.counts_by_reason(),
+            "rules": {"problems": [str(p) for p in problems]},
+            "tasks": {"running": tasks_ok},
+        }
+        ready = tasks_ok and self.source.connected and not self.journal.is_full
+        ok = ready and store_ok
+        return HealthReport(ok=ok, ready=ready, checks=checks)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+class _TaskGroupOwner:
+    """Owns the stage tasks: cancels them all when the hub stops; a dying stage fails the hub.
+
+    Not a bare ``asyncio.TaskGroup`` because the group must outlive ``__aenter__``
+    (the hub is itself an async context manager) and expose its failure to health.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._failed = asyncio.Event()
+        self.error: BaseException | None = None
+
+    async def __aenter__(self) -> _TaskGroupOwner:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def create_task(self, coro: Any, *, name: str) -> asyncio.Task[Any]:
+        """Start a named stage task; its failure fails the hub."""
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("stage died", task=task.get_name(), error=repr(exc), exc_info=exc)
+            self.error = exc
+            self._failed.set()
+        elif not self._failed.is_set() and task.get_name() != "hub.api":
+            self.error = RuntimeError(f"stage {task.get_name()} stopped")
+            self._failed.set()
+
+    @property
+    def failed(self) -> bool:
+        """True once any stage has died."""
+        return self._failed.is_set()
+
+    async def wait_failed(self) -> None:
+        """Return never, unless a stage dies: then raise its error."""
+        await self._failed.wait()
+        assert self.error is not None
+        raise self.error
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the hub owns the process's signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def install_signal_handlers(self) -> None:
+        return
+
+
+def _decode_all(blobs: Sequence[bytes]) -> list[object]:
+    out: list[object] = []
+    for blob in blobs:
+        try:
+            out.append(records.decode(blob))
+        except Exception as exc:  # a corrupt record must not stop the consumers
+            log.error("undecodable journal record skipped", error=repr(exc), size=len(blob))
+    return out
+
+
+def _unknown(raw: RawMessage, reading: Reading) -> Rejection:
+    return Rejection(
+        topic=raw.topic,
+        reason="unknown_device",
+        detail=f"device {reading.device_id!r} is not provisioned (HUB_INGEST__UNKNOWN_DEVICES=reject)",
+        payload=raw.payload[:1024],
+        received_ms=raw.received_ms,
+        device_id=reading.device_id,
+        district=reading.district,
+    )
+
+
+def _refused(reading: Reading, why: str, clock: Clock) -> Rejection:
+    metrics_text = ",".join(f"{k}={v}" for k, v in reading.metrics.items())
+    return Rejection(
+        topic=f"store:{reading.asset_type}/{reading.device_id}",
+        reason="store_refused",
+        detail=why,
+        payload=f"ts={reading.ts_ms} seq={reading.seq} {metrics_text}".encode()[:1024],
+        received_ms=clock.now_ms(),
+        device_id=reading.device_id,
+        district=reading.district,
+    )
+
+
+def _redact(url: str) -> str:
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    return url
+
+
+async def run_forever(settings: Settings) -> int:
+    """`hub run`: run until SIGINT/SIGTERM; exit 0 on a clean stop, 1 if a stage died."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with Hub(settings) as hub:
+            print(f"hub: API and dashboard at {hub.api_url}/  broker {hub.mqtt_url}", flush=True)
+            serving = asyncio.create_task(hub.serve_forever())
+            stopping = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (serving, stopping):
+                task.cancel()
+            if serving in done and serving.exception() is not None:
+                log.error("hub stopped because a stage died", error=repr(serving.exception()))
+                return 1
+    except OSError as exc:
+        log.error("hub could not start", error=str(exc))
+        print(f"hub: {exc}", flush=True)
+        return 1
+    log.info("hub stopped cleanly")
+    return 0

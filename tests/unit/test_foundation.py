@@ -1,0 +1,160 @@
+"""Settings (CONTRACT §5), the SQLite helper, the event bus and CLI time parsing."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from hub.cli import main, parse_time
+from hub.clock import FakeClock
+from hub.events import EventBus
+from hub.messages import AlertEvent, AlertStatus, Severity
+from hub.ports import DeviceStatusEvent
+from hub.settings import ConfigError, load_settings
+from hub.sqlite import connect, migrate
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("HUB_"):
+            monkeypatch.delenv(key)
+
+
+def test_defaults_match_the_contract() -> None:
+    """Every CONTRACT §5 default is what the contract says."""
+    s = load_settings()
+    assert s.data_dir == Path("./var")
+    assert s.mqtt.url == ""
+    assert s.mqtt.embedded
+    assert s.mqtt.embedded_listen == "127.0.0.1:1883"
+    assert s.mqtt.topic_prefix == "city"
+    assert s.mqtt.client_id == "hub"
+    assert s.store.backend == "embedded"
+    assert s.influx.api == "v1"
+    assert s.influx.database == "hub"
+    assert s.ingest.unknown_devices == "accept"
+    assert s.ingest.max_payload_bytes == 64 * 1024
+    assert s.rules.paths == ["rules"]
+    assert (s.api.host, s.api.port) == ("127.0.0.1", 8080)
+
+
+def test_environment_nested_and_comma_lists(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HUB_* variables nest with __ and HUB_RULES__PATHS splits on commas."""
+    monkeypatch.setenv("HUB_MQTT__URL", "mqtt://u:p@broker:1884")
+    monkeypatch.setenv("HUB_RULES__PATHS", "rules, /etc/hub/rules ,")
+    monkeypatch.setenv("HUB_INFLUX__TOKEN", "t0k3n-xyz")
+    monkeypatch.setenv("HUB_API__PORT", "9090")
+    s = load_settings()
+    assert s.mqtt.url == "mqtt://u:p@broker:1884"
+    assert not s.mqtt.embedded
+    assert s.rules.paths == ["rules", "/etc/hub/rules"]
+    assert s.influx.token is not None
+    assert s.influx.token.get_secret_value() == "t0k3n-xyz"
+    assert "t0k3n" not in repr(s)
+    assert s.api.port == 9090
+
+
+def test_config_file_under_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--config values apply, and the environment wins over them."""
+    cfg = tmp_path / "hub.yaml"
+    cfg.write_text("data_dir: /srv/hub\nmqtt:\n  topic_prefix: town\napi:\n  port: 7000\n")
+    monkeypatch.setenv("HUB_API__PORT", "7001")
+    s = load_settings(cfg)
+    assert s.data_dir == Path("/srv/hub")
+    assert s.mqtt.topic_prefix == "town"
+    assert s.api.port == 7001
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("mqtt:\n  url: http://x\n", "mqtt.url"),
+        ("mqtt:\n  nope: 1\n", "mqtt.nope"),
+        ("store:\n  backend: influxdb\n", "HUB_INFLUX__URL"),
+        ("- a\n- b\n", "mapping"),
+        ("mqtt: [unclosed\n", "hub.yaml"),
+    ],
+)
+def test_bad_config_is_a_clear_error(tmp_path: Path, text: str, fragment: str) -> None:
+    """A wrong setting names the setting (or file) instead of a traceback."""
+    cfg = tmp_path / "hub.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=fragment.replace(".", r"\.")):
+        load_settings(cfg)
+
+
+def test_cli_reports_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`hub --config bad.yaml rules check` exits 2 with the problem on stderr."""
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("api:\n  port: -1\n")
+    assert main(["--config", str(cfg), "rules", "check"]) == 2
+    assert "api.port" in capsys.readouterr().err
+
+
+def test_parse_time_forms() -> None:
+    """Backtest times are RFC 3339 with offset or epoch ms; naive times are refused."""
+    assert parse_time("1764178200123") == 1764178200123
+    assert parse_time("2025-11-26T17:30:00Z") == 1764178200000
+    assert parse_time("2025-11-26T18:30:00+01:00") == 1764178200000
+    with pytest.raises(ValueError, match="offset"):
+        parse_time("2025-11-26T17:30:00")
+    with pytest.raises(ValueError, match="RFC 3339"):
+        parse_time("yesterday")
+
+
+def test_migrations_apply_once(tmp_path: Path) -> None:
+    """Each component's migrations run once, in order, and survive reopening."""
+    conn = connect(tmp_path / "hub.db")
+    steps = ["CREATE TABLE a (x INTEGER);\n", "ALTER TABLE a ADD COLUMN y TEXT;\n"]
+    assert migrate(conn, "thing", steps[:1]) == 1
+    assert migrate(conn, "thing", steps) == 2
+    conn.close()
+    conn = connect(tmp_path / "hub.db")
+    assert migrate(conn, "thing", steps) == 2
+    conn.execute("INSERT INTO a (x, y) VALUES (1, 'z')")
+    assert conn.execute("SELECT y FROM a").fetchone()[0] == "z"
+
+
+def test_failed_migration_rolls_back(tmp_path: Path) -> None:
+    """A broken migration leaves neither its tables nor its version behind."""
+    conn = connect(tmp_path / "hub.db")
+    with pytest.raises(Exception, match="syntax"):
+        migrate(conn, "thing", ["CREATE TABLE b (x INTEGER);\nTHIS IS NOT SQL;\n"])
+    assert migrate(conn, "thing", []) == 0
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "b" not in names
+
+
+def test_fake_clock_moves_only_forward() -> None:
+    """The fake clock advances when told and refuses to go back."""
+    clock = FakeClock(1_000)
+    clock.advance(1.5)
+    assert clock.now_ms() == 2_500
+    assert clock.monotonic() == 1.5
+    with pytest.raises(ValueError):
+        clock.set_ms(2_000)
+
+
+async def test_event_bus_slow_subscriber_loses_oldest_only() -> None:
+    """A full subscriber queue drops its oldest events; publish never blocks."""
+    bus = EventBus(queue_size=2)
+    stream = bus.subscribe()
+    first = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0)  # let the subscription register (not a timing wait)
+    assert bus.subscribers == 1
+    events = [DeviceStatusEvent(f"dev{i}", "d01", "manhole", "online", i) for i in range(4)]
+    for e in events:
+        bus.publish(e)
+    got = [await first, await anext(stream)]
+    assert bus.dropped == 2
+    assert got == [events[2], events[3]]
+    alert = AlertEvent("a1", "r", AlertStatus.FIRING, Severity.CRITICAL, "d01", "x", "s", 1, "sum")
+    bus.publish(alert)
+    assert await anext(stream) == alert
+    await stream.aclose()
+    assert bus.subscribers == 0
