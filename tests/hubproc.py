@@ -40,6 +40,8 @@ class HubProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "hub.log"
         self._admin_key: str | None = None
+        #: Command prefix for the hub process (e.g. a profiler).
+        self.wrap: list[str] = []
 
     @property
     def url(self) -> str:
@@ -71,7 +73,7 @@ class HubProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hub", "run"],
+            [*self.wrap, sys.executable, "-m", "hub", "run"],
             env=self.env,
             cwd=REPO,
             stdout=log,

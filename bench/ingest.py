@@ -1,0 +1,144 @@
+"""End-to-end ingest benchmark (issue 2): MQTT -> hub -> InfluxDB on this machine.
+
+10,000 devices in 20 districts publish 200,000 QoS 1 readings through a real
+Mosquitto into `hub run`, which stores them in a real InfluxDB 1.x. Prints, per
+run and as the median of the runs: end-to-end rate (first publish -> last point
+stored), readings lost, hub CPU seconds per 1,000 readings, hub peak RSS.
+
+    python3 bench/ingest.py                      # 3 runs, full size
+    python3 bench/ingest.py --runs 1 --readings 20000 --devices 1000
+    python3 bench/ingest.py --profile            # + py-spy flame graph of the hub
+
+Target: >= 15,000 readings/s sustained, 0 lost, peak RSS < 300 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.loadgen import publish_readings  # noqa: E402
+
+from tests.hubproc import HubProcess, env_for  # noqa: E402
+from tests.services import InfluxDB1, Mosquitto, wait_for  # noqa: E402
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """VmHWM: the process's peak resident set, as the kernel counted it."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def one_run(args: argparse.Namespace, run: int, workdir: Path) -> dict[str, float]:
+    """One full run on fresh Mosquitto, InfluxDB and hub data."""
+    broker = Mosquitto(workdir / f"mosquitto-{run}")
+    influx = InfluxDB1(workdir / f"influx-{run}")
+    broker.start()
+    influx.start()
+    db = "bench"
+    prefix = "bench"
+    env = env_for(
+        prefix,
+        broker.url,
+        HUB_STORE__BACKEND="influxdb",
+        HUB_INFLUX__URL=influx.url,
+        HUB_INFLUX__DATABASE=db,
+        HUB_LOG__LEVEL="WARNING",
+        HUB_RULES__PATHS=str(REPO / "rules"),
+    )
+    hub = HubProcess(workdir / f"hub-{run}", env)
+    if args.profile:
+        hub.wrap = ["py-spy", "record", "--rate", "200", "-o", str(args.profile_out), "--"]
+    hub.start()
+    assert hub.proc is not None
+    proc = psutil.Process(hub.proc.pid)
+    if args.profile:
+        proc = next((c for c in proc.children(recursive=True) if "hub" in " ".join(c.cmdline())), proc)
+    cpu0 = proc.cpu_times()
+    t0 = time.monotonic()
+    figures = publish_readings(
+        broker.url,
+        prefix,
+        devices=args.devices,
+        districts=args.districts,
+        total=args.readings,
+        processes=args.processes,
+    )
+    published = time.monotonic()
+
+    def stored() -> bool:
+        return influx.count(db, "flood_gauge", "seq") >= args.readings
+
+    try:
+        wait_for(stored, timeout=args.timeout, interval=0.2, what="all readings stored")
+    except TimeoutError:
+        pass
+    t1 = time.monotonic()
+    n = influx.count(db, "flood_gauge", "seq")
+    cpu1 = proc.cpu_times()
+    cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    rss = _peak_rss_mb(proc.pid)
+    health = httpx.get(f"{hub.url}/api/v1/health", timeout=5).json()
+    hub.stop()
+    influx.stop()
+    broker.stop()
+    result = {
+        "rate": n / (t1 - t0),
+        "publish_rate": figures.get("rate", args.readings / (published - t0)),
+        "lost": args.readings - n,
+        "cpu_per_1000": cpu / max(n, 1) * 1000,
+        "peak_rss_mb": rss,
+        "seconds": t1 - t0,
+    }
+    print(
+        f"run {run}: {result['rate']:,.0f} readings/s end-to-end "
+        f"(published at {result['publish_rate']:,.0f}/s), lost {result['lost']}, "
+        f"hub CPU {result['cpu_per_1000']:.3f} s/1000 readings, peak RSS {rss:.0f} MB, "
+        f"journal lag {health['checks']['journal']['lag_bytes']}",
+        flush=True,
+    )
+    return result
+
+
+def main() -> None:
+    """Run the benchmark and print each run and the medians."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--readings", type=int, default=200_000)
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--districts", type=int, default=20)
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile-out", type=Path, default=REPO / "bench" / "out" / "ingest.svg")
+    args = parser.parse_args()
+    args.profile_out.parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    try:
+        results = [one_run(args, run, workdir) for run in range(1, args.runs + 1)]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    med = {k: statistics.median(r[k] for r in results) for k in results[0]}
+    print(
+        f"median of {len(results)}: {med['rate']:,.0f} readings/s end-to-end, "
+        f"lost {med['lost']:.0f}, hub CPU {med['cpu_per_1000']:.3f} s per 1000 readings, "
+        f"peak RSS {med['peak_rss_mb']:.0f} MB "
+        f"({args.readings:,} readings, {args.devices:,} devices, {args.districts} districts)"
+    )
+
+
+if __name__ == "__main__":
+    main()
