@@ -203,6 +203,18 @@ class Conflict(Exception):
     """The change is not possible in the thing's current state (e.g. ack a resolved alert)."""
 
 
+class DeliveryError(Exception):
+    """A notifier could not deliver; ``retryable`` says whether trying again may help.
+
+    Defined here (not in ``hub.notifiers``) because the alert manager's outbox must
+    tell the two cases apart and stage packages do not import each other.
+    """
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
 class AlertServicePort(Protocol):
     """Alerts for the API (alerts package implements it)."""
 

@@ -1,0 +1,85 @@
+"""Incidents: alerts that share the grouping labels (district, asset type by default)
+and arrive within the grouping window of each other belong to one incident."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Mapping, Sequence
+
+
+def group_labels(by: Sequence[str], labels: Mapping[str, str]) -> dict[str, str]:
+    """The grouping labels of an alert (absent labels group as empty)."""
+    return {k: labels.get(k, "") for k in by}
+
+
+def assign_incident(
+    conn: sqlite3.Connection,
+    by: Sequence[str],
+    window_ms: int,
+    labels: Mapping[str, str],
+    now_ms: int,
+) -> str:
+    """The incident a newly opened alert joins (an open or recently closed one of its
+    group), or a new one; counts the alert in. Runs inside the caller's transaction."""
+    grouped = group_labels(by, labels)
+    key = json.dumps(grouped, sort_keys=True)
+    row = conn.execute(
+        "SELECT id FROM incidents WHERE group_key = ?"
+        " AND (closed_ms IS NULL OR closed_ms >= ?) AND last_ms >= ?"
+        " ORDER BY last_ms DESC LIMIT 1",
+        (key, now_ms - window_ms, now_ms - window_ms),
+    ).fetchone()
+    if row is None:
+        row = conn.execute(
+            "SELECT id FROM incidents WHERE group_key = ? AND closed_ms IS NULL"
+            " ORDER BY last_ms DESC LIMIT 1",
+            (key,),
+        ).fetchone()
+    if row is not None:
+        conn.execute(
+            "UPDATE incidents SET last_ms = ?, closed_ms = NULL,"
+            " alert_count = alert_count + 1, open_count = open_count + 1 WHERE id = ?",
+            (now_ms, row["id"]),
+        )
+        return str(row["id"])
+    incident_id = "inc-" + uuid.uuid4().hex[:16]
+    conn.execute(
+        "INSERT INTO incidents (id, group_key, labels, opened_ms, last_ms, alert_count,"
+        " open_count) VALUES (?, ?, ?, ?, ?, 1, 1)",
+        (incident_id, key, key, now_ms, now_ms),
+    )
+    return incident_id
+
+
+def release_alert(conn: sqlite3.Connection, incident_id: str | None, now_ms: int) -> None:
+    """An alert of the incident resolved; the incident closes with its last alert."""
+    if incident_id is None:
+        return
+    conn.execute(
+        "UPDATE incidents SET open_count = MAX(open_count - 1, 0), last_ms = ?,"
+        " closed_ms = CASE WHEN open_count <= 1 THEN ? ELSE NULL END WHERE id = ?",
+        (now_ms, now_ms, incident_id),
+    )
+
+
+def incident_summary(conn: sqlite3.Connection, incident_id: str | None) -> dict[str, object]:
+    """Id, grouping labels and alert counts of an incident (for notification payloads)."""
+    if incident_id is None:
+        return {}
+    row = conn.execute(
+        "SELECT id, labels, opened_ms, closed_ms, alert_count, open_count FROM incidents"
+        " WHERE id = ?",
+        (incident_id,),
+    ).fetchone()
+    if row is None:
+        return {}
+    return {
+        "id": row["id"],
+        "labels": json.loads(row["labels"]),
+        "opened_ms": row["opened_ms"],
+        "closed_ms": row["closed_ms"],
+        "alerts": row["alert_count"],
+        "open_alerts": row["open_count"],
+    }

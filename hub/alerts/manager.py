@@ -1,0 +1,699 @@
+"""The alert manager: rule state changes in, alerts and notifications out.
+
+The pipeline, in the order a rule event meets it (Alertmanager's stages, made durable)::
+
+    RuleEvent -> lifecycle (one active alert per rule and source; flapping hold)
+              -> grouping (incident) -> routing (routes.yaml tree) -> schedule
+              -> [tick / at once] due steps -> silences, maintenance, inhibition
+              -> outbox (SQLite, same transaction) -> delivery worker -> notifier
+              -> notification log (dedup)
+
+Every change runs in one SQLite transaction, and ``on_event`` sees each transition
+only after it is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from hub import metrics
+from hub.alerts import escalation, lifecycle, notify_log
+from hub.alerts.cap import cap_messages, render_cap, render_feed
+from hub.alerts.db import migrate_alerts, transaction
+from hub.alerts.escalation import DueStep
+from hub.alerts.figures import response_figures
+from hub.alerts.grouping import assign_incident, incident_summary, release_alert
+from hub.alerts.inhibition import Inhibitor
+from hub.alerts.lifecycle import ACTIVE, alert_dict, match_labels, series_key, to_record
+from hub.alerts.notify_log import OutboxItem, Sender
+from hub.alerts.routing import RoutesFile, plan_routes
+from hub.alerts.silences import SilenceBook
+from hub.clock import Clock
+from hub.logging import get_logger
+from hub.messages import AlertEvent, AlertStatus, RuleEvent, RuleState, Severity
+from hub.ports import (
+    AlertFilter,
+    AlertRecord,
+    Conflict,
+    DeliveryError,
+    NotFound,
+    Scope,
+    Silence,
+    Transition,
+)
+
+log = get_logger(__name__)
+
+#: How long a delivery worker sleeps when idle before looking at its queue again
+#: (it is woken at once by new notifications; this only bounds a missed wake-up).
+IDLE_POLL_S = 1.0
+#: Resolved alerts stay in the Atom feed (as CAP Cancel messages) this long.
+FEED_RESOLVED_MS = 24 * 3_600_000
+
+Locate = Callable[[str], tuple[float, float] | None]
+
+
+class AlertManager:
+    """Implements hub.ports.AlertServicePort, plus handle/tick/run/close for the runtime."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        routes: RoutesFile,
+        notifiers: Mapping[str, Sender],
+        *,
+        clock: Clock,
+        on_event: Callable[[AlertEvent], None],
+        locate: Locate,
+        sender: str = "hub@city.example",
+    ) -> None:
+        self._conn = conn
+        self._routes = routes
+        self._notifiers = dict(notifiers)
+        self._clock = clock
+        self._on_event = on_event
+        self._locate = locate
+        self._sender = sender
+        migrate_alerts(conn)
+        self._silences = SilenceBook(conn, routes.maintenance)
+        self._inhibitor = Inhibitor(routes.inhibit)
+        for row in conn.execute("SELECT * FROM alerts WHERE status IN ('firing', 'acknowledged')"):
+            self._inhibitor.activate(row["id"], match_labels(row))
+        self._wake: dict[str, asyncio.Event] = {name: asyncio.Event() for name in notifiers}
+        self.bad_events = 0
+
+    # ------------------------------------------------------------------ pipeline in
+
+    async def handle(self, events: Sequence[RuleEvent]) -> None:
+        """Apply rule state changes; notifications due now are queued at once."""
+        now = self._clock.now_ms()
+        emitted: list[AlertEvent] = []
+        with transaction(self._conn):
+            for ev in events:
+                self._conn.execute("SAVEPOINT ev")
+                try:
+                    self._apply(ev, now, emitted)
+                except (ValueError, TypeError, KeyError) as exc:
+                    # Bad input never raises into the loop: count it, say so, go on.
+                    self._conn.execute("ROLLBACK TO ev")
+                    self.bad_events += 1
+                    log.error(  # noqa: TRY400  (expected bad input: no traceback)
+                        "bad rule event dropped", rule_id=ev.rule_id, error=repr(exc)
+                    )
+                self._conn.execute("RELEASE ev")
+            self._process_due(now, emitted)
+        self._publish(emitted)
+
+    async def tick(self) -> None:
+        """Timer work: held resolutions, group wait, repeats, escalation steps."""
+        now = self._clock.now_ms()
+        emitted: list[AlertEvent] = []
+        with transaction(self._conn):
+            hold_since = now - self._routes.flapping.hold
+            rows = self._conn.execute(
+                "SELECT * FROM alerts WHERE resolve_pending_ms IS NOT NULL"
+                " AND resolve_pending_ms <= ?",
+                (hold_since,),
+            ).fetchall()
+            for row in rows:
+                self._resolve(row, now, "rule", "cleared and stayed clear (flapping hold)", emitted)
+            self._process_due(now, emitted)
+        self._publish(emitted)
+        for event in self._wake.values():
+            event.set()
+
+    def _publish(self, emitted: Sequence[AlertEvent]) -> None:
+        for event in emitted:
+            metrics.ALERTS.labels(event.status.value, event.severity.label).inc()
+            try:
+                self._on_event(event)
+            except Exception:  # a broken listener must not break the alert pipeline
+                log.exception("alert event listener failed", alert_id=event.alert_id)
+        if emitted:
+            for wake in self._wake.values():
+                wake.set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _apply(self, ev: RuleEvent, now: int, emitted: list[AlertEvent]) -> None:
+        if ev.state not in (RuleState.FIRING, RuleState.RESOLVED):
+            return  # pending/inactive are for the rules view, not for responders
+        key = series_key(ev.rule_id, ev.district, ev.source)
+        row = self._conn.execute("SELECT * FROM alerts WHERE active_key = ?", (key,)).fetchone()
+        if ev.state is RuleState.FIRING:
+            if row is None:
+                self._open(ev, key, now, emitted)
+            else:
+                self._update(row, ev, now, emitted)
+            return
+        if row is None or row["resolve_pending_ms"] is not None:
+            return
+        if self._flapping(row, now):
+            self._conn.execute(
+                "UPDATE alerts SET resolve_pending_ms = ?, updated_ms = ? WHERE id = ?",
+                (now, now, row["id"]),
+            )
+            lifecycle.add_transition(
+                self._conn,
+                row["id"],
+                now,
+                "updated",
+                "rule",
+                "rule cleared; resolution held back because the alert is flapping",
+                {"hold_ms": self._routes.flapping.hold},
+            )
+            return
+        self._resolve(row, now, "rule", ev.explanation.summary or "rule cleared", emitted)
+
+    def _flapping(self, row: sqlite3.Row, now: int) -> bool:
+        f = self._routes.flapping
+        (opened,) = self._conn.execute(
+            "SELECT COUNT(*) FROM alerts WHERE rule_id = ? AND district = ? AND source = ?"
+            " AND started_ms >= ?",
+            (row["rule_id"], row["district"], row["source"], now - f.window),
+        ).fetchone()
+        return int(opened) >= f.threshold
+
+    def _open(self, ev: RuleEvent, key: str, now: int, emitted: list[AlertEvent]) -> None:
+        previous = self._conn.execute(
+            "SELECT id FROM alerts WHERE rule_id = ? AND district = ? AND source = ?"
+            " ORDER BY started_ms DESC LIMIT 1",
+            (ev.rule_id, ev.district, ev.source),
+        ).fetchone()
+        reopened_from = previous["id"] if previous is not None else None
+        alert_id = uuid.uuid4().hex
+        labels = {str(k): str(v) for k, v in ev.labels.items()}
+        identity = {
+            **labels,
+            "district": ev.district,
+            "asset_type": ev.asset_type,
+            "severity": ev.severity.label,
+            "rule_id": ev.rule_id,
+            "source": ev.source,
+        }
+        g = self._routes.grouping
+        incident_id = assign_incident(self._conn, g.by, g.window, identity, now)
+        summary = ev.explanation.summary or ev.description or ev.rule_id
+        self._conn.execute(
+            "INSERT INTO alerts (id, rule_id, rule_version, status, severity, district,"
+            " asset_type, source, summary, description, labels, explanation, started_ms,"
+            " updated_ms, incident_id, reopened_from, active_key, reading_received_ms)"
+            " VALUES (?, ?, ?, 'firing', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                alert_id,
+                ev.rule_id,
+                ev.rule_version,
+                int(ev.severity),
+                ev.district,
+                ev.asset_type,
+                ev.source,
+                summary,
+                ev.description,
+                json.dumps(labels, sort_keys=True),
+                _explanation_json(ev),
+                now,
+                now,
+                incident_id,
+                reopened_from,
+                key,
+                ev.reading_received_ms,
+            ),
+        )
+        lifecycle.add_transition(
+            self._conn,
+            alert_id,
+            now,
+            "firing",
+            "rule",
+            summary,
+            {
+                "rule_version": ev.rule_version,
+                "severity": ev.severity.label,
+                "incident_id": incident_id,
+                "reopened_from": reopened_from,
+            },
+        )
+        self._inhibitor.activate(alert_id, identity)
+        plans = plan_routes(self._routes.route, identity, ev.severity)
+        escalation.schedule(self._conn, alert_id, plans, now, now)
+        row = lifecycle.get_row(self._conn, alert_id)
+        assert row is not None
+        emitted.append(_event(row, AlertStatus.FIRING, now, "rule", summary))
+
+    def _update(self, row: sqlite3.Row, ev: RuleEvent, now: int, emitted: list[AlertEvent]) -> None:
+        old = Severity(row["severity"])
+        summary = ev.explanation.summary or ev.description or ev.rule_id
+        self._conn.execute(
+            "UPDATE alerts SET severity = ?, summary = ?, explanation = ?, rule_version = ?,"
+            " updated_ms = ?, resolve_pending_ms = NULL, reading_received_ms = ? WHERE id = ?",
+            (
+                int(ev.severity),
+                summary,
+                _explanation_json(ev),
+                ev.rule_version,
+                now,
+                ev.reading_received_ms,
+                row["id"],
+            ),
+        )
+        detail: dict[str, Any] = {"severity": ev.severity.label}
+        if old != ev.severity:
+            detail["previous_severity"] = old.label
+        if row["resolve_pending_ms"] is not None:
+            detail["flapping"] = "fired again during the hold; the alert stays open"
+        lifecycle.add_transition(self._conn, row["id"], now, "updated", "rule", summary, detail)
+        fresh = lifecycle.get_row(self._conn, row["id"])
+        assert fresh is not None
+        if ev.severity > old and fresh["status"] == "firing":
+            # A worse severity may match routes the old one did not (e.g. escalation
+            # for emergencies); routes already scheduled keep their repeat timing.
+            plans = plan_routes(self._routes.route, match_labels(fresh), ev.severity)
+            escalation.schedule(self._conn, row["id"], plans, row["started_ms"], now)
+        emitted.append(_event(fresh, AlertStatus(fresh["status"]), now, "rule", "updated"))
+
+    def _resolve(
+        self, row: sqlite3.Row, now: int, actor: str, comment: str, emitted: list[AlertEvent]
+    ) -> sqlite3.Row:
+        self._conn.execute(
+            "UPDATE alerts SET status = 'resolved', resolved_ms = ?, updated_ms = ?,"
+            " active_key = NULL, resolve_pending_ms = NULL WHERE id = ?",
+            (now, now, row["id"]),
+        )
+        tid = lifecycle.add_transition(self._conn, row["id"], now, "resolved", actor, comment)
+        escalation.stop(self._conn, row["id"])
+        release_alert(self._conn, row["incident_id"], now)
+        self._inhibitor.deactivate(row["id"])
+        fresh = lifecycle.get_row(self._conn, row["id"])
+        assert fresh is not None
+        self._follow_up(fresh, "resolved", tid, now, actor, comment)
+        emitted.append(_event(fresh, AlertStatus.RESOLVED, now, actor, comment))
+        return fresh
+
+    # ------------------------------------------------------------------ notifications
+
+    def _muted(self, row: sqlite3.Row, now: int) -> str | None:
+        labels = match_labels(row)
+        reason = self._silences.muting(labels, now)
+        if reason is not None:
+            return reason
+        source = self._inhibitor.inhibited_by(row["id"], labels)
+        return f"inhibited:{source}" if source is not None else None
+
+    def _payload(
+        self,
+        row: sqlite3.Row,
+        kind: str,
+        now: int,
+        *,
+        actor: str = "hub",
+        comment: str = "",
+        step: int = 0,
+    ) -> dict[str, Any]:
+        return {
+            "kind": kind,
+            "ts_ms": now,
+            "actor": actor,
+            "comment": comment,
+            "escalation_step": step,
+            "alert": alert_dict(row),
+            "incident": incident_summary(self._conn, row["incident_id"]),
+            "source_state": lifecycle.source_state(self._conn, row["district"], row["source"], now),
+            "reading_received_ms": row["reading_received_ms"],
+        }
+
+    def _process_due(self, now: int, emitted: list[AlertEvent]) -> None:
+        for step in escalation.due(self._conn, now):
+            row = lifecycle.get_row(self._conn, step.alert_id)
+            if row is None or row["status"] != "firing":
+                escalation.cancel(self._conn, step)
+                continue
+            if self._muted(row, now) is not None:
+                continue  # stays due: notified once the silence or inhibition ends
+            self._notify_step(row, step, now, emitted)
+
+    def _notify_step(
+        self, row: sqlite3.Row, step: DueStep, now: int, emitted: list[AlertEvent]
+    ) -> None:
+        kind = "escalation" if step.stage > 0 else "firing" if step.fired == 0 else "repeat"
+        payload = self._payload(row, kind, now, step=step.stage)
+        for receiver in step.receivers:
+            notify_log.enqueue(
+                self._conn,
+                f"{row['id']}:{receiver}:{step.route}:{step.stage}:{step.fired}",
+                receiver,
+                row["id"],
+                kind,
+                payload,
+                now,
+            )
+            self._conn.execute(
+                "INSERT OR IGNORE INTO alert_receivers (alert_id, receiver, send_resolved)"
+                " VALUES (?, ?, ?)",
+                (row["id"], receiver, int(step.send_resolved)),
+            )
+        escalation.fired(self._conn, step, now)
+        detail: dict[str, Any] = {
+            "receivers": list(step.receivers),
+            "kind": kind,
+            "route": step.route,
+        }
+        if kind == "escalation" and step.fired == 0:
+            detail["step"] = step.stage
+            comment = f"not acknowledged: escalated to {', '.join(step.receivers)}"
+            lifecycle.add_transition(
+                self._conn, row["id"], now, "escalated", "hub", comment, detail
+            )
+            emitted.append(_event(row, AlertStatus.FIRING, now, "hub", comment))
+        else:
+            lifecycle.add_transition(self._conn, row["id"], now, "notified", "hub", "", detail)
+
+    def _follow_up(
+        self, row: sqlite3.Row, kind: str, transition_id: int, now: int, actor: str, comment: str
+    ) -> None:
+        """Tell the receivers already notified of this alert that it was acked / resolved."""
+        receivers = self._conn.execute(
+            "SELECT receiver, send_resolved FROM alert_receivers WHERE alert_id = ?",
+            (row["id"],),
+        ).fetchall()
+        wanted = [r["receiver"] for r in receivers if kind != "resolved" or r["send_resolved"]]
+        if not wanted:
+            return
+        payload = self._payload(row, kind, now, actor=actor, comment=comment)
+        for receiver in wanted:
+            notify_log.enqueue(
+                self._conn,
+                f"{row['id']}:{receiver}:{kind}:{transition_id}",
+                receiver,
+                row["id"],
+                kind,
+                payload,
+                now,
+            )
+
+    # ------------------------------------------------------------------ delivery
+
+    async def run(self) -> None:
+        """Deliver the outbox until cancelled: one worker per receiver, in order."""
+        orphans = {
+            r: n
+            for r, n in notify_log.pending_by_receiver(self._conn).items()
+            if r not in self._notifiers
+        }
+        for receiver, count in orphans.items():
+            log.error(
+                "notifications queued for a receiver that is no longer configured",
+                receiver=receiver,
+                pending=count,
+            )
+        async with asyncio.TaskGroup() as tg:
+            for name, notifier in self._notifiers.items():
+                tg.create_task(self._deliver(name, notifier), name=f"hub.alerts.outbox.{name}")
+
+    async def _deliver(self, name: str, notifier: Sender) -> None:
+        wake = self._wake[name]
+        limit = max(1, int(getattr(notifier, "concurrency", 1)))
+        while True:
+            now = self._clock.now_ms()
+            items, next_ms = notify_log.due(self._conn, name, now, limit)
+            if not items:
+                wake.clear()
+                timeout = IDLE_POLL_S
+                if next_ms is not None:
+                    timeout = min(IDLE_POLL_S, max(0.0, (next_ms - now) / 1000))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout)
+                continue
+            results = await asyncio.gather(*(self._send(notifier, item) for item in items))
+            now = self._clock.now_ms()
+            with transaction(self._conn):
+                for item, error in zip(items, results, strict=True):
+                    self._settle(name, item, error, now)
+
+    async def _send(self, notifier: Sender, item: OutboxItem) -> DeliveryError | None:
+        try:
+            await notifier.send(item.notification)
+        except DeliveryError as exc:
+            return exc
+        except (OSError, TimeoutError) as exc:
+            return DeliveryError(repr(exc), retryable=True)
+        except Exception as exc:  # a notifier bug: drop loudly rather than loop forever
+            log.exception("notifier failed unexpectedly", receiver=item.notification.receiver)
+            return DeliveryError(repr(exc), retryable=False)
+        return None
+
+    def _settle(self, name: str, item: OutboxItem, error: DeliveryError | None, now: int) -> None:
+        n = item.notification
+        if error is None:
+            notify_log.done(self._conn, item, now, "sent")
+            metrics.NOTIFICATIONS.labels(name, "sent").inc()
+        elif error.retryable:
+            due = notify_log.retry_later(self._conn, item, now, str(error))
+            metrics.NOTIFICATIONS.labels(name, "retry").inc()
+            log.warning(
+                "notification failed; will retry",
+                receiver=name,
+                notification_id=n.notification_id,
+                attempt=n.attempt + 1,
+                retry_in_s=(due - now) / 1000,
+                error=str(error),
+            )
+        else:
+            notify_log.done(self._conn, item, now, "failed", str(error))
+            lifecycle.add_transition(
+                self._conn,
+                n.alert_id,
+                now,
+                "notified",
+                "hub",
+                f"delivery to {name} failed for good: {error}",
+                {"receiver": name, "outcome": "failed", "notification_id": n.notification_id},
+            )
+            metrics.NOTIFICATIONS.labels(name, "failed").inc()
+            log.error(
+                "notification dropped: the receiver refused it and retrying will not help",
+                receiver=name,
+                notification_id=n.notification_id,
+                alert_id=n.alert_id,
+                error=str(error),
+            )
+
+    async def close(self) -> None:
+        """Close every notifier (queued notifications stay in the outbox)."""
+        for notifier in self._notifiers.values():
+            try:
+                await notifier.close()
+            except Exception:  # closing is best effort; the process is stopping
+                log.exception("closing a notifier failed")
+
+    def pending_notifications(self) -> dict[str, int]:
+        """Queued notifications per receiver (for health and tests)."""
+        return notify_log.pending_by_receiver(self._conn)
+
+    # ------------------------------------------------------------------ operator actions
+
+    def _require(self, alert_id: str) -> sqlite3.Row:
+        row = lifecycle.get_row(self._conn, alert_id)
+        if row is None:
+            raise NotFound(f"no alert {alert_id}")
+        return row
+
+    async def acknowledge(self, alert_id: str, actor: str, comment: str) -> AlertRecord:
+        """Acknowledge a firing alert: stops its repeats and escalation."""
+        now = self._clock.now_ms()
+        emitted: list[AlertEvent] = []
+        with transaction(self._conn):
+            row = self._require(alert_id)
+            if row["status"] != "firing":
+                raise Conflict(
+                    f"alert {alert_id} is {row['status']}; only firing alerts can be acknowledged"
+                )
+            self._conn.execute(
+                "UPDATE alerts SET status = 'acknowledged', acknowledged_ms = ?, updated_ms = ?"
+                " WHERE id = ?",
+                (now, now, alert_id),
+            )
+            tid = lifecycle.add_transition(
+                self._conn, alert_id, now, "acknowledged", actor, comment
+            )
+            escalation.stop(self._conn, alert_id)
+            fresh = self._require(alert_id)
+            self._follow_up(fresh, "acknowledged", tid, now, actor, comment)
+            emitted.append(_event(fresh, AlertStatus.ACKNOWLEDGED, now, actor, comment))
+        self._publish(emitted)
+        return to_record(fresh, muted=self._muted(fresh, now) is not None)
+
+    async def resolve(self, alert_id: str, actor: str, comment: str) -> AlertRecord:
+        """Resolve an open alert by hand."""
+        now = self._clock.now_ms()
+        emitted: list[AlertEvent] = []
+        with transaction(self._conn):
+            row = self._require(alert_id)
+            if row["status"] == "resolved":
+                raise Conflict(f"alert {alert_id} is already resolved")
+            fresh = self._resolve(row, now, actor, comment, emitted)
+        self._publish(emitted)
+        return to_record(fresh)
+
+    async def comment(self, alert_id: str, actor: str, comment: str) -> AlertRecord:
+        """Add a comment to an alert's timeline."""
+        now = self._clock.now_ms()
+        with transaction(self._conn):
+            row = self._require(alert_id)
+            lifecycle.add_transition(self._conn, alert_id, now, "commented", actor, comment)
+        self._publish([_event(row, AlertStatus(row["status"]), now, actor, comment)])
+        return to_record(row, muted=self._muted(row, now) is not None)
+
+    # ------------------------------------------------------------------ reads
+
+    def list_alerts(self, flt: AlertFilter, scope: Scope) -> list[AlertRecord]:
+        """Alerts matching ``flt`` inside ``scope``, newest first."""
+        where, args = _where(flt, scope)
+        rows = self._conn.execute(
+            f"SELECT * FROM alerts{where} ORDER BY started_ms DESC, id LIMIT ? OFFSET ?",  # noqa: S608  (placeholders only)
+            (*args, max(0, flt.limit), max(0, flt.offset)),
+        ).fetchall()
+        now = self._clock.now_ms()
+        return [
+            to_record(r, muted=r["status"] != "resolved" and self._muted(r, now) is not None)
+            for r in rows
+        ]
+
+    def get_alert(self, alert_id: str) -> AlertRecord | None:
+        """One alert, or None."""
+        row = lifecycle.get_row(self._conn, alert_id)
+        if row is None:
+            return None
+        muted = row["status"] != "resolved" and self._muted(row, self._clock.now_ms()) is not None
+        return to_record(row, muted=muted)
+
+    def timeline(self, alert_id: str) -> list[Transition]:
+        """Transitions of one alert, oldest first."""
+        return lifecycle.timeline(self._conn, alert_id)
+
+    def list_silences(self, include_expired: bool) -> list[Silence]:
+        """Silences, newest first."""
+        return self._silences.list(self._clock.now_ms(), include_expired=include_expired)
+
+    def create_silence(
+        self, matchers: Mapping[str, str], starts_ms: int, ends_ms: int, actor: str, comment: str
+    ) -> Silence:
+        """Create a silence / maintenance window (raises ValueError on a bad one)."""
+        silence = self._silences.create(
+            matchers, starts_ms, ends_ms, actor, comment, self._clock.now_ms()
+        )
+        log.info("silence created", silence_id=silence.id, matchers=dict(matchers), actor=actor)
+        return silence
+
+    def expire_silence(self, silence_id: str, actor: str) -> Silence:
+        """End a silence now; raises NotFound."""
+        silence = self._silences.expire(silence_id, self._clock.now_ms())
+        log.info("silence expired", silence_id=silence_id, actor=actor)
+        return silence
+
+    def cap_xml(self, alert_id: str, message_index: int = -1) -> str:
+        """The alert's latest (or ``message_index``-th) CAP 1.2 message; raises NotFound."""
+        row = self._require(alert_id)
+        return render_cap(
+            to_record(row),
+            self.timeline(alert_id),
+            sender=self._sender,
+            locate=self._locate,
+            message_index=message_index,
+        )
+
+    def cap_feed(self, scope: Scope, base_url: str) -> str:
+        """Atom feed of current CAP messages: open alerts and those resolved in the last day."""
+        now = self._clock.now_ms()
+        where, args = _where(AlertFilter(), scope)
+        joiner = " AND " if where else " WHERE "
+        rows = self._conn.execute(
+            f"SELECT * FROM alerts{where}{joiner}"  # noqa: S608  (placeholders only)
+            "(status IN ('firing', 'acknowledged') OR resolved_ms >= ?)"
+            " ORDER BY updated_ms DESC LIMIT 500",
+            (*args, now - FEED_RESOLVED_MS),
+        ).fetchall()
+        entries = []
+        for row in rows:
+            record = to_record(row)
+            messages = cap_messages(record, self.timeline(record.id))
+            if messages:
+                entries.append((record, messages[-1]))
+        return render_feed(entries, base_url=base_url, now_ms=now, sender=self._sender)
+
+    def response_figures(self, flt: AlertFilter, scope: Scope) -> dict[str, Any]:
+        """Time to acknowledge / resolve: count, median, p90; overall and per dimension."""
+        where, args = _where(flt, scope)
+        rows = self._conn.execute(f"SELECT * FROM alerts{where}", args).fetchall()  # noqa: S608
+        return response_figures(to_record(r) for r in rows)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _explanation_json(ev: RuleEvent) -> str:
+    e = ev.explanation
+    return json.dumps(
+        {
+            "summary": e.summary,
+            "threshold": e.threshold,
+            "observed": dict(e.observed),
+            "readings": [list(r) for r in e.readings],
+            "rule_version": ev.rule_version,
+            "ts_ms": ev.ts_ms,
+        },
+        default=str,
+    )
+
+
+def _event(row: sqlite3.Row, status: AlertStatus, now: int, actor: str, comment: str) -> AlertEvent:
+    return AlertEvent(
+        alert_id=row["id"],
+        rule_id=row["rule_id"],
+        status=status,
+        severity=Severity(row["severity"]),
+        district=row["district"],
+        asset_type=row["asset_type"],
+        source=row["source"],
+        ts_ms=now,
+        summary=row["summary"],
+        labels=json.loads(row["labels"]),
+        actor=actor,
+        comment=comment,
+        reopened_from=row["reopened_from"],
+    )
+
+
+def _where(flt: AlertFilter, scope: Scope) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if flt.state == "active":
+        clauses.append(f"status IN ({', '.join('?' for _ in ACTIVE)})")
+        args.extend(ACTIVE)
+    elif flt.state:
+        clauses.append("status = ?")
+        args.append(flt.state)
+    for column, value in (
+        ("district", flt.district),
+        ("asset_type", flt.asset_type),
+        ("rule_id", flt.rule_id),
+    ):
+        if value:
+            clauses.append(f"{column} = ?")
+            args.append(value)
+    if flt.severity:
+        clauses.append("severity = ?")
+        args.append(int(Severity.parse(flt.severity)))
+    for column, allowed in (("district", scope.districts), ("asset_type", scope.asset_types)):
+        if allowed is not None:
+            if not allowed:
+                clauses.append("0")
+                continue
+            clauses.append(f"{column} IN ({', '.join('?' for _ in allowed)})")
+            args.extend(sorted(allowed))
+    return ((" WHERE " + " AND ".join(clauses)) if clauses else ""), args

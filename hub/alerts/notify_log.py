@@ -1,0 +1,173 @@
+"""The durable outbox and the notification log.
+
+A notification is written to ``outbox`` in the same transaction as the alert change
+that caused it, so it survives a crash, a restart and a receiver outage. The
+delivery worker takes it from there; on success it moves it to ``notify_log`` in
+one transaction. Notification ids are derived from what caused them (alert,
+receiver, schedule step or transition), and nothing whose id is in the log is ever
+queued again: that is the deduplication across restarts.
+
+Delivery is at least once: if the process dies between a receiver's "OK" and the
+log commit, that one notification is sent again after the restart. Receivers can
+drop such a repeat by its ``notification_id``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from hub.messages import Notification
+
+#: Retry delays: 1 s doubling up to 5 min, with ±20 % jitter so that a fleet of
+#: notifications to a receiver that comes back does not arrive in one burst.
+BACKOFF_BASE_MS = 1000
+BACKOFF_MAX_MS = 5 * 60_000
+
+
+class Sender(Protocol):
+    """A notifier as the outbox sees it (hub.notifiers implement it)."""
+
+    concurrency: int
+
+    async def send(self, notification: Notification) -> None:
+        """Deliver, or raise hub.ports.DeliveryError."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def backoff_ms(attempt: int) -> int:
+    """Delay before retry number ``attempt`` (1-based)."""
+    base = min(BACKOFF_MAX_MS, BACKOFF_BASE_MS << min(20, max(0, attempt - 1)))
+    jitter: float = random.uniform(0.8, 1.2)  # noqa: S311  (jitter, not security)
+    return round(base * jitter)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A queued notification."""
+
+    seq: int
+    notification: Notification
+    kind: str
+
+
+def enqueue(
+    conn: sqlite3.Connection,
+    notification_id: str,
+    receiver: str,
+    alert_id: str,
+    kind: str,
+    payload: Mapping[str, Any],
+    now_ms: int,
+) -> bool:
+    """Queue one notification unless it was queued or sent before; True when queued."""
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO outbox (notification_id, receiver, alert_id, kind, payload,"
+        " created_ms, next_attempt_ms)"
+        " SELECT ?, ?, ?, ?, ?, ?, ?"
+        " WHERE NOT EXISTS (SELECT 1 FROM notify_log WHERE notification_id = ?)",
+        (
+            notification_id,
+            receiver,
+            alert_id,
+            kind,
+            json.dumps(payload, separators=(",", ":"), default=str),
+            now_ms,
+            now_ms,
+            notification_id,
+        ),
+    )
+    return cur.rowcount > 0
+
+
+def due(
+    conn: sqlite3.Connection, receiver: str, now_ms: int, limit: int
+) -> tuple[list[OutboxItem], int | None]:
+    """Up to ``limit`` due items from the head of a receiver's queue (in order), and
+    when the head is next due if it is not due yet."""
+    rows = conn.execute(
+        "SELECT seq, notification_id, receiver, alert_id, kind, payload, created_ms, attempt,"
+        " next_attempt_ms FROM outbox WHERE receiver = ? ORDER BY seq LIMIT ?",
+        (receiver, limit),
+    ).fetchall()
+    items: list[OutboxItem] = []
+    for r in rows:
+        if r["next_attempt_ms"] > now_ms:
+            if not items:
+                return [], int(r["next_attempt_ms"])
+            break
+        items.append(
+            OutboxItem(
+                seq=r["seq"],
+                kind=r["kind"],
+                notification=Notification(
+                    notification_id=r["notification_id"],
+                    receiver=r["receiver"],
+                    alert_id=r["alert_id"],
+                    payload=json.loads(r["payload"]),
+                    created_ms=r["created_ms"],
+                    attempt=r["attempt"],
+                ),
+            )
+        )
+    return items, None
+
+
+def done(
+    conn: sqlite3.Connection, item: OutboxItem, now_ms: int, outcome: str, detail: str = ""
+) -> None:
+    """Move an item to the log: ``sent``, or ``failed`` (non-retryable, dropped)."""
+    n = item.notification
+    conn.execute(
+        "INSERT OR REPLACE INTO notify_log (notification_id, receiver, alert_id, kind,"
+        " created_ms, done_ms, attempts, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            n.notification_id,
+            n.receiver,
+            n.alert_id,
+            item.kind,
+            n.created_ms,
+            now_ms,
+            n.attempt + 1,
+            outcome,
+            detail[:500],
+        ),
+    )
+    conn.execute("DELETE FROM outbox WHERE seq = ?", (item.seq,))
+
+
+def retry_later(conn: sqlite3.Connection, item: OutboxItem, now_ms: int, error: str) -> int:
+    """Count a failed attempt and push the item back; returns when it is due again."""
+    attempt = item.notification.attempt + 1
+    next_ms = now_ms + backoff_ms(attempt)
+    conn.execute(
+        "UPDATE outbox SET attempt = ?, next_attempt_ms = ?, last_error = ? WHERE seq = ?",
+        (attempt, next_ms, error[:500], item.seq),
+    )
+    return next_ms
+
+
+def already_sent(conn: sqlite3.Connection, notification_id: str) -> bool:
+    """True when the log has this notification."""
+    return (
+        conn.execute(
+            "SELECT 1 FROM notify_log WHERE notification_id = ?", (notification_id,)
+        ).fetchone()
+        is not None
+    )
+
+
+def pending_by_receiver(conn: sqlite3.Connection) -> dict[str, int]:
+    """Queued notifications per receiver."""
+    return {
+        r["receiver"]: r["n"]
+        for r in conn.execute("SELECT receiver, COUNT(*) AS n FROM outbox GROUP BY receiver")
+    }
