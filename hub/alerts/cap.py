@@ -64,11 +64,13 @@ class CapMessage:
     sent_ms: int
     msg_type: str
     transition: Transition
+    status: str
 
 
 def cap_messages(alert: AlertRecord, timeline: Sequence[Transition]) -> list[CapMessage]:
     """The CAP messages of an alert, oldest first."""
     out: list[CapMessage] = []
+    status = "firing"
     for t in timeline:
         if t.status == "resolved":
             msg_type = "Cancel"
@@ -76,9 +78,10 @@ def cap_messages(alert: AlertRecord, timeline: Sequence[Transition]) -> list[Cap
             msg_type = "Alert" if not out else "Update"
         else:
             continue
-        out.append(
-            CapMessage(f"urn:city-hub:alert:{alert.id}:{len(out) + 1}", t.ts_ms, msg_type, t)
-        )
+        if t.status != "updated":
+            status = t.status  # an update keeps the status the alert had
+        identifier = f"urn:city-hub:alert:{alert.id}:{len(out) + 1}"
+        out.append(CapMessage(identifier, t.ts_ms, msg_type, t, status))
     return out
 
 
@@ -100,6 +103,7 @@ def render_cap(
                 alert.started_ms,
                 "Alert",
                 Transition(alert.started_ms, "firing", "hub"),
+                "firing",
             )
         ]
     index = message_index if message_index >= 0 else len(messages) + message_index
@@ -109,12 +113,11 @@ def render_cap(
         _cap_element(alert, message, earlier, sender=sender, locate=locate),
         encoding="unicode",
         xml_declaration=True,
-        default_namespace=CAP_NS,
     )
 
 
 def _sub(parent: ET.Element, tag: str, text: str) -> ET.Element:
-    el = ET.SubElement(parent, f"{{{CAP_NS}}}{tag}")
+    el = ET.SubElement(parent, tag)
     el.text = text
     return el
 
@@ -127,7 +130,7 @@ def _cap_element(
     sender: str,
     locate: Locate,
 ) -> ET.Element:
-    root = ET.Element(f"{{{CAP_NS}}}alert")
+    root = ET.Element("alert", {"xmlns": CAP_NS})
     _sub(root, "identifier", message.identifier)
     _sub(root, "sender", sender)
     _sub(root, "sent", cap_time(message.sent_ms))
@@ -151,7 +154,7 @@ def _cap_element(
     if alert.incident_id:
         _sub(root, "incidents", alert.incident_id)
 
-    info = ET.SubElement(root, f"{{{CAP_NS}}}info")
+    info = ET.SubElement(root, "info")
     _sub(info, "language", "en-US")
     _sub(info, "category", CATEGORY_BY_ASSET.get(alert.asset_type, "Other"))
     _sub(info, "event", alert.rule_id)
@@ -174,20 +177,20 @@ def _cap_element(
         ("alert_id", alert.id),
         ("asset_type", alert.asset_type),
         ("source", alert.source),
-        ("status", alert.status),
+        ("status", message.status),
     ):
-        param = ET.SubElement(info, f"{{{CAP_NS}}}parameter")
+        param = ET.SubElement(info, "parameter")
         _sub(param, "valueName", name)
         _sub(param, "value", value)
 
-    area = ET.SubElement(info, f"{{{CAP_NS}}}area")
+    area = ET.SubElement(info, "area")
     _sub(area, "areaDesc", f"District {alert.district}")
     if alert.source != "_area":
         point = locate(alert.source)
         if point is not None:
             lat, lon = point
             _sub(area, "circle", f"{lat:.6f},{lon:.6f} {DEVICE_RADIUS_KM}")
-    geocode = ET.SubElement(area, f"{{{CAP_NS}}}geocode")
+    geocode = ET.SubElement(area, "geocode")
     _sub(geocode, "valueName", "district")
     _sub(geocode, "value", alert.district)
     return root
@@ -204,12 +207,12 @@ def render_feed(
     base = base_url.rstrip("/")
 
     def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
-        el = ET.SubElement(parent, f"{{{ATOM_NS}}}{tag}", attrs)
+        el = ET.SubElement(parent, tag, attrs)
         if text is not None:
             el.text = text
         return el
 
-    feed = ET.Element(f"{{{ATOM_NS}}}feed")
+    feed = ET.Element("feed", {"xmlns": ATOM_NS})
     sub(feed, "id", f"{base}/api/v1/alerts/cap.atom")
     sub(feed, "title", "City hub: current alerts (CAP 1.2)")
     sub(feed, "updated", _atom_time(max((m.sent_ms for _, m in entries), default=now_ms)))
@@ -234,7 +237,7 @@ def render_feed(
         )
         sub(entry, "summary", f"{message.msg_type}: {alert.summary or alert.rule_id}")
         sub(entry, "category", term=CATEGORY_BY_ASSET.get(alert.asset_type, "Other"))
-    return ET.tostring(feed, encoding="unicode", xml_declaration=True, default_namespace=ATOM_NS)
+    return ET.tostring(feed, encoding="unicode", xml_declaration=True)
 
 
 def _atom_time(ts_ms: int) -> str:
