@@ -11,6 +11,7 @@ siblings unless it says ``continue: true``, and children inherit ``group_wait``,
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,8 +45,8 @@ def parse_duration_ms(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError("must be a duration such as 30s, 10m or 1h30m")  # noqa: TRY004  (pydantic wants ValueError)
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("must not be negative")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError("must be a finite, non-negative number of seconds")
         return round(value * 1000)
     if not isinstance(value, str):
         raise ValueError("must be a duration such as 30s, 10m or 1h30m")  # noqa: TRY004  (pydantic wants ValueError)

@@ -1,0 +1,210 @@
+"""The routing file: validation with file:line errors, durations, tree semantics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hub.alerts.routing import (
+    RoutesInvalid,
+    load_routes,
+    parse_duration_ms,
+    parse_routes,
+    plan_routes,
+)
+from hub.messages import Severity
+from hub.responders import check_routes, load_routes_file
+from hub.settings import ConfigError
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _labels(**kw: str) -> dict[str, str]:
+    base = {
+        "district": "d01",
+        "asset_type": "bridge",
+        "severity": "warning",
+        "rule_id": "r",
+        "source": "b-1",
+    }
+    return {**base, **kw}
+
+
+def test_repository_routes_file_is_valid() -> None:
+    """rules/routes.yaml (the demo routing) passes the check."""
+    assert check_routes(REPO / "rules" / "routes.yaml") == []
+
+
+def test_demo_routes_send_everything_to_mqtt_and_teams_by_asset() -> None:
+    """Demo tree: every alert reaches MQTT, floods the flood team; emergencies escalate."""
+    routes = load_routes(REPO / "rules" / "routes.yaml")
+    flood = plan_routes(routes.route, _labels(asset_type="flood_gauge"), Severity.WARNING)
+    assert [p.receivers for p in flood] == [("mqtt",), ("flood-team",)]
+    emergency = plan_routes(
+        routes.route, _labels(asset_type="manhole", severity="emergency"), Severity.EMERGENCY
+    )
+    receivers = [r for p in emergency for r in p.receivers]
+    assert receivers == ["mqtt", "duty-officer", "gas-team"]
+    steps = [s for p in emergency for s in p.escalate]
+    assert (600_000, ("emergency-manager",)) in steps
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        (
+            "receivers: []\nroute:\n  receivers: [nobody]\n",
+            3,
+            "route.receivers.0: no receiver named 'nobody'",
+        ),
+        (
+            "receivers:\n  - name: a\n    mqtt: {}\nroute:\n  routes:\n"
+            "    - match: {district: d01}\n      receivers: [a]\n      wait: 5s\n",
+            8,
+            "route.routes.0.wait: Extra inputs are not permitted",
+        ),
+        (
+            "receivers:\n  - name: a\n    mqtt: {}\n    log: {}\nroute: {receivers: [a]}\n",
+            2,
+            "receivers.0: Value error, needs exactly one of mqtt, webhook, apprise, log",
+        ),
+        (
+            "receivers:\n  - name: a\n    mqtt: {}\nroute:\n  receivers: [a]\n  group_wait: soon\n",
+            6,
+            "route.group_wait: Value error, 'soon' is not a duration",
+        ),
+        (
+            "receivers:\n  - name: a\n    mqtt: {}\nroute:\n  receivers: [a]\n  routes:\n"
+            "    - min_severity: huge\n      receivers: [a]\n",
+            7,
+            "route.routes.0.min_severity",
+        ),
+        ("receivers: [\n", 2, "YAML"),
+        ("- just\n- a list\n", 1, "must be a mapping"),
+    ],
+)
+def test_problems_name_file_line_and_key(
+    tmp_path: Path, text: str, line: int, fragment: str
+) -> None:
+    """Each problem says file:line: key.path: message."""
+    path = tmp_path / "routes.yaml"
+    path.write_text(text)
+    problems = check_routes(path)
+    assert problems, "a broken file must not pass"
+    assert problems[0].file == str(path)
+    assert problems[0].line == line, problems
+    assert fragment in problems[0].message, problems
+    assert str(problems[0]).startswith(f"{path}:{line}: ")
+    with pytest.raises(ConfigError):
+        load_routes_file(path)
+
+
+def test_unparsable_apprise_url_is_a_config_error(tmp_path: Path) -> None:
+    """An Apprise URL that Apprise cannot parse is reported at its line."""
+    path = tmp_path / "routes.yaml"
+    path.write_text(
+        "receivers:\n  - name: sms\n    apprise:\n      urls:\n        - json://127.0.0.1:9/ok\n"
+        "        - nonsense-url\nroute: {receivers: [sms]}\n"
+    )
+    problems = check_routes(path)
+    assert [(p.line, p.message) for p in problems] == [
+        (6, "receivers.0.apprise.urls.1: Apprise cannot parse this URL")
+    ]
+
+
+def test_missing_file_falls_back_to_mqtt_only(tmp_path: Path) -> None:
+    """Without a routing file every alert goes to MQTT; an unreadable one is a problem."""
+    routes = load_routes_file(tmp_path / "absent.yaml")
+    assert [r.name for r in routes.receivers] == ["mqtt"]
+    assert check_routes(tmp_path / "absent.yaml")[0].line == 0
+    with pytest.raises(RoutesInvalid):
+        load_routes(tmp_path / "absent.yaml")
+
+
+TREE = """
+receivers: [{name: a, log: {}}, {name: b, log: {}}, {name: c, log: {}}, {name: d, log: {}}]
+route:
+  receivers: [d]
+  group_wait: 1m
+  routes:
+    - match: {district: [d01, d02]}
+      receivers: [a]
+      routes:
+        - match: {source: "wm-*"}
+          receivers: [b]
+          repeat_interval: 5m
+    - match: {district: d01}
+      receivers: [c]
+"""
+
+
+def test_first_match_wins_unless_continue_and_children_inherit() -> None:
+    """Depth-first: the deepest match gets the alert; siblings stop; timings inherit."""
+    routes, problems, _ = parse_routes(TREE, "t.yaml")
+    assert routes is not None, problems
+    deep = plan_routes(routes.route, _labels(source="wm-7"), Severity.INFO)
+    assert [(p.receivers, p.group_wait_ms, p.repeat_ms) for p in deep] == [
+        (("b",), 60_000, 300_000)
+    ]
+    mid = plan_routes(routes.route, _labels(district="d02"), Severity.INFO)
+    assert [p.receivers for p in mid] == [("a",)]
+    root = plan_routes(routes.route, _labels(district="d09"), Severity.INFO)
+    assert [p.receivers for p in root] == [("d",)]
+
+
+def test_root_route_with_matchers_is_refused() -> None:
+    """The root route matches everything; matchers there are an error, not ignored."""
+    _, problems, _ = parse_routes(
+        "receivers: [{name: a, log: {}}]\nroute:\n  match: {district: d01}\n  receivers: [a]\n",
+        "t.yaml",
+    )
+    assert problems
+    assert problems[0].line == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [
+        ("0", 0),
+        ("0s", 0),
+        ("90s", 90_000),
+        ("10m", 600_000),
+        ("1h30m", 5_400_000),
+        ("2d", 172_800_000),
+        (15, 15_000),
+    ],
+)
+def test_durations(text: object, ms: int) -> None:
+    """Durations accept s/m/h/d units and plain seconds."""
+    assert parse_duration_ms(text) == ms
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), -1, "", "5 minutes", True, None])
+def test_bad_durations(bad: object) -> None:
+    """Infinite, negative, empty or wordy durations are refused with ValueError."""
+    with pytest.raises(ValueError):
+        parse_duration_ms(bad)
+
+
+@given(
+    st.one_of(
+        st.text(max_size=12), st.integers(), st.floats(allow_nan=True), st.booleans(), st.none()
+    )
+)
+def test_duration_parser_only_raises_value_error(value: object) -> None:
+    """Any input gives a non-negative duration or a ValueError, nothing else."""
+    try:
+        result = parse_duration_ms(value)
+    except ValueError:
+        return
+    assert result >= 0
+
+
+@given(st.text(max_size=200))
+def test_routes_parser_never_raises(text: str) -> None:
+    """Arbitrary text yields a model or problems, never an exception."""
+    model, problems, _ = parse_routes(text, "fuzz.yaml")
+    assert (model is None) == bool(problems)
