@@ -107,8 +107,10 @@ def _key_path(loc: Sequence[int | str], document: Any) -> str:
         found = _child(node, part)
         if found is not None:
             node = found[0]
-        elif isinstance(part, str) and "[" in part:
-            continue  # pydantic's "[key]" marker or a union member's name
+        elif isinstance(part, str) and (
+            "[" in part or (isinstance(node, CommentedMap) and part in node.values())
+        ):
+            continue  # pydantic's "[key]" marker, or the tag of a discriminated union
         parts.append(f"[{part}]" if isinstance(part, int) else str(part))
     return ".".join(parts).replace(".[", "[") or "(file)"
 
