@@ -16,6 +16,10 @@ class StoreUnavailable(Exception):
     """The store cannot be reached or answered 5xx: retry later, nothing is lost."""
 
 
+class StoreQueryError(ValueError):
+    """The store refused a query (bad request); the message says why. Not retryable."""
+
+
 @dataclass(frozen=True, slots=True)
 class WriteResult:
     """What a write did: points written, and readings the store refused for good."""

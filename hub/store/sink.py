@@ -1,0 +1,142 @@
+"""The store sink: journal batches -> the telemetry store, retried until they land.
+
+Readings stay in the journal until :meth:`StoreSink.write` returns (the runtime
+commits the store consumer's checkpoint only then), so while the store is down
+the sink simply keeps retrying, with capped, jittered exponential backoff, until
+it is back or the task is cancelled. Nothing is dropped: what the store refuses
+for good (a field type conflict, a name the layout cannot hold) is returned for
+the dead-letter store, with the store's reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_never,
+    wait_random_exponential,
+)
+
+from hub import metrics
+from hub.clock import Clock
+from hub.logging import get_logger
+from hub.messages import Reading
+from hub.settings import InfluxSettings
+from hub.store.base import StoreUnavailable, TelemetryStore
+
+log = get_logger(__name__)
+
+#: Backoff between attempts while the store is unavailable: starts near this,
+#: doubles, jittered, never above RETRY_MAX_S (an outage is noticed within it).
+RETRY_MIN_S = 0.5
+RETRY_MAX_S = 30.0
+
+
+class StoreSink:
+    """Writes readings to a store in batches, retrying outages, returning refusals."""
+
+    def __init__(
+        self,
+        store: TelemetryStore,
+        settings: InfluxSettings,
+        *,
+        clock: Clock,
+        retry_min_s: float = RETRY_MIN_S,
+        retry_max_s: float = RETRY_MAX_S,
+    ) -> None:
+        self.store = store
+        self.batch_size = settings.batch_size
+        self.clock = clock
+        self.retry_min_s = retry_min_s
+        self.retry_max_s = retry_max_s
+        self.healthy = True
+        self.last_error: str | None = None
+        self._outage_since: float | None = None
+
+    async def write(self, readings: Sequence[Reading]) -> Sequence[tuple[Reading, str]]:
+        """Write every reading (retrying while the store is down); return the refused ones."""
+        refused: list[tuple[Reading, str]] = []
+        for start in range(0, len(readings), self.batch_size):
+            batch = readings[start : start + self.batch_size]
+            refused.extend(await self._write_batch(batch))
+        return refused
+
+    async def _write_batch(self, batch: Sequence[Reading]) -> list[tuple[Reading, str]]:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(StoreUnavailable),
+            wait=wait_random_exponential(multiplier=self.retry_min_s, max=self.retry_max_s),
+            stop=stop_never,
+            before_sleep=self._on_unavailable,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                began = time.perf_counter()
+                try:
+                    result = await self.store.write(batch)
+                except StoreUnavailable:
+                    raise
+                except Exception as exc:  # a store bug must not stop the sink: isolate it
+                    return await self._isolate(batch, exc)
+                metrics.STORE_WRITE_SECONDS.observe(time.perf_counter() - began)
+        metrics.STORE_BATCH_SIZE.observe(len(batch))
+        metrics.STORE_POINTS_WRITTEN.inc(result.written)
+        self._recovered()
+        if result.refused:
+            metrics.STORE_WRITE_ERRORS.labels(kind="refused").inc(len(result.refused))
+            first = result.refused[0]
+            log.warning(
+                "store refused readings; they go to dead letters",
+                store=self.store.name,
+                count=len(result.refused),
+                first_device=first[0].device_id,
+                first_reason=first[1],
+            )
+        return list(result.refused)
+
+    async def _isolate(self, batch: Sequence[Reading], exc: Exception) -> list[tuple[Reading, str]]:
+        """Split a batch that makes the store fail unexpectedly, down to the reading at fault."""
+        metrics.STORE_WRITE_ERRORS.labels(kind="error").inc()
+        if len(batch) == 1:
+            log.error(
+                "store failed on a reading; refused", device=batch[0].device_id, error=repr(exc)
+            )
+            return [(batch[0], f"store error: {exc!r}")]
+        mid = len(batch) // 2
+        return [*await self._write_batch(batch[:mid]), *await self._write_batch(batch[mid:])]
+
+    def _on_unavailable(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        self.last_error = str(exc) if exc is not None else "store unavailable"
+        metrics.STORE_WRITE_ERRORS.labels(kind="unavailable").inc()
+        if self.healthy:
+            self.healthy = False
+            self._outage_since = self.clock.monotonic()
+            log.warning(
+                "store unavailable; readings wait in the journal and writes are retried",
+                store=self.store.name,
+                error=self.last_error,
+            )
+        else:
+            log.debug(
+                "store still unavailable", error=self.last_error, attempt=state.attempt_number
+            )
+
+    def _recovered(self) -> None:
+        if self.healthy:
+            return
+        outage = (
+            self.clock.monotonic() - self._outage_since if self._outage_since is not None else 0.0
+        )
+        self.healthy = True
+        self._outage_since = None
+        log.info(
+            "store writable again",
+            store=self.store.name,
+            outage_s=round(outage, 3),
+            last_error=self.last_error,
+        )
