@@ -57,6 +57,8 @@ TAGS = ("district", "device_id")
 HISTORY_TARGET_ROWS = 20_000
 HISTORY_FIRST_WINDOW_MS = 3_600_000
 HISTORY_MAX_WINDOW_MS = 7 * 86_400_000
+#: Latest instant InfluxDB can store (int64 nanoseconds), in ms.
+INFLUX_MAX_MS = (2**63 - 1) // 1_000_000
 
 _QUOTED_LINE = re.compile(r"unable to parse '((?:[^'\\]|\\.|'(?!: ))*)': ([^\n]*)")
 _TYPE_CONFLICT = re.compile(
@@ -416,9 +418,11 @@ class InfluxStore:
         if not measurements:
             return
         source = ", ".join(_ident(m) for m in measurements)
+        # InfluxDB's time range ends in 2262 (int64 nanoseconds).
+        end_ms = min(end_ms, INFLUX_MAX_MS)
+        cursor: int | None = max(start_ms, -INFLUX_MAX_MS)
         window = HISTORY_FIRST_WINDOW_MS
-        cursor = start_ms
-        while cursor < end_ms:
+        while cursor is not None and cursor < end_ms:
             stop = min(end_ms, cursor + window)
             q = f"SELECT * FROM {source} WHERE time >= {cursor}ms AND time < {stop}ms"  # noqa: S608
             series = await self._influxql(q)
@@ -430,11 +434,27 @@ class InfluxStore:
             readings.sort(key=lambda r: (r.ts_ms, r.asset_type, r.district, r.device_id))
             for reading in readings:
                 yield reading
+            if rows == 0:
+                # Skip the gap in one step: jump to the next stored timestamp.
+                cursor = await self._next_time(source, stop, end_ms)
+                continue
             cursor = stop
             if rows < HISTORY_TARGET_ROWS // 4:
                 window = min(window * 4, HISTORY_MAX_WINDOW_MS)
             elif rows > HISTORY_TARGET_ROWS:
                 window = max(window // 2, 1000)
+
+    async def _next_time(self, source: str, start_ms: int, end_ms: int) -> int | None:
+        """The earliest timestamp in ``[start_ms, end_ms)`` of ``source``, or None."""
+        if start_ms >= end_ms:
+            return None
+        q = f"SELECT * FROM {source} WHERE time >= {start_ms}ms AND time < {end_ms}ms LIMIT 1"  # noqa: S608
+        firsts = [
+            _time_ms(s.values[0][s.columns.index("time")])
+            for s in await self._influxql(q)
+            if s.values
+        ]
+        return min(firsts) if firsts else None
 
 
 def _series_from_results(body: Any) -> list[_Series]:
