@@ -1,0 +1,140 @@
+"""One ASGI middleware around the whole app: body limit, security headers, audit, catch-all.
+
+Pure ASGI rather than ``BaseHTTPMiddleware`` so the live event stream is not buffered.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import MutableMapping
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hub.api.audit import AuditEntry, record
+from hub.api.auth import Principal
+from hub.api.context import ApiContext
+from hub.api.errors import BodyTooLarge
+from hub.logging import get_logger
+
+log = get_logger(__name__)
+
+# The dashboard loads its scripts and styles from /static only; nothing inline, nothing remote.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+)
+#: Responses that always leave a trace in the audit log, with or without a valid key.
+AUDITED_REFUSALS = frozenset({401, 403, 429})
+
+
+class GuardMiddleware:
+    """Bounds request bodies, adds security headers, audits, and turns bugs into a bare 500."""
+
+    def __init__(self, app: ASGIApp, *, ctx: ApiContext) -> None:
+        self.app = app
+        self.ctx = ctx
+        self.max_body = ctx.settings.api.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one connection scope."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state: MutableMapping[str, Any] = scope.setdefault("state", {})
+        started = False
+        is_api = scope["path"].startswith("/api/")
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                headers.extend(SECURITY_HEADERS)
+                if is_api:
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+                self._audit(scope, state, int(message["status"]))
+            await send(message)
+
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body:
+            await self._error(guarded_send, 413, f"request body larger than {self.max_body} bytes")
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise BodyTooLarge(self.max_body)
+            return message
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except BodyTooLarge as exc:
+            if not started:
+                await self._error(guarded_send, 413, str(exc.detail))
+        except Exception:
+            log.exception("unhandled error in API request", path=scope["path"])
+            if not started:
+                await self._error(guarded_send, 500, "internal server error")
+
+    @staticmethod
+    async def _error(send: Send, status: int, detail: str) -> None:
+        body = json.dumps({"detail": detail}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    def _audit(self, scope: Scope, state: MutableMapping[str, Any], status: int) -> None:
+        principal: Principal | None = state.get("principal")
+        if principal is None and status not in AUDITED_REFUSALS:
+            return  # public endpoints (health, metrics, dashboard files) are not audited
+        client = scope.get("client")
+        entry = AuditEntry(
+            ts_ms=self.ctx.clock.now_ms(),
+            key_id=principal.id if principal else None,
+            key_name=principal.name if principal else None,
+            role=principal.role if principal else None,
+            client=client[0] if client else "unknown",
+            method=scope["method"],
+            path=scope["path"],
+            query=scope.get("query_string", b"").decode("latin-1"),
+            status=status,
+            rows=state.get("audit_rows"),
+        )
+        try:
+            record(self.ctx.conn, entry)
+        except sqlite3.Error:
+            log.exception("could not write audit record", path=scope["path"])
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,175 @@
+"""``GET /api/v1/devices/{device_id}/telemetry``: raw or aggregated readings of one device."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+
+from hub.api.deps import Ctx, Viewer, set_rows
+from hub.api.routes.devices import device_in_scope
+from hub.api.schemas import DEVICE_ID_PATTERN, TelemetryOut, TelemetryPoint
+from hub.messages import METRIC_RE
+from hub.store.base import Aggregate, TelemetryQuery
+
+router = APIRouter(tags=["telemetry"])
+
+#: Most points one request returns: a chart needs a few thousand, a scraper should page.
+MAX_POINTS = 10_000
+#: Longest time range one request may cover.
+MAX_RANGE_MS = 366 * 86_400_000
+#: Default range when ``start`` is not given.
+DEFAULT_RANGE_MS = 3_600_000
+#: Smallest bucket for aggregation.
+MIN_EVERY_MS = 1000
+MAX_METRICS = 20
+
+_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_DURATION_RE = re.compile(r"(\d{1,9})(ms|s|m|h|d)")
+_RELATIVE_RE = re.compile(r"-(\d{1,9})(ms|s|m|h|d)")
+
+
+def _unprocessable(message: str) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message)
+
+
+def parse_duration_ms(text: str) -> int:
+    """``"30s"``, ``"5m"``, ``"1h"``, ``"1d"`` (or ``"500ms"``) in milliseconds."""
+    match = _DURATION_RE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration like 30s, 5m, 1h or 1d")
+    return int(match.group(1)) * _UNITS_MS[match.group(2)]
+
+
+def parse_instant_ms(text: str, now_ms: int) -> int:
+    """Epoch ms, RFC 3339 with offset, or ``-6h`` (relative to now) in epoch ms."""
+    text = text.strip()
+    relative = _RELATIVE_RE.fullmatch(text)
+    if relative:
+        return now_ms - int(relative.group(1)) * _UNITS_MS[relative.group(2)]
+    if text.isdigit() and len(text) <= 15:
+        return int(text)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{text[:40]!r} is neither epoch ms, RFC 3339 with offset, nor like -6h"
+        ) from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{text[:40]!r} has no UTC offset; add Z or +hh:mm")
+    return int(parsed.timestamp() * 1000)
+
+
+@router.get("/devices/{device_id}/telemetry", response_model=TelemetryOut)
+async def telemetry(
+    request: Request,
+    ctx: Ctx,
+    who: Viewer,
+    device_id: Annotated[str, Path(pattern=DEVICE_ID_PATTERN)],
+    metric: Annotated[
+        list[str] | None,
+        Query(description="metric name; repeat or comma-separate for several (default: all)"),
+    ] = None,
+    start: Annotated[
+        str | None,
+        Query(max_length=40, description="epoch ms, RFC 3339, or relative like -6h"),
+    ] = None,
+    end: Annotated[str | None, Query(max_length=40, description="as start; default now")] = None,
+    every: Annotated[
+        str | None, Query(max_length=12, description="bucket size: 30s, 5m, 1h, 1d")
+    ] = None,
+    agg: Aggregate | None = None,
+) -> TelemetryOut:
+    """Readings of one device in ``[start, end)``, raw or bucketed by ``every`` with ``agg``."""
+    device = device_in_scope(ctx, who, device_id)
+    now = ctx.clock.now_ms()
+    metrics = _metrics(metric)
+    try:
+        end_ms = parse_instant_ms(end, now) if end else now
+        start_ms = parse_instant_ms(start, now) if start else end_ms - DEFAULT_RANGE_MS
+        every_ms = parse_duration_ms(every) if every else None
+    except ValueError as exc:
+        raise _unprocessable(str(exc)) from None
+    if end_ms <= start_ms:
+        raise _unprocessable("end must be after start")
+    if every_ms is not None and every_ms < MIN_EVERY_MS:
+        raise _unprocessable("every must be at least 1s")
+    if agg is not None and every_ms is None:
+        raise _unprocessable("agg needs every (the bucket size)")
+    if every_ms is not None and agg is None:
+        agg = "mean"
+    if end_ms - start_ms > MAX_RANGE_MS:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            f"time range longer than {MAX_RANGE_MS // 86_400_000} days; narrow start/end",
+        )
+    for name in metrics or ():
+        if not who.may_read(ctx.catalog_classification(device.asset_type, name)):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"metric {name!r} is restricted; this key may not read it",
+            )
+    if every_ms is not None:
+        series = len(metrics) if metrics else max(1, len(device.latest))
+        expected = math.ceil((end_ms - start_ms) / every_ms) * series
+        if expected > MAX_POINTS:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST,
+                f"about {expected} points requested, more than {MAX_POINTS}; "
+                "use a larger every or a shorter range",
+            )
+    query = TelemetryQuery(
+        asset_type=device.asset_type,
+        device_id=device.device_id,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        metrics=metrics,
+        every_ms=every_ms,
+        agg=agg,
+        limit=MAX_POINTS + 1,
+    )
+    points = await ctx.store.query(query)
+    if len(points) > MAX_POINTS:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            f"more than {MAX_POINTS} points in range; narrow start/end or aggregate "
+            "with every= and agg=",
+        )
+    readable: dict[str, bool] = {}
+    out: list[TelemetryPoint] = []
+    for point in points:
+        allowed = readable.get(point.metric)
+        if allowed is None:
+            classification = ctx.catalog_classification(device.asset_type, point.metric)
+            allowed = readable[point.metric] = who.may_read(classification)
+        if allowed:
+            value = None if point.value is None else float(point.value)
+            out.append(TelemetryPoint(ts_ms=point.ts_ms, metric=point.metric, value=value))
+    set_rows(request, len(out))
+    return TelemetryOut(
+        device_id=device.device_id,
+        asset_type=device.asset_type,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        every_ms=every_ms,
+        agg=agg,
+        metrics=metrics,
+        points=out,
+    )
+
+
+def _metrics(raw: list[str] | None) -> list[str] | None:
+    if not raw:
+        return None
+    names = sorted({name.strip() for item in raw for name in item.split(",") if name.strip()})
+    if not names:
+        return None
+    if len(names) > MAX_METRICS:
+        raise _unprocessable(f"at most {MAX_METRICS} metrics per request")
+    for name in names:
+        if not METRIC_RE.fullmatch(name):
+            raise _unprocessable(f"{name[:70]!r} is not a metric name")
+    return names

@@ -1,0 +1,297 @@
+"""Public request and response models of the API (separate from the internal port types)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DISTRICT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+SeverityName = Literal["info", "warning", "critical", "emergency"]
+#: A district's or asset type's worst current condition: ``ok`` or the worst active severity.
+Condition = Literal["ok", "info", "warning", "critical", "emergency"]
+AlertState = Literal["firing", "acknowledged", "resolved", "active"]
+DeviceStatus = Literal["online", "offline", "unknown"]
+MetricValueOut = bool | int | float
+
+#: Longest free-text comment accepted on alerts and silences.
+MAX_COMMENT = 2000
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HealthOut(BaseModel):
+    """The hub's health; 503 when not ready."""
+
+    ok: bool
+    ready: bool
+    checks: dict[str, Any]
+
+
+class WhoAmI(BaseModel):
+    """The key making the request."""
+
+    id: str
+    name: str
+    role: str
+    scopes: dict[str, list[str]]
+
+
+class DeviceSummary(BaseModel):
+    """A device in a list."""
+
+    device_id: str
+    district: str
+    asset_type: str
+    status: str
+    last_seen_ms: int | None
+    stale: bool
+    provisioned: bool
+
+
+class DeviceDetail(DeviceSummary):
+    """One device with its latest values (metrics the key may not read are withheld)."""
+
+    latest: dict[str, MetricValueOut]
+    latest_ts_ms: int | None
+    withheld_metrics: list[str]
+    seq_gaps: int
+    seq_duplicates: int
+    latitude: float | None
+    longitude: float | None
+    metadata: dict[str, Any]
+
+
+class DeviceUpdate(_In):
+    """Provisioning data of a device (admins)."""
+
+    district: Annotated[str, Field(pattern=DISTRICT_PATTERN)]
+    asset_type: Annotated[str, Field(pattern=DISTRICT_PATTERN)]
+    latitude: Annotated[float | None, Field(ge=-90, le=90)] = None
+    longitude: Annotated[float | None, Field(ge=-180, le=180)] = None
+    metadata: Annotated[dict[str, str | int | float | bool | None], Field(max_length=50)] = Field(
+        default_factory=dict
+    )
+
+
+class DeviceCreate(DeviceUpdate):
+    """A new device (admins)."""
+
+    device_id: Annotated[str, Field(pattern=DEVICE_ID_PATTERN)]
+
+
+class TelemetryPoint(BaseModel):
+    """One value (a bucket's aggregate when ``every`` was given)."""
+
+    ts_ms: int
+    metric: str
+    value: float | None
+
+
+class TelemetryOut(BaseModel):
+    """Points of one device over ``[start_ms, end_ms)``."""
+
+    device_id: str
+    asset_type: str
+    start_ms: int
+    end_ms: int
+    every_ms: int | None
+    agg: str | None
+    metrics: list[str] | None
+    points: list[TelemetryPoint]
+
+
+class AreaStatus(BaseModel):
+    """Devices and active alerts of a district, or of one asset type in it."""
+
+    devices: int
+    online: int
+    offline: int
+    unknown: int
+    stale: int
+    active_alerts: dict[str, int]
+    worst: Condition
+
+
+class AssetTypeStatus(AreaStatus):
+    """One cell of the status board."""
+
+    asset_type: str
+
+
+class DistrictStatus(AreaStatus):
+    """One row of the status board."""
+
+    district: str
+    asset_types: list[AssetTypeStatus]
+
+
+class AlertOut(BaseModel):
+    """An alert in a list."""
+
+    id: str
+    rule_id: str
+    rule_version: str
+    status: str
+    severity: str
+    district: str
+    asset_type: str
+    source: str
+    summary: str
+    description: str
+    labels: dict[str, str]
+    started_ms: int
+    updated_ms: int
+    acknowledged_ms: int | None
+    resolved_ms: int | None
+    silenced: bool
+    incident_id: str | None
+    reopened_from: str | None
+
+
+class TransitionOut(BaseModel):
+    """One step of an alert's timeline."""
+
+    ts_ms: int
+    status: str
+    actor: str
+    comment: str
+    detail: dict[str, Any]
+
+
+class AlertDetail(AlertOut):
+    """One alert with the explanation of why it fired and its timeline."""
+
+    explanation: dict[str, Any]
+    timeline: list[TransitionOut]
+
+
+class CommentIn(_In):
+    """An optional note with an acknowledgement or resolution."""
+
+    comment: Annotated[str, Field(max_length=MAX_COMMENT)] = ""
+
+
+class RequiredCommentIn(_In):
+    """A comment on an alert."""
+
+    comment: Annotated[str, Field(min_length=1, max_length=MAX_COMMENT)]
+
+
+class SilenceOut(BaseModel):
+    """A silence; ``active`` is derived from the clock."""
+
+    id: str
+    matchers: dict[str, str]
+    starts_ms: int
+    ends_ms: int
+    created_by: str
+    comment: str
+    active: bool
+
+
+#: Longest silence (maintenance windows longer than this are a policy decision, not a click).
+MAX_SILENCE_S = 90 * 86400
+
+
+class SilenceIn(_In):
+    """A new silence: label matchers (``district``, ``asset_type``, ``source``, ``rule_id``…)
+    and either ``ends_ms`` or ``duration_s``; ``starts_ms`` defaults to now."""
+
+    matchers: Annotated[
+        dict[
+            Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")],
+            Annotated[str, Field(min_length=1, max_length=256)],
+        ],
+        Field(min_length=1, max_length=20),
+    ]
+    starts_ms: Annotated[int | None, Field(ge=0, le=10**14)] = None
+    ends_ms: Annotated[int | None, Field(ge=0, le=10**14)] = None
+    duration_s: Annotated[int | None, Field(ge=1, le=MAX_SILENCE_S)] = None
+    comment: Annotated[str, Field(min_length=1, max_length=MAX_COMMENT)]
+
+    @model_validator(mode="after")
+    def _one_end(self) -> SilenceIn:
+        if (self.ends_ms is None) == (self.duration_s is None):
+            raise ValueError("give exactly one of ends_ms and duration_s")
+        return self
+
+
+class RuleOut(BaseModel):
+    """A loaded rule with its current firing / pending counts."""
+
+    id: str
+    kind: str
+    version: str
+    file: str
+    managed: bool
+    enabled: bool
+    severity: str
+    description: str
+    source_yaml: str
+    firing: int
+    pending: int
+
+
+#: Largest rule document accepted (a rule is a few lines of YAML).
+MAX_RULE_BYTES = 64 * 1024
+
+
+class RuleIn(_In):
+    """One rule as a YAML mapping, exactly as it would appear in a rule file's list."""
+
+    source_yaml: Annotated[str, Field(min_length=1, max_length=MAX_RULE_BYTES)]
+
+
+class RuleProblemOut(BaseModel):
+    """A current load error of a rule file."""
+
+    file: str
+    line: int
+    message: str
+
+
+class DeadLetterOut(BaseModel):
+    """A rejected message or reading."""
+
+    id: int
+    received_ms: int
+    topic: str
+    reason: str
+    detail: str
+    payload: str
+    device_id: str | None
+    district: str | None
+
+
+class DeadLettersOut(BaseModel):
+    """Recent rejections, newest first, and how many are kept per reason."""
+
+    counts_by_reason: dict[str, int]
+    items: list[DeadLetterOut]
+
+
+class AuditOut(BaseModel):
+    """One audited request."""
+
+    id: int
+    ts_ms: int
+    key_id: str | None
+    key_name: str | None
+    role: str | None
+    client: str
+    method: str
+    path: str
+    query: str
+    status: int
+    rows: int | None
+
+
+class ErrorOut(BaseModel):
+    """Every error: ``detail`` says what went wrong."""
+
+    detail: Any

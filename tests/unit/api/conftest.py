@@ -1,0 +1,121 @@
+"""An API over in-memory ports (see fakes.py), with one key per role and scoped keys."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from hub.api.app import create_app
+from hub.api.context import ApiContext
+from hub.api.keys import create_key
+from hub.clock import FakeClock
+from hub.settings import ApiSettings, Settings
+from hub.sqlite import STATE_DB, connect
+from tests.unit.api.fakes import (
+    FakeAlerts,
+    FakeDeadLetters,
+    FakeEvents,
+    FakeHealth,
+    FakeRegistry,
+    FakeRules,
+    MemoryStore,
+    classification,
+)
+
+NOW_MS = 1_764_000_000_000
+
+
+@dataclass
+class Api:
+    """The app under test and everything behind it."""
+
+    client: TestClient
+    ctx: ApiContext
+    clock: FakeClock
+    registry: FakeRegistry
+    alerts: FakeAlerts
+    rules: FakeRules
+    dead_letters: FakeDeadLetters
+    events: FakeEvents
+    health: FakeHealth
+    store: MemoryStore
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def auth(self, who: str) -> dict[str, str]:
+        """Authorization header of the key called ``who`` (a role, or a scoped key's name)."""
+        return {"Authorization": f"Bearer {self.keys[who]}"}
+
+
+def make_api(tmp_path: Path, settings: Settings | None = None) -> Iterator[Api]:
+    """Build an Api with fakes seeded for districts d03 and d07."""
+    clock = FakeClock(NOW_MS)
+    conn = connect(tmp_path / STATE_DB)
+    events = FakeEvents()
+    registry = FakeRegistry()
+    alerts = FakeAlerts(clock, events)
+    rules = FakeRules()
+    dead = FakeDeadLetters()
+    health = FakeHealth()
+    store = MemoryStore()
+    registry.add("fg-d03-1", "d03", "flood_gauge", latest={"water_level_m": 1.2, "battery_v": 3.6})
+    registry.add("fg-d07-1", "d07", "flood_gauge", latest={"water_level_m": 0.8})
+    registry.add("mh-d07-1", "d07", "manhole", latest={"h2s_ppm": 4.0, "water_level_m": 0.1})
+    registry.add("aq-d07-1", "d07", "air_quality", status="offline", stale=True)
+    rules.add("flood-critical", managed=False, firing=1)
+    rules.add("managed-rule")
+    dead.add("city/d03/flood_gauge/fg-d03-1/telemetry", "invalid_json", "fg-d03-1", "d03")
+    dead.add("city/d07/manhole/mh-d07-1/telemetry", "bad_metric", "mh-d07-1", "d07")
+    dead.add("garbage", "bad_topic", None, None)
+    ctx = ApiContext(
+        settings=settings or Settings(data_dir=tmp_path),
+        clock=clock,
+        conn=conn,
+        registry=registry,
+        store=store,
+        alerts=alerts,
+        rules=rules,
+        dead_letters=dead,
+        health=health,
+        events=events,
+        catalog_classification=classification,
+    )
+    app = create_app(ctx)
+    api = Api(
+        TestClient(app), ctx, clock, registry, alerts, rules, dead, events, health, store
+    )
+    for role in ("viewer", "operator", "rule_author", "admin"):
+        api.keys[role] = create_key(conn, role=role, name=f"{role}-key", now_ms=NOW_MS)
+    api.keys["d07"] = create_key(
+        conn, role="admin", name="d07-admin", scopes={"district": ["d07"]}, now_ms=NOW_MS
+    )
+    api.keys["d07-operator"] = create_key(
+        conn, role="operator", name="d07-operator", scopes={"districts": ["d07"]}, now_ms=NOW_MS
+    )
+    api.keys["manhole"] = create_key(
+        conn, role="operator", name="manhole-op", scopes={"asset_type": ["manhole"]}, now_ms=NOW_MS
+    )
+    with api.client:
+        yield api
+    conn.close()
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    """The API over fakes, default settings."""
+    yield from make_api(tmp_path)
+
+
+@pytest.fixture
+def strict_api(tmp_path: Path) -> Iterator[Api]:
+    """The API with private metrics, a small body limit and CORS for one origin."""
+    settings = Settings(
+        data_dir=tmp_path,
+        api=ApiSettings(
+            metrics_public=False, max_body_bytes=2048, cors_origins=["https://ops.city.example"]
+        ),
+    )
+    yield from make_api(tmp_path, settings)

@@ -1,0 +1,487 @@
+"""In-memory stand-ins for the stage ports, for the API's unit tests.
+
+They stand in for stages that are built and tested on their own (registry, alert
+manager, rule service, dead letters, health, event bus); they implement just the
+port contracts the API relies on. The integration tests (tests/integration/
+test_api_*.py) run the API against the real implementations instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from hub.clock import Clock
+from hub.messages import AlertEvent, AlertStatus, Reading, Severity
+from hub.ports import (
+    AlertFilter,
+    AlertRecord,
+    Conflict,
+    DeadLetter,
+    DeviceFilter,
+    DeviceInfo,
+    HealthReport,
+    NotFound,
+    RuleInvalid,
+    RuleProblem,
+    RuleSummary,
+    Scope,
+    Silence,
+    StreamEvent,
+    Transition,
+)
+from hub.store.base import Point, TelemetryQuery, WriteResult
+
+CLASSIFICATION = {
+    ("manhole", "methane_pct_lel"): "restricted",
+    ("manhole", "h2s_ppm"): "restricted",
+    ("flood_gauge", "water_level_m"): "public",
+    ("flood_gauge", "rainfall_mm_h"): "public",
+}
+
+
+def classification(asset_type: str, metric: str) -> str:
+    """Catalog classification for the fakes (unknown metrics are internal)."""
+    return CLASSIFICATION.get((asset_type, metric), "internal")
+
+
+class FakeRegistry:
+    """Devices in a dict."""
+
+    def __init__(self) -> None:
+        self.devices: dict[str, DeviceInfo] = {}
+
+    def add(self, device_id: str, district: str, asset_type: str, **kw: Any) -> DeviceInfo:
+        info = DeviceInfo(
+            device_id=device_id,
+            district=district,
+            asset_type=asset_type,
+            status=kw.pop("status", "online"),
+            last_seen_ms=kw.pop("last_seen_ms", 1_764_000_000_000),
+            latest=kw.pop("latest", {}),
+            latest_ts_ms=kw.pop("latest_ts_ms", None),
+            stale=kw.pop("stale", False),
+            **kw,
+        )
+        self.devices[device_id] = info
+        return info
+
+    def list_devices(self, flt: DeviceFilter, scope: Scope) -> list[DeviceInfo]:
+        out = [
+            d
+            for d in sorted(self.devices.values(), key=lambda d: d.device_id)
+            if scope.allows(d.district, d.asset_type)
+            and (flt.district is None or d.district == flt.district)
+            and (flt.asset_type is None or d.asset_type == flt.asset_type)
+            and (flt.status is None or d.status == flt.status)
+            and (flt.stale is None or d.stale == flt.stale)
+        ]
+        return out[flt.offset : flt.offset + flt.limit]
+
+    def get_device(self, device_id: str) -> DeviceInfo | None:
+        return self.devices.get(device_id)
+
+    def upsert_device(
+        self,
+        device_id: str,
+        district: str,
+        asset_type: str,
+        latitude: float | None,
+        longitude: float | None,
+        metadata: Mapping[str, Any],
+    ) -> DeviceInfo:
+        old = self.devices.get(device_id)
+        if old is None:
+            return self.add(
+                device_id,
+                district,
+                asset_type,
+                status="unknown",
+                last_seen_ms=None,
+                latitude=latitude,
+                longitude=longitude,
+                metadata=dict(metadata),
+                provisioned=True,
+            )
+        new = replace(
+            old,
+            district=district,
+            asset_type=asset_type,
+            latitude=latitude,
+            longitude=longitude,
+            metadata=dict(metadata),
+            provisioned=True,
+        )
+        self.devices[device_id] = new
+        return new
+
+    def delete_device(self, device_id: str) -> bool:
+        return self.devices.pop(device_id, None) is not None
+
+    def districts(self, scope: Scope) -> list[str]:
+        return sorted(
+            {d.district for d in self.devices.values() if scope.allows(d.district, d.asset_type)}
+        )
+
+
+class FakeEvents:
+    """A tiny event bus; ``finite`` makes subscriptions end after the queued events (tests)."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[asyncio.Queue[StreamEvent | None]] = []
+        self.preset: list[StreamEvent] | None = None
+
+    def publish(self, event: StreamEvent) -> None:
+        for queue in self._subscribers:
+            queue.put_nowait(event)
+
+    async def subscribe(self) -> AsyncIterator[StreamEvent]:
+        if self.preset is not None:
+            for event in self.preset:
+                yield event
+            return
+        queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
+        self._subscribers.append(queue)
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+        finally:
+            self._subscribers.remove(queue)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+
+class FakeAlerts:
+    """Alerts and silences in dicts; publishes transitions to ``events``."""
+
+    def __init__(self, clock: Clock, events: FakeEvents) -> None:
+        self.clock = clock
+        self.events = events
+        self.alerts: dict[str, AlertRecord] = {}
+        self.timelines: dict[str, list[Transition]] = {}
+        self.silences: dict[str, Silence] = {}
+        self._ids = itertools.count(1)
+
+    def fire(
+        self,
+        district: str,
+        asset_type: str,
+        source: str,
+        severity: str = "critical",
+        rule_id: str = "flood-critical",
+    ) -> AlertRecord:
+        now = self.clock.now_ms()
+        alert_id = f"a{next(self._ids):04d}"
+        alert = AlertRecord(
+            id=alert_id,
+            rule_id=rule_id,
+            rule_version="v1",
+            status="firing",
+            severity=severity,
+            district=district,
+            asset_type=asset_type,
+            source=source,
+            summary=f"{rule_id} on {source}",
+            description="",
+            labels={"team": "t"},
+            explanation={"summary": "water_level_m 3.4 > 3.0", "threshold": 3.0},
+            started_ms=now,
+            updated_ms=now,
+            acknowledged_ms=None,
+            resolved_ms=None,
+        )
+        self.alerts[alert_id] = alert
+        self.timelines[alert_id] = [Transition(now, "firing", "hub")]
+        self._publish(alert, "hub", "")
+        return alert
+
+    def _publish(self, alert: AlertRecord, actor: str, comment: str) -> None:
+        self.events.publish(
+            AlertEvent(
+                alert_id=alert.id,
+                rule_id=alert.rule_id,
+                status=AlertStatus(alert.status),
+                severity=Severity.parse(alert.severity),
+                district=alert.district,
+                asset_type=alert.asset_type,
+                source=alert.source,
+                ts_ms=alert.updated_ms,
+                summary=alert.summary,
+                actor=actor,
+                comment=comment,
+            )
+        )
+
+    def list_alerts(self, flt: AlertFilter, scope: Scope) -> list[AlertRecord]:
+        def state_ok(a: AlertRecord) -> bool:
+            if flt.state is None:
+                return True
+            if flt.state == "active":
+                return a.status != "resolved"
+            return a.status == flt.state
+
+        out = [
+            a
+            for a in sorted(self.alerts.values(), key=lambda a: a.id, reverse=True)
+            if scope.allows(a.district, a.asset_type)
+            and state_ok(a)
+            and (flt.district is None or a.district == flt.district)
+            and (flt.severity is None or a.severity == flt.severity)
+            and (flt.asset_type is None or a.asset_type == flt.asset_type)
+            and (flt.rule_id is None or a.rule_id == flt.rule_id)
+        ]
+        return out[flt.offset : flt.offset + flt.limit]
+
+    def get_alert(self, alert_id: str) -> AlertRecord | None:
+        return self.alerts.get(alert_id)
+
+    def timeline(self, alert_id: str) -> list[Transition]:
+        return list(self.timelines.get(alert_id, []))
+
+    def _change(self, alert_id: str, status: str, actor: str, comment: str) -> AlertRecord:
+        alert = self.alerts.get(alert_id)
+        if alert is None:
+            raise NotFound(f"no alert {alert_id}")
+        if alert.status == "resolved":
+            raise Conflict(f"alert {alert_id} is resolved")
+        now = self.clock.now_ms()
+        alert = replace(
+            alert,
+            status=status,
+            updated_ms=now,
+            acknowledged_ms=now if status == "acknowledged" else alert.acknowledged_ms,
+            resolved_ms=now if status == "resolved" else None,
+        )
+        self.alerts[alert_id] = alert
+        self.timelines[alert_id].append(Transition(now, status, actor, comment))
+        self._publish(alert, actor, comment)
+        return alert
+
+    async def acknowledge(self, alert_id: str, actor: str, comment: str) -> AlertRecord:
+        alert = self.alerts.get(alert_id)
+        if alert is not None and alert.status == "acknowledged":
+            raise Conflict(f"alert {alert_id} is already acknowledged")
+        return self._change(alert_id, "acknowledged", actor, comment)
+
+    async def resolve(self, alert_id: str, actor: str, comment: str) -> AlertRecord:
+        return self._change(alert_id, "resolved", actor, comment)
+
+    async def comment(self, alert_id: str, actor: str, comment: str) -> AlertRecord:
+        alert = self.alerts.get(alert_id)
+        if alert is None:
+            raise NotFound(f"no alert {alert_id}")
+        self.timelines[alert_id].append(
+            Transition(self.clock.now_ms(), "commented", actor, comment)
+        )
+        return alert
+
+    def list_silences(self, include_expired: bool) -> list[Silence]:
+        now = self.clock.now_ms()
+        return [
+            s
+            for s in sorted(self.silences.values(), key=lambda s: s.id, reverse=True)
+            if include_expired or s.ends_ms > now
+        ]
+
+    def create_silence(
+        self, matchers: Mapping[str, str], starts_ms: int, ends_ms: int, actor: str, comment: str
+    ) -> Silence:
+        silence = Silence(
+            f"s{next(self._ids):04d}", dict(matchers), starts_ms, ends_ms, actor, comment
+        )
+        self.silences[silence.id] = silence
+        return silence
+
+    def expire_silence(self, silence_id: str, actor: str) -> Silence:
+        silence = self.silences.get(silence_id)
+        if silence is None:
+            raise NotFound(silence_id)
+        silence = replace(silence, ends_ms=self.clock.now_ms())
+        self.silences[silence_id] = silence
+        return silence
+
+    def cap_xml(self, alert_id: str) -> str:
+        if alert_id not in self.alerts:
+            raise NotFound(alert_id)
+        return f'<?xml version="1.0"?><alert><identifier>{alert_id}</identifier></alert>'
+
+    def cap_feed(self, scope: Scope, base_url: str) -> str:
+        entries = "".join(
+            f"<entry><id>{a.id}</id></entry>"
+            for a in self.alerts.values()
+            if scope.allows(a.district, a.asset_type)
+        )
+        return f'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom">{entries}</feed>'
+
+    def response_figures(self, flt: AlertFilter, scope: Scope) -> dict[str, Any]:
+        alerts = self.list_alerts(replace(flt, limit=10**9), scope)
+        return {"overall": {"count": len(alerts)}}
+
+
+class FakeRules:
+    """Rules in a dict; YAML containing ``invalid`` is rejected with a file:line problem."""
+
+    def __init__(self) -> None:
+        self.rules: dict[str, RuleSummary] = {}
+        self.log: list[dict[str, Any]] = []
+
+    def add(self, rule_id: str, *, managed: bool = True, firing: int = 0) -> RuleSummary:
+        rule = RuleSummary(
+            id=rule_id,
+            kind="threshold",
+            version="v1",
+            file=f"rules/managed/{rule_id}.yaml" if managed else "rules/flood.yaml",
+            managed=managed,
+            enabled=True,
+            severity="critical",
+            description="",
+            source_yaml=f"id: {rule_id}\n",
+            firing=firing,
+            pending=0,
+        )
+        self.rules[rule_id] = rule
+        return rule
+
+    @staticmethod
+    def _parse(source_yaml: str) -> str:
+        if "invalid" in source_yaml:
+            raise RuleInvalid([RuleProblem("rules/managed/new.yaml", 3, "unknown field 'invalid'")])
+        for line in source_yaml.splitlines():
+            if line.startswith("id:"):
+                return line.split(":", 1)[1].strip()
+        raise RuleInvalid([RuleProblem("rules/managed/new.yaml", 1, "id is required")])
+
+    def list_rules(self) -> list[RuleSummary]:
+        return list(self.rules.values())
+
+    def get_rule(self, rule_id: str) -> RuleSummary | None:
+        return self.rules.get(rule_id)
+
+    def create_rule(self, source_yaml: str, actor: str) -> RuleSummary:
+        rule_id = self._parse(source_yaml)
+        if rule_id in self.rules:
+            raise Conflict(f"rule {rule_id} exists")
+        self.log.append({"rule_id": rule_id, "author": actor, "action": "create"})
+        return self.add(rule_id)
+
+    def update_rule(self, rule_id: str, source_yaml: str, actor: str) -> RuleSummary:
+        if rule_id not in self.rules:
+            raise NotFound(rule_id)
+        if not self.rules[rule_id].managed:
+            raise Conflict(f"rule {rule_id} comes from a file the API does not manage")
+        self._parse(source_yaml)
+        self.log.append({"rule_id": rule_id, "author": actor, "action": "update"})
+        return self.rules[rule_id]
+
+    def delete_rule(self, rule_id: str, actor: str) -> None:
+        if rule_id not in self.rules:
+            raise NotFound(rule_id)
+        if not self.rules[rule_id].managed:
+            raise Conflict(f"rule {rule_id} comes from a file the API does not manage")
+        del self.rules[rule_id]
+        self.log.append({"rule_id": rule_id, "author": actor, "action": "delete"})
+
+    def problems(self) -> list[RuleProblem]:
+        return [RuleProblem("rules/broken.yaml", 7, "op must be one of >, <")]
+
+    def changes(self, limit: int) -> list[dict[str, Any]]:
+        return list(reversed(self.log))[:limit]
+
+
+class FakeDeadLetters:
+    """A list of rejections."""
+
+    def __init__(self) -> None:
+        self.items: list[DeadLetter] = []
+
+    def add(self, topic: str, reason: str, device_id: str | None, district: str | None) -> None:
+        self.items.append(
+            DeadLetter(len(self.items) + 1, 1_764_000_000_000, topic, reason, "bad", "{}", device_id, district)
+        )
+
+    def recent(
+        self, *, reason: str | None, device_id: str | None, limit: int, scope: Scope
+    ) -> list[DeadLetter]:
+        return [
+            d
+            for d in reversed(self.items)
+            if (reason is None or d.reason == reason)
+            and (device_id is None or d.device_id == device_id)
+        ][:limit]
+
+    def counts_by_reason(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for d in self.items:
+            counts[d.reason] = counts.get(d.reason, 0) + 1
+        return counts
+
+
+class FakeHealth:
+    """A fixed health report."""
+
+    def __init__(self) -> None:
+        self.ready = True
+
+    async def health(self) -> HealthReport:
+        return HealthReport(ok=self.ready, ready=self.ready, checks={"broker": {"ok": True}})
+
+
+class MemoryStore:
+    """Telemetry in a list, used only until hub.store.embedded.EmbeddedStore lands."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.readings: list[Reading] = []
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> bool:
+        return True
+
+    async def write(self, readings: Sequence[Reading]) -> WriteResult:
+        self.readings.extend(readings)
+        return WriteResult(written=len(readings))
+
+    async def query(self, query: TelemetryQuery) -> list[Point]:
+        raw = [
+            Point(r.ts_ms, m, float(v))
+            for r in self.readings
+            if r.device_id == query.device_id
+            and r.asset_type == query.asset_type
+            and query.start_ms <= r.ts_ms < query.end_ms
+            for m, v in r.metrics.items()
+            if query.metrics is None or m in query.metrics
+        ]
+        raw.sort(key=lambda p: (p.ts_ms, p.metric))
+        if query.every_ms is None:
+            return raw[: query.limit]
+        buckets: dict[tuple[int, str], list[float]] = {}
+        for p in raw:
+            assert p.value is not None
+            start = p.ts_ms - p.ts_ms % query.every_ms
+            buckets.setdefault((start, p.metric), []).append(p.value)
+        agg = {
+            "mean": lambda v: sum(v) / len(v),
+            "min": min,
+            "max": max,
+            "last": lambda v: v[-1],
+            "count": lambda v: float(len(v)),
+        }[query.agg or "mean"]
+        return [Point(ts, m, agg(v)) for (ts, m), v in sorted(buckets.items())][: query.limit]
+
+    async def history(
+        self, start_ms: int, end_ms: int, asset_types: Sequence[str] | None = None
+    ) -> AsyncIterator[Reading]:
+        for r in self.readings:
+            if start_ms <= r.ts_ms < end_ms:
+                yield r
