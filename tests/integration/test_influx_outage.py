@@ -1,0 +1,102 @@
+"""InfluxDB stopped under the store: writes wait and retry, nothing is lost, health says so."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from hub.clock import FakeClock
+from hub.messages import Reading
+from hub.settings import InfluxSettings
+from hub.store.base import StoreUnavailable
+from hub.store.influx import InfluxStore
+from hub.store.sink import StoreSink
+from tests.conftest import Names
+from tests.services import InfluxDB1
+
+pytestmark = pytest.mark.integration
+
+BASE = 1_764_000_000_000
+
+
+def _readings(n: int, start: int = 0) -> list[Reading]:
+    return [
+        Reading("d01", "flood_gauge", "fg-1", BASE + i * 1000, {"water_level_m": i / 100}, seq=i)
+        for i in range(start, start + n)
+    ]
+
+
+async def test_stopped_influx_means_unavailable_then_everything_lands(
+    own_influxdb: InfluxDB1, names: Names, fake_clock: FakeClock
+) -> None:
+    """Writes raise StoreUnavailable while InfluxDB is down; the sink retries and loses nothing."""
+    db = names.database()
+    settings = InfluxSettings(url=own_influxdb.url, database=db, batch_size=40, timeout_s=2)
+    store = InfluxStore(settings, clock=fake_clock)
+    await store.open()
+    sink = StoreSink(store, settings, clock=fake_clock, retry_min_s=0.05, retry_max_s=0.2)
+    try:
+        assert await sink.write(_readings(50)) == []
+        await asyncio.to_thread(own_influxdb.stop)
+        with pytest.raises(StoreUnavailable):
+            await store.write(_readings(1, 50))
+        assert not await store.ping()
+
+        pending = asyncio.create_task(sink.write(_readings(150, 50)))
+        deadline = time.monotonic() + 10
+        while sink.healthy:
+            assert time.monotonic() < deadline, "the sink never noticed the outage"
+            await asyncio.sleep(0.02)
+        assert sink.last_error
+        assert not pending.done()
+
+        await asyncio.to_thread(own_influxdb.start)
+        refused = await asyncio.wait_for(pending, 30)
+        assert refused == []
+        assert sink.healthy
+    finally:
+        await store.close()
+    assert own_influxdb.count(db, "flood_gauge") == 200
+    rows = own_influxdb.query('SELECT "seq" FROM "flood_gauge"', db)
+    seqs = sorted(v[1] for v in rows["results"][0]["series"][0]["values"])  # type: ignore[index]
+    assert seqs == list(range(200))
+
+
+async def test_open_raises_unavailable_when_nothing_listens(fake_clock: FakeClock) -> None:
+    """open() on an address where no InfluxDB answers raises StoreUnavailable, not a crash."""
+    from tests.services import free_port
+
+    store = InfluxStore(
+        InfluxSettings(url=f"http://127.0.0.1:{free_port()}", timeout_s=1), clock=fake_clock
+    )
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.open()
+        with pytest.raises(StoreUnavailable):
+            await store.write(_readings(1))
+    finally:
+        await store.close()
+
+
+async def test_partial_write_refuses_one_point_and_keeps_the_batch(
+    influxdb: InfluxDB1, names: Names, fake_clock: FakeClock
+) -> None:
+    """With a real 1.x: one field-type conflict in 500 points -> only that point comes back."""
+    db = names.database()
+    settings = InfluxSettings(url=influxdb.url, database=db)
+    store = InfluxStore(settings, clock=fake_clock)
+    await store.open()
+    sink = StoreSink(store, settings, clock=fake_clock)
+    try:
+        await sink.write(_readings(1))
+        batch = _readings(500, 1)
+        bad = Reading("d02", "flood_gauge", "fg-2", BASE + 5, {"water_level_m": True}, seq=9999)
+        batch.insert(250, bad)
+        refused = await sink.write(batch)
+    finally:
+        await store.close()
+    assert [r for r, _ in refused] == [bad]
+    assert "water_level_m" in refused[0][1]
+    assert influxdb.count(db, "flood_gauge") == 501
