@@ -1,0 +1,653 @@
+"""The device registry: provisioning, last seen, latest values, online/offline, seq accounting.
+
+The hot path (:meth:`Registry.apply_readings`) touches memory only; :meth:`Registry.flush`
+persists what changed to SQLite in one transaction, and the runtime calls it right
+before it commits the journal checkpoint, so a restart replays exactly the readings
+the saved state has not seen. Provisioning changes (:meth:`Registry.upsert_device`,
+:meth:`Registry.delete_device`, :meth:`Registry.import_file`) are written at once.
+
+Rules, as documented for operators in docs/devices.md:
+
+* **Last seen** is the hub's receive time of the newest-arriving reading (not its
+  ``ts``: a backfilled reading proves the device is alive now). **Latest values**
+  are kept per metric, the one with the newest ``ts`` winning, so a backfill never
+  overwrites a fresher value.
+* **Status** comes from the device's status topic (birth / last will); a status
+  applies when its ``ts`` is not older than the current one (newer wins, a tie goes
+  to the later arrival). A device that never sent a status becomes ``online`` with
+  its first reading. **Stale**: no reading received for 3x the asset type's
+  expected interval.
+* **Seq accounting** per device, tolerant of reordering, backfill and restarts:
+  - ``seq == high + 1``: in order.
+  - ``seq > high + 1``: the numbers in between are *pending* (maybe late).
+  - a pending number arriving later *fills* its gap (a backfill, a reordering).
+  - ``seq <= high`` with a ``ts`` newer than the reading that set ``high``: the
+    device restarted its counter; a new epoch starts at ``seq`` (pending numbers of
+    the old epoch are confirmed missing).
+  - ``seq <= high``, not pending, within the window (:data:`SEQ_WINDOW` below
+    ``high``, and not before the first seq seen): a *duplicate*.
+  - older than the window: too old to account for; counted as neither.
+  A pending number is *confirmed* missing once it falls :data:`SEQ_WINDOW` behind
+  ``high`` or has been pending for :data:`GAP_GRACE_MS`; only confirmed gaps go into
+  ``hub_seq_gaps_total`` (a counter cannot go down when a backfill fills a gap).
+  ``DeviceInfo.seq_gaps`` is confirmed + pending: what is missing right now.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hub import metrics
+from hub.clock import Clock
+from hub.logging import get_logger
+from hub.messages import (
+    ASSET_TYPE_RE,
+    DEVICE_ID_RE,
+    DISTRICT_RE,
+    MetricValue,
+    Reading,
+    StatusUpdate,
+)
+from hub.ports import DeviceFilter, DeviceInfo, DeviceStatusEvent, Scope
+from hub.registry.provisioning import DeviceRow, parse_import_file
+from hub.sqlite import migrate
+
+log = get_logger(__name__)
+
+#: How far behind the highest seq a missing number may still arrive and fill its gap
+#: (and how far back duplicates are recognised): ~17 h of a 60 s device, enough for a
+#: store-and-forward backfill after a long outage, and a bounded set per device.
+SEQ_WINDOW = 1024
+#: A number pending this long is confirmed missing even if the window has not moved
+#: past it (a device that reports rarely must not hide its losses for days).
+GAP_GRACE_MS = 15 * 60 * 1000
+#: One compact encoder, reused: building one per call doubles the cost of a flush.
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+#: A device is stale after this many expected intervals without a reading.
+STALE_INTERVALS = 3
+
+MIGRATIONS = [
+    """
+    CREATE TABLE registry_devices (
+        device_id TEXT PRIMARY KEY,
+        district TEXT NOT NULL,
+        asset_type TEXT NOT NULL,
+        provisioned INTEGER NOT NULL DEFAULT 0,
+        latitude REAL,
+        longitude REAL,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        created_ms INTEGER NOT NULL,
+        status TEXT NOT NULL DEFAULT 'unknown',
+        status_ts_ms INTEGER,
+        last_seen_ms INTEGER,
+        latest TEXT NOT NULL DEFAULT '{}',
+        latest_ts TEXT NOT NULL DEFAULT '{}',
+        seq TEXT
+    );
+    CREATE TABLE registry_generation (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        generation INTEGER NOT NULL
+    );
+    INSERT INTO registry_generation (id, generation) VALUES (1, 0)
+    """,
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What ``hub devices import`` did: counts, or the problems that stopped it."""
+
+    path: Path
+    created: int = 0
+    updated: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the file was valid and applied."""
+        return not self.problems
+
+
+class _Device:
+    """Mutable in-memory state of one device (the hot path writes these)."""
+
+    __slots__ = (
+        "asset_type",
+        "created_ms",
+        "district",
+        "dups",
+        "gaps",
+        "last_seen",
+        "latest",
+        "latest_ts",
+        "latitude",
+        "longitude",
+        "max_ts",
+        "metadata",
+        "pending",
+        "provisioned",
+        "seq_floor",
+        "seq_high",
+        "seq_high_ts",
+        "stale",
+        "status",
+        "status_ts",
+    )
+
+    def __init__(self, district: str, asset_type: str, created_ms: int) -> None:
+        self.district = district
+        self.asset_type = asset_type
+        self.created_ms = created_ms
+        self.provisioned = False
+        self.latitude: float | None = None
+        self.longitude: float | None = None
+        self.metadata: dict[str, Any] = {}
+        self.status = "unknown"
+        self.status_ts: int | None = None
+        self.last_seen: int | None = None
+        self.latest: dict[str, MetricValue] = {}
+        self.latest_ts: dict[str, int] = {}
+        self.max_ts = -1
+        self.stale = False
+        self.seq_high: int | None = None
+        self.seq_high_ts = 0
+        self.seq_floor = 0
+        self.pending: dict[int, int] = {}  # missing seq -> when it was first missed (ms)
+        self.gaps = 0  # confirmed missing
+        self.dups = 0
+
+    def seq_json(self) -> str | None:
+        if self.seq_high is None and not self.gaps and not self.dups:
+            return None
+        pending = [[s, t] for s, t in self.pending.items()]
+        return f'{{"high":{_encode(self.seq_high)},"high_ts":{self.seq_high_ts},' + (
+            f'"floor":{self.seq_floor},"pending":{_encode(pending)},'
+            f'"gaps":{self.gaps},"dups":{self.dups}}}'
+        )
+
+    def load_seq(self, text: str | None) -> None:
+        if not text:
+            return
+        data = json.loads(text)
+        self.seq_high = data["high"]
+        self.seq_high_ts = int(data["high_ts"])
+        self.seq_floor = int(data["floor"])
+        self.pending = {int(s): int(t) for s, t in data["pending"]}
+        self.gaps = int(data["gaps"])
+        self.dups = int(data["dups"])
+
+
+class Registry:
+    """Device state for the API and the runtime (implements ``hub.ports.DeviceRegistryPort``)."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        clock: Clock,
+        expected_interval_s: Callable[[str], float | None],
+        on_status_change: Callable[[DeviceStatusEvent], None] | None = None,
+    ) -> None:
+        self._conn = conn
+        self._clock = clock
+        self._expected_interval_s = expected_interval_s
+        self._on_status_change = on_status_change
+        self._devices: dict[str, _Device] = {}
+        self._dirty: set[str] = set()
+        self._with_pending: set[str] = set()
+        migrate(conn, "registry", MIGRATIONS)
+        self._generation = self._read_generation()
+        self._load()
+
+    # ------------------------------------------------------------------ hot path
+
+    def apply_readings(self, readings: Sequence[Reading]) -> None:
+        """Last seen, latest values per metric and seq accounting for a batch of readings."""
+        devices = self._devices
+        dirty = self._dirty
+        dups = 0
+        for r in readings:
+            device_id = r.device_id
+            dev = devices.get(device_id)
+            if dev is None:
+                dev = self._auto_register(r)
+            received = r.received_ms or r.ts_ms
+            last_seen = dev.last_seen
+            if last_seen is None or received > last_seen:
+                dev.last_seen = received
+            ts = r.ts_ms
+            latest_ts = dev.latest_ts
+            if ts >= dev.max_ts:
+                dev.max_ts = ts
+                latest = dev.latest
+                for name, value in r.metrics.items():
+                    latest[name] = value
+                    latest_ts[name] = ts
+            else:
+                latest = dev.latest
+                for name, value in r.metrics.items():
+                    if ts >= latest_ts.get(name, -1):
+                        latest[name] = value
+                        latest_ts[name] = ts
+            seq = r.seq
+            if seq is not None:
+                high = dev.seq_high
+                if high is not None and seq == high + 1 and not dev.pending:
+                    dev.seq_high = seq
+                    dev.seq_high_ts = ts
+                else:
+                    dups += self._seq_slow(device_id, dev, seq, ts, received)
+            if dev.stale or dev.status == "unknown":
+                self._came_alive(device_id, dev, received)
+            dirty.add(device_id)
+        if dups:
+            metrics.SEQ_DUPLICATES.inc(dups)
+
+    def _seq_slow(self, device_id: str, dev: _Device, seq: int, ts: int, now: int) -> int:
+        """Seq accounting off the in-order path; returns duplicates found."""
+        high = dev.seq_high
+        pending = dev.pending
+        if high is None:
+            dev.seq_high, dev.seq_high_ts, dev.seq_floor = seq, ts, seq
+            return 0
+        if seq > high:
+            for missing in range(max(high + 1, seq - SEQ_WINDOW), seq):
+                pending[missing] = now
+            beyond_window = (seq - high - 1) - min(seq - high - 1, SEQ_WINDOW)
+            dev.seq_high, dev.seq_high_ts = seq, ts
+            self._confirm(dev, beyond_window + self._drop_pending(dev, seq - SEQ_WINDOW))
+        elif ts > dev.seq_high_ts:
+            # A smaller or equal seq with a newer timestamp: the device restarted its
+            # counter. What the old epoch still missed is lost for good.
+            self._confirm(dev, len(pending))
+            pending.clear()
+            dev.seq_high, dev.seq_high_ts, dev.seq_floor = seq, ts, seq
+        elif seq in pending:
+            del pending[seq]  # a late or backfilled reading fills its gap
+        elif seq >= max(dev.seq_floor, high - SEQ_WINDOW):
+            dev.dups += 1
+            return 1
+        # else: older than the window or than the first seq seen; cannot be judged.
+        if pending:
+            self._with_pending.add(device_id)
+        else:
+            self._with_pending.discard(device_id)
+        return 0
+
+    @staticmethod
+    def _drop_pending(dev: _Device, below: int) -> int:
+        """Remove pending numbers below ``below``; return how many."""
+        if not dev.pending or min(dev.pending) >= below:
+            return 0
+        gone = [s for s in dev.pending if s < below]
+        for s in gone:
+            del dev.pending[s]
+        return len(gone)
+
+    @staticmethod
+    def _confirm(dev: _Device, count: int) -> None:
+        if count > 0:
+            dev.gaps += count
+            metrics.SEQ_GAPS.inc(count)
+
+    def _auto_register(self, r: Reading) -> _Device:
+        dev = _Device(r.district, r.asset_type, self._clock.now_ms())
+        self._devices[r.device_id] = dev
+        return dev
+
+    def _came_alive(self, device_id: str, dev: _Device, now: int) -> None:
+        changed = False
+        if dev.status == "unknown":
+            dev.status = "online"
+            changed = True
+        if dev.stale:
+            dev.stale = False
+            changed = True
+        if changed:
+            self._emit(device_id, dev, dev.status, now)
+
+    # ------------------------------------------------------------------ status
+
+    def apply_statuses(self, statuses: Sequence[StatusUpdate]) -> None:
+        """Online/offline from births and last wills; a status older than the current one loses."""
+        for st in statuses:
+            dev = self._devices.get(st.device_id)
+            if dev is None:
+                dev = _Device(st.district, st.asset_type, self._clock.now_ms())
+                self._devices[st.device_id] = dev
+            if dev.status_ts is not None and st.ts_ms < dev.status_ts:
+                continue
+            dev.status_ts = st.ts_ms
+            self._dirty.add(st.device_id)
+            if dev.status != st.state:
+                dev.status = st.state
+                self._emit(st.device_id, dev, st.state, st.ts_ms)
+
+    def is_provisioned(self, device_id: str) -> bool:
+        """True when ``device_id`` was provisioned (imported or created by an admin)."""
+        dev = self._devices.get(device_id)
+        return dev is not None and dev.provisioned
+
+    def tick(self, now_ms: int) -> None:
+        """Timer work: stale detection, confirming old gaps, provisioning made elsewhere."""
+        generation = self._read_generation()
+        if generation != self._generation:
+            self._generation = generation
+            self._reload_provisioning()
+        counts = {"online": 0, "offline": 0, "unknown": 0, "stale": 0}
+        interval_cache: dict[str, float | None] = {}
+        for device_id, dev in self._devices.items():
+            asset_type = dev.asset_type
+            if asset_type not in interval_cache:
+                interval_cache[asset_type] = self._expected_interval_s(asset_type)
+            interval = interval_cache[asset_type]
+            if interval is not None and interval > 0:
+                since = dev.last_seen if dev.last_seen is not None else dev.created_ms
+                stale = now_ms - since > STALE_INTERVALS * interval * 1000
+                if stale != dev.stale:
+                    dev.stale = stale
+                    self._emit(device_id, dev, "stale" if stale else dev.status, now_ms)
+            counts[dev.status] = counts.get(dev.status, 0) + 1
+            if dev.stale:
+                counts["stale"] += 1
+        for status, count in counts.items():
+            metrics.DEVICES.labels(status=status).set(count)
+        for device_id in list(self._with_pending):
+            pending_dev = self._devices.get(device_id)
+            if pending_dev is None:
+                self._with_pending.discard(device_id)
+                continue
+            expired = [s for s, t in pending_dev.pending.items() if now_ms - t >= GAP_GRACE_MS]
+            if expired:
+                for s in expired:
+                    del pending_dev.pending[s]
+                self._confirm(pending_dev, len(expired))
+                self._dirty.add(device_id)
+            if not pending_dev.pending:
+                self._with_pending.discard(device_id)
+
+    def _emit(self, device_id: str, dev: _Device, status: str, ts_ms: int) -> None:
+        if self._on_status_change is None:
+            return
+        event = DeviceStatusEvent(device_id, dev.district, dev.asset_type, status, ts_ms)
+        try:
+            self._on_status_change(event)
+        except Exception as exc:  # a broken listener must not stop the registry
+            log.exception("status listener failed", device_id=device_id, error=repr(exc))
+
+    # ------------------------------------------------------------------ persistence
+
+    def flush(self) -> None:
+        """Persist every device changed since the last flush, in one transaction."""
+        if not self._dirty:
+            return
+        rows = []
+        for device_id in self._dirty:
+            dev = self._devices.get(device_id)
+            if dev is None:
+                continue
+            rows.append(
+                (
+                    device_id,
+                    dev.district,
+                    dev.asset_type,
+                    dev.created_ms,
+                    dev.status,
+                    dev.status_ts,
+                    dev.last_seen,
+                    _encode(dev.latest),
+                    _encode(dev.latest_ts),
+                    dev.seq_json(),
+                )
+            )
+        # Provisioning columns are not overwritten here: they are written at once by
+        # upsert/import (possibly by `hub devices import` in another process).
+        with _transaction(self._conn):
+            self._conn.executemany(
+                "INSERT INTO registry_devices (device_id, district, asset_type, created_ms,"
+                " status, status_ts_ms, last_seen_ms, latest, latest_ts, seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(device_id) DO UPDATE SET status = excluded.status,"
+                " status_ts_ms = excluded.status_ts_ms, last_seen_ms = excluded.last_seen_ms,"
+                " latest = excluded.latest, latest_ts = excluded.latest_ts, seq = excluded.seq",
+                rows,
+            )
+        self._dirty.clear()
+
+    def _load(self) -> None:
+        for row in self._conn.execute("SELECT * FROM registry_devices"):
+            dev = _Device(row["district"], row["asset_type"], row["created_ms"])
+            self._set_provisioning(dev, row)
+            dev.status = row["status"]
+            dev.status_ts = row["status_ts_ms"]
+            dev.last_seen = row["last_seen_ms"]
+            dev.latest = json.loads(row["latest"])
+            dev.latest_ts = {k: int(v) for k, v in json.loads(row["latest_ts"]).items()}
+            dev.max_ts = max(dev.latest_ts.values(), default=-1)
+            dev.load_seq(row["seq"])
+            self._devices[row["device_id"]] = dev
+            if dev.pending:
+                self._with_pending.add(row["device_id"])
+
+    @staticmethod
+    def _set_provisioning(dev: _Device, row: sqlite3.Row) -> None:
+        dev.provisioned = bool(row["provisioned"])
+        if dev.provisioned:
+            dev.district, dev.asset_type = row["district"], row["asset_type"]
+        dev.latitude, dev.longitude = row["latitude"], row["longitude"]
+        dev.metadata = json.loads(row["metadata"])
+
+    def _reload_provisioning(self) -> None:
+        """Pick up devices imported or deleted by another process (``hub devices import``)."""
+        seen: set[str] = set()
+        for row in self._conn.execute(
+            "SELECT device_id, district, asset_type, provisioned, latitude, longitude,"
+            " metadata, created_ms FROM registry_devices"
+        ):
+            device_id = row["device_id"]
+            seen.add(device_id)
+            dev = self._devices.get(device_id)
+            if dev is None:
+                dev = _Device(row["district"], row["asset_type"], row["created_ms"])
+                self._devices[device_id] = dev
+            self._set_provisioning(dev, row)
+        for device_id in [d for d in self._devices if d not in seen]:
+            if self._devices[device_id].provisioned:
+                del self._devices[device_id]
+                self._dirty.discard(device_id)
+
+    def _read_generation(self) -> int:
+        row = self._conn.execute("SELECT generation FROM registry_generation").fetchone()
+        return int(row[0])
+
+    # ------------------------------------------------------------------ provisioning
+
+    def upsert_device(
+        self,
+        device_id: str,
+        district: str,
+        asset_type: str,
+        latitude: float | None,
+        longitude: float | None,
+        metadata: Mapping[str, Any],
+    ) -> DeviceInfo:
+        """Provision or update a device; raises ValueError on a bad name or coordinate."""
+        row = DeviceRow(
+            device_id=_checked(device_id, DEVICE_ID_RE, "device_id"),
+            district=_checked(district, DISTRICT_RE, "district"),
+            asset_type=_checked(asset_type, ASSET_TYPE_RE, "asset_type"),
+            latitude=_checked_coordinate(latitude, "latitude", 90.0),
+            longitude=_checked_coordinate(longitude, "longitude", 180.0),
+            metadata=dict(metadata),
+            line=0,
+        )
+        if (row.latitude is None) != (row.longitude is None):
+            raise ValueError("latitude and longitude: give both or neither")
+        json.dumps(row.metadata)  # refuse what cannot be stored, before storing anything
+        with _transaction(self._conn):
+            self._write_provisioned([row])
+        info = self.get_device(device_id)
+        assert info is not None
+        return info
+
+    def delete_device(self, device_id: str) -> bool:
+        """Remove a device and its state; False when unknown."""
+        if device_id not in self._devices:
+            return False
+        with _transaction(self._conn):
+            self._conn.execute("DELETE FROM registry_devices WHERE device_id = ?", (device_id,))
+            self._bump_generation()
+        del self._devices[device_id]
+        self._dirty.discard(device_id)
+        self._with_pending.discard(device_id)
+        return True
+
+    def import_file(self, path: Path) -> ImportReport:
+        """Provision every device of a CSV or YAML file, or none if any row is invalid."""
+        parsed = parse_import_file(path, self._known_asset_type)
+        if parsed.problems:
+            return ImportReport(path, problems=parsed.problems)
+        created = sum(1 for r in parsed.rows if r.device_id not in self._devices)
+        with _transaction(self._conn):
+            self._write_provisioned(parsed.rows)
+        log.info("devices imported", path=str(path), created=created)
+        return ImportReport(path, created=created, updated=len(parsed.rows) - created)
+
+    def _known_asset_type(self, asset_type: str) -> bool:
+        return self._expected_interval_s(asset_type) is not None
+
+    def _write_provisioned(self, rows: Sequence[DeviceRow]) -> None:
+        """Write provisioning rows inside the caller's transaction, then mirror them in memory."""
+        now = self._clock.now_ms()
+        self._conn.executemany(
+            "INSERT INTO registry_devices (device_id, district, asset_type, provisioned,"
+            " latitude, longitude, metadata, created_ms) VALUES (?, ?, ?, 1, ?, ?, ?, ?)"
+            " ON CONFLICT(device_id) DO UPDATE SET district = excluded.district,"
+            " asset_type = excluded.asset_type, provisioned = 1, latitude = excluded.latitude,"
+            " longitude = excluded.longitude, metadata = excluded.metadata",
+            [
+                (
+                    r.device_id,
+                    r.district,
+                    r.asset_type,
+                    r.latitude,
+                    r.longitude,
+                    json.dumps(r.metadata, separators=(",", ":"), default=str),
+                    now,
+                )
+                for r in rows
+            ],
+        )
+        self._bump_generation()
+        for r in rows:
+            dev = self._devices.get(r.device_id)
+            if dev is None:
+                dev = _Device(r.district, r.asset_type, now)
+                self._devices[r.device_id] = dev
+            dev.provisioned = True
+            dev.district, dev.asset_type = r.district, r.asset_type
+            dev.latitude, dev.longitude = r.latitude, r.longitude
+            dev.metadata = json.loads(json.dumps(r.metadata, default=str))
+
+    def _bump_generation(self) -> None:
+        self._conn.execute("UPDATE registry_generation SET generation = generation + 1")
+        self._generation = self._read_generation()
+
+    # ------------------------------------------------------------------ reads
+
+    def location(self, device_id: str) -> tuple[float, float] | None:
+        """(latitude, longitude) of a provisioned device, or None."""
+        dev = self._devices.get(device_id)
+        if dev is None or dev.latitude is None or dev.longitude is None:
+            return None
+        return dev.latitude, dev.longitude
+
+    def get_device(self, device_id: str) -> DeviceInfo | None:
+        """One device, or None."""
+        dev = self._devices.get(device_id)
+        return None if dev is None else _info(device_id, dev)
+
+    def list_devices(self, flt: DeviceFilter, scope: Scope) -> list[DeviceInfo]:
+        """Devices matching ``flt`` inside ``scope``, sorted by id."""
+        out: list[DeviceInfo] = []
+        skipped = 0
+        for device_id in sorted(self._devices):
+            dev = self._devices[device_id]
+            if not scope.allows(dev.district, dev.asset_type):
+                continue
+            if flt.district is not None and dev.district != flt.district:
+                continue
+            if flt.asset_type is not None and dev.asset_type != flt.asset_type:
+                continue
+            if flt.status is not None and dev.status != flt.status:
+                continue
+            if flt.stale is not None and dev.stale != flt.stale:
+                continue
+            if skipped < flt.offset:
+                skipped += 1
+                continue
+            if len(out) >= flt.limit:
+                break
+            out.append(_info(device_id, dev))
+        return out
+
+    def districts(self, scope: Scope) -> list[str]:
+        """Districts that have devices, inside ``scope``."""
+        return sorted(
+            {d.district for d in self._devices.values() if scope.allows(d.district, d.asset_type)}
+        )
+
+    def __len__(self) -> int:
+        return len(self._devices)
+
+
+def _info(device_id: str, dev: _Device) -> DeviceInfo:
+    return DeviceInfo(
+        device_id=device_id,
+        district=dev.district,
+        asset_type=dev.asset_type,
+        status=dev.status,
+        last_seen_ms=dev.last_seen,
+        latest=dict(dev.latest),
+        latest_ts_ms=dev.max_ts if dev.max_ts >= 0 else None,
+        stale=dev.stale,
+        seq_gaps=dev.gaps + len(dev.pending),
+        seq_duplicates=dev.dups,
+        latitude=dev.latitude,
+        longitude=dev.longitude,
+        provisioned=dev.provisioned,
+        metadata=dict(dev.metadata),
+    )
+
+
+def _checked(value: str, pattern: Any, what: str) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ValueError(f"{what}: {value!r} does not match {pattern.pattern}")
+    return value
+
+
+def _checked_coordinate(value: float | None, what: str, limit: float) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    if not -limit <= number <= limit:
+        raise ValueError(f"{what}: {value!r} is outside -{limit:g}..{limit:g}")
+    return number
+
+
+class _transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK``) on an autocommit connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
