@@ -298,6 +298,7 @@ class _Device:
         self.backoff = 0.5
         self.stuck: dict[str, MetricValue] = {}
         self.stuck_since: float | None = None
+        self._configured = False  # paho's connect() (host, port) done once; then reconnect()
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"{spec.device_id}@{fleet.prefix}",
@@ -305,6 +306,8 @@ class _Device:
             protocol=mqtt.MQTTv311,
         )
         client.max_inflight_messages_set(1000)
+        # Connects block the shared loop: keep an unreachable broker's cost short.
+        client.connect_timeout = 2.0
         client.max_queued_messages_set(0)
         if fleet.username:
             client.username_pw_set(fleet.username, fleet.password)
@@ -378,8 +381,8 @@ class _Device:
     def connect(self) -> None:
         """Open the connection (TCP connect is synchronous; CONNACK arrives via the loop)."""
         try:
-            if self.fleet.stats.connects == 0 and not getattr(self, "_tried", False):
-                self._tried = True
+            if not self._configured:
+                self._configured = True
                 self.client.connect(
                     self.fleet.host, self.fleet.port, keepalive=self.fleet.keepalive
                 )
@@ -614,10 +617,11 @@ class Fleet:
         self._devices = {s.device_id: _Device(self, s) for s in self._mine}
         self._start = time.monotonic()
         self._window_start = self._start
-        for n, device in enumerate(self._devices.values()):
+        for device in self._devices.values():
             device.connect()
-            if n % 20 == 19:
-                await asyncio.sleep(0)  # let CONNACKs in while the rest connect
+            # TCP connect is synchronous: yield after each, so a broker on this very
+            # loop (the demo's embedded one) can accept before its backlog fills.
+            await asyncio.sleep(0)
         tasks = [
             asyncio.create_task(self._keepalive(), name="sim.keepalive"),
             asyncio.create_task(self._timeline(), name="sim.scenario"),
