@@ -388,3 +388,51 @@ async def test_broker_restart_readings_kept_and_backfilled(own_mosquitto: Mosqui
     for device_id, readings in per_device.items():
         seqs = sorted({s for s, _, _ in readings})  # QoS 1 may redeliver: duplicates allowed
         assert seqs == list(range(1, seqs[-1] + 1)), device_id
+
+
+@pytest.mark.parametrize("senml", [False, True], ids=["json", "senml"])
+async def test_hub_decoder_takes_every_reading_and_refuses_every_malformed_message(
+    mosquitto: Mosquitto, names: Names, collect: Collector, senml: bool
+) -> None:
+    """The hub's decoder takes every reading and status, and refuses every malformed message."""
+    from hub.ingest.decode import Decoder
+    from hub.messages import RawMessage
+    from hub.settings import IngestSettings
+
+    prefix = names.topic_prefix()
+    scenario = Scenario.model_validate(
+        {
+            "name": "t",
+            "events": [
+                {"at": "0.3s", "kind": "outage", "devices": ["mh-d01-001"], "duration": "1s"}
+            ],
+        }
+    )
+    fleet = Fleet(
+        mosquitto.url,
+        prefix=prefix,
+        devices=14,
+        districts=2,
+        rate=280,
+        malformed=0.1,
+        senml=senml,
+        scenario=scenario,
+    )
+    stats = await run_fleet(fleet, 2.0)
+    decoder = Decoder(IngestSettings(), prefix)
+    readings = rejections = statuses = 0
+    reasons: set[str] = set()
+    for topic, payload, retain in collect.snapshot():
+        decoded = decoder.decode(
+            RawMessage(topic, payload, received_ms=fleet.clock.now_ms(), retain=retain)
+        )
+        readings += len(decoded.readings)
+        statuses += len(decoded.statuses)
+        rejections += len(decoded.rejections)
+        reasons.update(r.reason for r in decoded.rejections)
+    assert stats.backfilled > 0
+    assert statuses == stats.statuses + stats.drops  # births, clean offlines, broker-sent wills
+    assert rejections == stats.malformed
+    assert len(reasons) >= 5
+    # Every reading published (single or in a backfill batch) decodes.
+    assert readings == sum(d.seq for d in fleet._devices.values())
