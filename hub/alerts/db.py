@@ -86,9 +86,11 @@ MIGRATIONS: list[str] = [
         next_ms INTEGER,
         repeat_ms INTEGER NOT NULL,
         fired INTEGER NOT NULL DEFAULT 0,
+        muted INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (alert_id, route, stage)
     );
     CREATE INDEX alert_schedule_due ON alert_schedule (next_ms) WHERE next_ms IS NOT NULL;
+    CREATE INDEX alert_schedule_muted ON alert_schedule (muted) WHERE muted = 1;
     CREATE TABLE alert_receivers (
         alert_id TEXT NOT NULL REFERENCES alerts (id),
         receiver TEXT NOT NULL,

@@ -80,14 +80,28 @@ def stop(conn: sqlite3.Connection, alert_id: str) -> None:
     )
 
 
-def due(conn: sqlite3.Connection, now_ms: int) -> list[DueStep]:
-    """Rows due now, oldest first."""
-    rows = conn.execute(
-        "SELECT alert_id, route, stage, receivers, send_resolved, fired, repeat_ms"
-        " FROM alert_schedule WHERE next_ms IS NOT NULL AND next_ms <= ?"
-        " ORDER BY next_ms, alert_id, stage",
-        (now_ms,),
-    ).fetchall()
+def due(
+    conn: sqlite3.Connection, now_ms: int, alert_ids: Sequence[str] | None = None
+) -> list[DueStep]:
+    """Rows due now (of ``alert_ids`` only, when given), oldest first."""
+    columns = "alert_id, route, stage, receivers, send_resolved, fired, repeat_ms"
+    if alert_ids is None:
+        rows = conn.execute(
+            f"SELECT {columns} FROM alert_schedule"  # noqa: S608  (constant columns)
+            " WHERE next_ms IS NOT NULL AND next_ms <= ? ORDER BY next_ms, alert_id, stage",
+            (now_ms,),
+        ).fetchall()
+    else:
+        rows = []
+        for alert_id in alert_ids:
+            rows.extend(
+                conn.execute(
+                    f"SELECT {columns} FROM alert_schedule"  # noqa: S608  (constant columns)
+                    " WHERE alert_id = ? AND next_ms IS NOT NULL AND next_ms <= ?"
+                    " ORDER BY stage",
+                    (alert_id, now_ms),
+                ).fetchall()
+            )
     return [
         DueStep(
             alert_id=r["alert_id"],
@@ -106,7 +120,7 @@ def fired(conn: sqlite3.Connection, step: DueStep, now_ms: int) -> None:
     """The step was notified: count it and move it on by its repeat interval."""
     next_ms = now_ms + step.repeat_ms if step.repeat_ms > 0 else None
     conn.execute(
-        "UPDATE alert_schedule SET fired = fired + 1, next_ms = ?"
+        "UPDATE alert_schedule SET fired = fired + 1, next_ms = ?, muted = 0"
         " WHERE alert_id = ? AND route = ? AND stage = ?",
         (next_ms, step.alert_id, step.route, step.stage),
     )
@@ -117,4 +131,21 @@ def cancel(conn: sqlite3.Connection, step: DueStep) -> None:
     conn.execute(
         "UPDATE alert_schedule SET next_ms = NULL WHERE alert_id = ? AND route = ? AND stage = ?",
         (step.alert_id, step.route, step.stage),
+    )
+
+
+def mute(conn: sqlite3.Connection, step: DueStep, until_ms: int) -> None:
+    """The step's alert is silenced or inhibited: look again at ``until_ms``."""
+    conn.execute(
+        "UPDATE alert_schedule SET next_ms = ?, muted = 1"
+        " WHERE alert_id = ? AND route = ? AND stage = ?",
+        (until_ms, step.alert_id, step.route, step.stage),
+    )
+
+
+def wake_muted(conn: sqlite3.Connection, now_ms: int) -> None:
+    """A silence ended early or an inhibiting alert resolved: re-check muted steps now."""
+    conn.execute(
+        "UPDATE alert_schedule SET next_ms = ? WHERE muted = 1 AND next_ms > ?",
+        (now_ms, now_ms),
     )

@@ -29,9 +29,9 @@ class Inhibitor:
         if self.is_source(labels):
             self._sources[alert_id] = dict(labels)
 
-    def deactivate(self, alert_id: str) -> None:
-        """An alert resolved."""
-        self._sources.pop(alert_id, None)
+    def deactivate(self, alert_id: str) -> bool:
+        """An alert resolved; True when it was inhibiting (muted alerts need a new look)."""
+        return self._sources.pop(alert_id, None) is not None
 
     def inhibited_by(self, alert_id: str, labels: Mapping[str, str]) -> str | None:
         """The id of an active alert that inhibits this one, or None."""

@@ -53,6 +53,12 @@ log = get_logger(__name__)
 #: How long a delivery worker sleeps when idle before looking at its queue again
 #: (it is woken at once by new notifications; this only bounds a missed wake-up).
 IDLE_POLL_S = 1.0
+#: Rule events applied per transaction; between chunks the delivery workers get the
+#: event loop, so an alert storm does not hold back the first notifications.
+HANDLE_CHUNK = 50
+#: A silenced or inhibited step is looked at again this often (sooner when its
+#: silence ends, is expired, or the inhibiting alert resolves).
+MUTED_RECHECK_MS = 30_000
 #: Resolved alerts stay in the Atom feed (as CAP Cancel messages) this long.
 FEED_RESOLVED_MS = 24 * 3_600_000
 
@@ -92,22 +98,32 @@ class AlertManager:
 
     async def handle(self, events: Sequence[RuleEvent]) -> None:
         """Apply rule state changes; notifications due now are queued at once."""
+        for start in range(0, len(events), HANDLE_CHUNK):
+            if start:
+                await asyncio.sleep(0)  # let the delivery workers send what is queued
+            self._handle_chunk(events[start : start + HANDLE_CHUNK])
+
+    def _handle_chunk(self, events: Sequence[RuleEvent]) -> None:
         now = self._clock.now_ms()
         emitted: list[AlertEvent] = []
+        touched: list[str] = []
         with transaction(self._conn):
             for ev in events:
                 self._conn.execute("SAVEPOINT ev")
                 try:
-                    self._apply(ev, now, emitted)
-                except (ValueError, TypeError, KeyError) as exc:
+                    alert_id = self._apply(ev, now, emitted)
+                except (ValueError, TypeError, KeyError, AttributeError) as exc:
                     # Bad input never raises into the loop: count it, say so, go on.
                     self._conn.execute("ROLLBACK TO ev")
                     self.bad_events += 1
                     log.error(  # noqa: TRY400  (expected bad input: no traceback)
                         "bad rule event dropped", rule_id=ev.rule_id, error=repr(exc)
                     )
+                else:
+                    if alert_id is not None:
+                        touched.append(alert_id)
                 self._conn.execute("RELEASE ev")
-            self._process_due(now, emitted)
+            self._process_due(now, emitted, touched)
         self._publish(emitted)
 
     async def tick(self) -> None:
@@ -141,19 +157,19 @@ class AlertManager:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _apply(self, ev: RuleEvent, now: int, emitted: list[AlertEvent]) -> None:
+    def _apply(self, ev: RuleEvent, now: int, emitted: list[AlertEvent]) -> str | None:
+        """Apply one event; returns the id of an alert that may now have due steps."""
         if ev.state not in (RuleState.FIRING, RuleState.RESOLVED):
-            return  # pending/inactive are for the rules view, not for responders
+            return None  # pending/inactive are for the rules view, not for responders
         key = series_key(ev.rule_id, ev.district, ev.source)
         row = self._conn.execute("SELECT * FROM alerts WHERE active_key = ?", (key,)).fetchone()
         if ev.state is RuleState.FIRING:
             if row is None:
-                self._open(ev, key, now, emitted)
-            else:
-                self._update(row, ev, now, emitted)
-            return
+                return self._open(ev, key, now, emitted)
+            self._update(row, ev, now, emitted)
+            return str(row["id"])
         if row is None or row["resolve_pending_ms"] is not None:
-            return
+            return None
         if self._flapping(row, now):
             self._conn.execute(
                 "UPDATE alerts SET resolve_pending_ms = ?, updated_ms = ? WHERE id = ?",
@@ -168,8 +184,9 @@ class AlertManager:
                 "rule cleared; resolution held back because the alert is flapping",
                 {"hold_ms": self._routes.flapping.hold},
             )
-            return
+            return None
         self._resolve(row, now, "rule", ev.explanation.summary or "rule cleared", emitted)
+        return None
 
     def _flapping(self, row: sqlite3.Row, now: int) -> bool:
         f = self._routes.flapping
@@ -180,7 +197,7 @@ class AlertManager:
         ).fetchone()
         return int(opened) >= f.threshold
 
-    def _open(self, ev: RuleEvent, key: str, now: int, emitted: list[AlertEvent]) -> None:
+    def _open(self, ev: RuleEvent, key: str, now: int, emitted: list[AlertEvent]) -> str:
         previous = self._conn.execute(
             "SELECT id FROM alerts WHERE rule_id = ? AND district = ? AND source = ?"
             " ORDER BY started_ms DESC LIMIT 1",
@@ -245,6 +262,7 @@ class AlertManager:
         row = lifecycle.get_row(self._conn, alert_id)
         assert row is not None
         emitted.append(_event(row, AlertStatus.FIRING, now, "rule", summary))
+        return alert_id
 
     def _update(self, row: sqlite3.Row, ev: RuleEvent, now: int, emitted: list[AlertEvent]) -> None:
         old = Severity(row["severity"])
@@ -288,7 +306,8 @@ class AlertManager:
         tid = lifecycle.add_transition(self._conn, row["id"], now, "resolved", actor, comment)
         escalation.stop(self._conn, row["id"])
         release_alert(self._conn, row["incident_id"], now)
-        self._inhibitor.deactivate(row["id"])
+        if self._inhibitor.deactivate(row["id"]):
+            escalation.wake_muted(self._conn, now)
         fresh = lifecycle.get_row(self._conn, row["id"])
         assert fresh is not None
         self._follow_up(fresh, "resolved", tid, now, actor, comment)
@@ -297,13 +316,14 @@ class AlertManager:
 
     # ------------------------------------------------------------------ notifications
 
-    def _muted(self, row: sqlite3.Row, now: int) -> str | None:
+    def _muted(self, row: sqlite3.Row, now: int) -> tuple[str, int | None] | None:
+        """Why the alert is not notified now (and until when, if known), or None."""
         labels = match_labels(row)
-        reason = self._silences.muting(labels, now)
-        if reason is not None:
-            return reason
+        muting = self._silences.muting(labels, now)
+        if muting is not None:
+            return muting
         source = self._inhibitor.inhibited_by(row["id"], labels)
-        return f"inhibited:{source}" if source is not None else None
+        return (f"inhibited:{source}", None) if source is not None else None
 
     def _payload(
         self,
@@ -327,14 +347,20 @@ class AlertManager:
             "reading_received_ms": row["reading_received_ms"],
         }
 
-    def _process_due(self, now: int, emitted: list[AlertEvent]) -> None:
-        for step in escalation.due(self._conn, now):
+    def _process_due(
+        self, now: int, emitted: list[AlertEvent], alert_ids: Sequence[str] | None = None
+    ) -> None:
+        for step in escalation.due(self._conn, now, alert_ids):
             row = lifecycle.get_row(self._conn, step.alert_id)
             if row is None or row["status"] != "firing":
                 escalation.cancel(self._conn, step)
                 continue
-            if self._muted(row, now) is not None:
-                continue  # stays due: notified once the silence or inhibition ends
+            muted = self._muted(row, now)
+            if muted is not None:
+                _, until = muted
+                recheck = now + MUTED_RECHECK_MS
+                escalation.mute(self._conn, step, recheck if until is None else until)
+                continue
             self._notify_step(row, step, now, emitted)
 
     def _notify_step(
@@ -592,7 +618,9 @@ class AlertManager:
 
     def expire_silence(self, silence_id: str, actor: str) -> Silence:
         """End a silence now; raises NotFound."""
-        silence = self._silences.expire(silence_id, self._clock.now_ms())
+        now = self._clock.now_ms()
+        silence = self._silences.expire(silence_id, now)
+        escalation.wake_muted(self._conn, now)
         log.info("silence expired", silence_id=silence_id, actor=actor)
         return silence
 

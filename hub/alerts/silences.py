@@ -128,13 +128,13 @@ class SilenceBook:
                 return next(x for x in self._silences if x.id == silence_id)
         raise NotFound(f"no silence {silence_id}")
 
-    def muting(self, labels: Mapping[str, str], now_ms: int) -> str | None:
+    def muting(self, labels: Mapping[str, str], now_ms: int) -> tuple[str, int | None] | None:
         """Why an alert with ``labels`` is muted now (``silence:<id>``,
-        ``maintenance:<name>``), or None."""
+        ``maintenance:<name>``) and until when if known, or None."""
         for s in self._silences:
             if silence_active(s, now_ms) and matchers_match(s.matchers, labels):
-                return f"silence:{s.id}"
+                return f"silence:{s.id}", s.ends_ms
         for w in self._windows:
             if matchers_match(w.match, labels) and window_active(w, now_ms):
-                return f"maintenance:{w.name}"
+                return f"maintenance:{w.name}", None
         return None
