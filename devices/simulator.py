@@ -25,6 +25,7 @@ import heapq
 import json
 import math
 import multiprocessing
+import os
 import random
 import signal
 import socket
@@ -890,8 +891,6 @@ def simulate_main(args: argparse.Namespace) -> int:
         for proc in procs:
             if proc.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
-                    import os
-
                     os.kill(proc.pid, signal.SIGINT)
         while len(collected) < processes and any(p.is_alive() for p in procs):
             with contextlib.suppress(Exception):
