@@ -224,7 +224,8 @@ class Journal:
         self._pending = []
         for task in (self._flusher, self._persister):
             if task is not None and not task.done():
-                task.cancel()
+                with contextlib.suppress(RuntimeError):  # its loop may be gone already
+                    task.cancel()
         with self._thread_lock:
             if self._writer is not None:
                 self._writer.close()
