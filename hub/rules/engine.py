@@ -1,0 +1,432 @@
+"""The rule engine: per-series lifecycle (inactive -> pending -> firing -> resolved).
+
+Pure and deterministic: time comes from readings (event time) and from the
+``now_ms`` given to :meth:`RuleEngine.tick`. Rules are indexed by asset type and
+metric, and the set of rules that apply to a device's readings is cached, so a
+reading costs only the rules that can match it.
+
+Lifecycle (Prometheus alerting rules, plus hysteresis and off-delay):
+
+* condition true: inactive -> pending (``for`` > 0) or firing (``for`` = 0);
+  pending -> firing once it has held ``for`` (by reading time, or by tick);
+* condition false: pending -> inactive (silently); firing -> resolved once it
+  has stayed false ``clear_for`` (the threshold's ``clear`` level decides "false").
+
+Late readings: a reading older than the newest already evaluated for its series
+is not evaluated; within ``late_tolerance_s`` it still joins the windows of
+window kinds; older ones are only counted.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from hub.logging import get_logger
+from hub.messages import AREA_SOURCE, Explanation, MetricValue, Reading, RuleEvent, RuleState
+from hub.rules.kinds import Area, Kind, NoData, compile_rule
+from hub.rules.model import DEFAULT_SENSOR_FAULT, SENSOR_FAULT_ID, RuleModel
+from hub.rules.state import FIRING, INACTIVE, PENDING, Series
+
+log = get_logger(__name__)
+
+SNAPSHOT_FORMAT = 1
+#: The per-device plan cache is cleared past this many entries (bounded memory).
+PLAN_CACHE_MAX = 500_000
+_STATE_OF = {"firing": FIRING, "pending": PENDING}
+
+
+class RuleEngine:
+    """Evaluates readings against rules; returns state changes as RuleEvents."""
+
+    def __init__(
+        self,
+        rules: Iterable[RuleModel],
+        *,
+        late_tolerance_s: int,
+        expected_interval_s: Callable[[str], float | None],
+        device_labels: Callable[[str], Mapping[str, str]] | None = None,
+    ) -> None:
+        self._tol_ms = late_tolerance_s * 1000
+        self._expected = expected_interval_s
+        self._labels = device_labels
+        self._kinds: dict[str, Kind] = {}
+        self._by_asset: dict[str, list[Kind]] = {}
+        self._any_asset: list[Kind] = []
+        self._areas_of: dict[str, list[Area]] = {}
+        self._no_data: list[NoData] = []
+        self._plans: dict[tuple[str, str, str, tuple[str, ...]], tuple[Kind, ...]] = {}
+        self._devs: dict[str, tuple[str, str, str]] = {}
+        # target rule id -> district -> series key -> series, for rules that area rules count
+        self._members: dict[str, dict[str, dict[str, Series]]] = {}
+        self._timers: set[tuple[str, str]] = set()
+        self._now = 0
+        self.evaluations = 0
+        self.late_readings = 0
+        self.set_rules(rules)
+
+    # ------------------------------------------------------------------ rules
+
+    @property
+    def rules(self) -> list[RuleModel]:
+        """The active (enabled) rules, built-ins included."""
+        return [k.rule for k in self._kinds.values()]
+
+    def version_of(self, rule_id: str) -> str | None:
+        """Content hash of an active rule."""
+        k = self._kinds.get(rule_id)
+        return k.version if k else None
+
+    def set_rules(self, rules: Iterable[RuleModel]) -> list[RuleEvent]:
+        """Swap the rule set; unchanged rules (same version) keep their series state.
+
+        Returns RESOLVED for every firing series of a rule that was removed,
+        disabled or changed (a changed rule restarts from a clean state).
+        """
+        wanted = [r for r in rules if r.enabled]
+        ids = {r.id for r in rules}
+        if SENSOR_FAULT_ID not in ids:
+            wanted.append(DEFAULT_SENSOR_FAULT)
+        old = self._kinds
+        new: dict[str, Kind] = {}
+        events: list[RuleEvent] = []
+        for rule in wanted:
+            if rule.id in new:
+                continue  # the loader reports duplicates; first wins here too
+            k = compile_rule(rule, self._expected)
+            prev = old.get(rule.id)
+            if prev is not None and prev.version == k.version:
+                k.series = prev.series
+            new[rule.id] = k
+        for rid, prev in old.items():
+            k2 = new.get(rid)
+            if k2 is not None and k2.series is prev.series:
+                continue
+            why = "was removed" if k2 is None else f"changed (now version {k2.version})"
+            for s in prev.series.values():
+                if s.state == FIRING:
+                    events.append(self._closing_event(prev, s, why))
+        self._kinds = new
+        self._index()
+        events.extend(self._recount_areas())
+        return events
+
+    def _index(self) -> None:
+        self._by_asset = {}
+        self._any_asset = []
+        self._areas_of = {}
+        self._no_data = []
+        self._plans.clear()
+        for k in self._kinds.values():
+            if isinstance(k, Area):
+                self._areas_of.setdefault(k.target, []).append(k)
+                continue
+            if isinstance(k, NoData):
+                self._no_data.append(k)
+            if k.asset_type_literal is not None:
+                self._by_asset.setdefault(k.asset_type_literal, []).append(k)
+            else:
+                self._any_asset.append(k)
+        self._timers = {
+            (rid, key)
+            for rid, k in self._kinds.items()
+            for key, s in k.series.items()
+            if s.state == PENDING or (s.state == FIRING and s.clear_since >= 0)
+        }
+
+    def _recount_areas(self) -> list[RuleEvent]:
+        """Rebuild area membership from the series and re-decide every area rule."""
+        self._members = {}
+        for target in self._areas_of:
+            k = self._kinds.get(target)
+            per: dict[str, dict[str, Series]] = {}
+            if k is not None:
+                for key, s in k.series.items():
+                    if s.state != INACTIVE:
+                        per.setdefault(s.dev[0], {})[key] = s
+            self._members[target] = per
+        events: list[RuleEvent] = []
+        for target, areas in self._areas_of.items():
+            districts = set(self._members[target])
+            for a in areas:
+                districts.update(a.series)
+            for district in sorted(districts):
+                self._decide_area(target, district, self._now, events)
+        return events
+
+    # ------------------------------------------------------------------ readings
+
+    def _plan(self, reading: Reading, names: tuple[str, ...]) -> tuple[Kind, ...]:
+        key = (reading.district, reading.asset_type, reading.device_id, names)
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= PLAN_CACHE_MAX:
+                self._plans.clear()
+            cands = self._by_asset.get(reading.asset_type, []) + self._any_asset
+            plan = tuple(
+                k
+                for k in cands
+                if (not k.metrics or any(m in names for m in k.metrics))
+                and k.matches(reading.district, reading.asset_type, reading.device_id, self._labels)
+            )
+            self._plans[key] = plan
+        return plan
+
+    def evaluate(self, reading: Reading) -> list[RuleEvent]:
+        """Evaluate one reading against the rules that can match it."""
+        values: Mapping[str, MetricValue] = reading.metrics
+        if reading.out_of_range:
+            # Implausible values are a sensor fault, not an emergency: only the
+            # sensor-fault rule sees them.
+            bad = reading.out_of_range
+            values = {m: v for m, v in values.items() if m not in bad}
+        plan = self._plan(reading, tuple(values))
+        if not plan:
+            return []
+        ts = reading.ts_ms
+        self._now = max(self._now, ts)
+        key = f"{reading.district}/{reading.device_id}"
+        dev = self._devs.get(key)
+        if dev is None:
+            dev = self._devs[key] = (reading.district, reading.asset_type, reading.device_id)
+        events: list[RuleEvent] = []
+        for k in plan:
+            s = k.series.get(key)
+            if s is None:
+                s = k.series[key] = Series(dev, k.new_aux())
+            last = s.last_ts
+            if ts < last:
+                self.late_readings += 1
+                if ts >= last - self._tol_ms:
+                    k.late(s, ts, values)
+                continue
+            cond = k.step(s, ts, values, reading)
+            s.last_ts = ts
+            if cond is not None:
+                self._lifecycle(k, s, key, cond, ts, reading.received_ms, events)
+        self.evaluations += len(plan)
+        return events
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _lifecycle(
+        self, k: Kind, s: Series, key: str, cond: bool, ts: int, recv: int, out: list[RuleEvent]
+    ) -> None:
+        st = s.state
+        if cond:
+            if st == FIRING:
+                if s.clear_since >= 0:
+                    s.clear_since = -1
+                    self._timers.discard((k.id, key))
+                return
+            if st == INACTIVE:
+                s.since = ts
+                if k.for_ms <= 0:
+                    self._fire(k, s, key, ts, recv, out)
+                    return
+                s.state = PENDING
+                self._timers.add((k.id, key))
+                out.append(self._event(k, s, RuleState.PENDING, ts, recv))
+                self._membership(k, s, key, INACTIVE, ts, out)
+                return
+            if ts - s.since >= k.for_ms:
+                self._fire(k, s, key, ts, recv, out)
+            return
+        if st == PENDING:
+            s.state = INACTIVE
+            self._timers.discard((k.id, key))
+            self._membership(k, s, key, PENDING, ts, out)
+        elif st == FIRING:
+            if k.clear_for_ms <= 0:
+                self._resolve(k, s, key, ts, recv, out)
+                return
+            if s.clear_since < 0:
+                s.clear_since = ts
+                self._timers.add((k.id, key))
+            if ts - s.clear_since >= k.clear_for_ms:
+                self._resolve(k, s, key, ts, recv, out)
+
+    def _fire(self, k: Kind, s: Series, key: str, ts: int, recv: int, out: list[RuleEvent]) -> None:
+        prev = s.state
+        s.state = FIRING
+        s.since = ts
+        s.clear_since = -1
+        self._timers.discard((k.id, key))
+        out.append(self._event(k, s, RuleState.FIRING, ts, recv))
+        self._membership(k, s, key, prev, ts, out)
+
+    def _resolve(
+        self, k: Kind, s: Series, key: str, ts: int, recv: int, out: list[RuleEvent]
+    ) -> None:
+        s.state = INACTIVE
+        s.since = ts
+        s.clear_since = -1
+        self._timers.discard((k.id, key))
+        out.append(self._event(k, s, RuleState.RESOLVED, ts, recv))
+        self._membership(k, s, key, FIRING, ts, out)
+
+    def _event(self, k: Kind, s: Series, state: RuleState, ts: int, recv: int) -> RuleEvent:
+        district, asset_type, source = s.dev
+        return RuleEvent(
+            rule_id=k.id,
+            rule_version=k.version,
+            state=state,
+            severity=k.severity,
+            district=district,
+            asset_type=asset_type,
+            source=source,
+            ts_ms=ts,
+            explanation=k.explain(s, state),
+            labels=k.rule.labels,
+            description=k.rule.description,
+            reading_received_ms=recv,
+        )
+
+    def _closing_event(self, k: Kind, s: Series, why: str) -> RuleEvent:
+        district, asset_type, source = s.dev
+        return RuleEvent(
+            rule_id=k.id,
+            rule_version=k.version,
+            state=RuleState.RESOLVED,
+            severity=k.severity,
+            district=district,
+            asset_type=asset_type,
+            source=source,
+            ts_ms=self._now,
+            explanation=Explanation(f"Rule {k.id} {why}; its alert for {source} is closed."),
+            labels=k.rule.labels,
+            description=k.rule.description,
+        )
+
+    # ------------------------------------------------------------------ area rules
+
+    def _membership(
+        self, k: Kind, s: Series, key: str, old: int, ts: int, out: list[RuleEvent]
+    ) -> None:
+        if k.id not in self._areas_of or old == s.state:
+            return
+        per = self._members.setdefault(k.id, {}).setdefault(s.dev[0], {})
+        if s.state == INACTIVE:
+            per.pop(key, None)
+        else:
+            per[key] = s
+        self._decide_area(k.id, s.dev[0], ts, out)
+
+    def _decide_area(self, target: str, district: str, ts: int, out: list[RuleEvent]) -> None:
+        per = self._members.get(target, {}).get(district, {})
+        for a in self._areas_of.get(target, ()):
+            want = _STATE_OF[a.target_state]
+            members = sorted(
+                m.dev[2]
+                for m in per.values()
+                if m.state == want and a.matches(m.dev[0], m.dev[1], m.dev[2], self._labels)
+            )
+            s = a.series.get(district)
+            if s is None:
+                if not members:
+                    continue
+                asset = next(m.dev[1] for m in per.values() if m.dev[2] == members[0])
+                s = a.series[district] = Series((district, asset, AREA_SOURCE), [])
+            s.aux = members
+            s.value = float(len(members))
+            s.last_ts = max(s.last_ts, ts)
+            self._lifecycle(a, s, district, len(members) >= a.at_least, ts, 0, out)
+
+    # ------------------------------------------------------------------ timers
+
+    def tick(self, now_ms: int) -> list[RuleEvent]:
+        """Timer-driven changes at ``now_ms``: no_data, and ``for``/``clear_for`` completion."""
+        self._now = max(self._now, now_ms)
+        out: list[RuleEvent] = []
+        for rid, key in sorted(self._timers):
+            k = self._kinds.get(rid)
+            s = k.series.get(key) if k is not None else None
+            if k is None or s is None:
+                self._timers.discard((rid, key))
+                continue
+            if s.state == PENDING and now_ms - s.since >= k.for_ms:
+                if k.timer_native or now_ms - s.last_ts <= self._stale_ms(s):
+                    self._fire(k, s, key, now_ms, 0, out)
+                else:
+                    # The condition was last seen too long ago to vouch for it now.
+                    s.state = INACTIVE
+                    self._timers.discard((rid, key))
+                    self._membership(k, s, key, PENDING, now_ms, out)
+            elif s.state == FIRING and s.clear_since >= 0:
+                if now_ms - s.clear_since >= k.clear_for_ms:
+                    self._resolve(k, s, key, now_ms, 0, out)
+            elif s.state == INACTIVE or (s.state == FIRING and s.clear_since < 0):
+                self._timers.discard((rid, key))
+        for nd in self._no_data:
+            for key, s in nd.series.items():
+                silent = nd.silent(s, now_ms)
+                if silent or s.state != INACTIVE:
+                    self._lifecycle(nd, s, key, silent, now_ms, 0, out)
+        return out
+
+    def _stale_ms(self, s: Series) -> float:
+        interval = self._expected(s.dev[1]) or 60.0
+        return max(self._tol_ms, 2 * interval * 1000)
+
+    # ------------------------------------------------------------------ views
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """(firing, pending) series per active rule id."""
+        out: dict[str, tuple[int, int]] = {}
+        for rid, k in self._kinds.items():
+            firing = pending = 0
+            for s in k.series.values():
+                if s.state == FIRING:
+                    firing += 1
+                elif s.state == PENDING:
+                    pending += 1
+            out[rid] = (firing, pending)
+        return out
+
+    def series_count(self) -> int:
+        """Number of live series over all rules."""
+        return sum(len(k.series) for k in self._kinds.values())
+
+    # ------------------------------------------------------------------ persistence
+
+    def snapshot(self) -> bytes:
+        """Every rule's series state (compressed JSON), keyed by rule id and version."""
+        doc: dict[str, Any] = {"format": SNAPSHOT_FORMAT, "now": self._now, "rules": {}}
+        for rid, k in self._kinds.items():
+            doc["rules"][rid] = {
+                "version": k.version,
+                "series": {key: s.dump(k.dump_aux(s.aux)) for key, s in k.series.items()},
+            }
+        return zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 1)
+
+    def restore(self, data: bytes) -> None:
+        """Load a :meth:`snapshot`; rules whose version changed since start from scratch."""
+        doc = json.loads(zlib.decompress(data))
+        if doc.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"unknown rule state format {doc.get('format')!r}")
+        self._now = max(self._now, int(doc.get("now", 0)))
+        for rid, saved in doc["rules"].items():
+            k = self._kinds.get(rid)
+            if k is None or k.version != saved["version"]:
+                log.info("rule state not restored: rule gone or changed", rule_id=rid)
+                continue
+            series: dict[str, Series] = {}
+            for key, raw in saved["series"].items():
+                s = Series.load(raw, k.load_aux(raw[6]))
+                dkey = f"{s.dev[0]}/{s.dev[2]}"
+                if not k.is_area:
+                    s.dev = self._devs.setdefault(dkey, s.dev)
+                series[key] = s
+            k.series = series
+        self._index()
+        self._members = {}
+        for target in self._areas_of:
+            k = self._kinds.get(target)
+            per: dict[str, dict[str, Series]] = {}
+            if k is not None:
+                for key, s in k.series.items():
+                    if s.state != INACTIVE:
+                        per.setdefault(s.dev[0], {})[key] = s
+            self._members[target] = per

@@ -1,0 +1,410 @@
+"""Load rule files with ruamel.yaml so every problem names ``file:line`` and the key path.
+
+Loading never raises on bad input: each problem becomes a
+:class:`hub.ports.RuleProblem` (``rules[2].value: ...``) and the file's other
+rules are still reported. A file with any problem is "broken": the service keeps
+that file's previous rules running (see :mod:`hub.rules.service`).
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from hub.ports import RuleInvalid, RuleProblem
+from hub.rules.model import (
+    KINDS,
+    RULE_ADAPTER,
+    SENSOR_FAULT_ID,
+    CompositeRule,
+    RuleModel,
+)
+
+#: The alert routing file lives among the rule files but is not a rule file.
+ROUTES_FILE = "routes.yaml"
+RULE_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSource:
+    """Where a rule was defined: file, 1-based line, index in ``rules`` and its text."""
+
+    file: str
+    line: int
+    index: int
+    source_yaml: str
+
+
+@dataclass(slots=True)
+class FileResult:
+    """What one file yielded: its valid rules and its problems (empty when it is valid)."""
+
+    path: Path
+    rules: list[RuleModel] = field(default_factory=list)
+    problems: list[RuleProblem] = field(default_factory=list)
+    sources: dict[str, RuleSource] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when the file has no problem."""
+        return not self.problems
+
+
+@dataclass(slots=True)
+class LoadResult:
+    """Every valid rule (first definition of an id wins), every problem, and per-file results."""
+
+    rules: list[RuleModel]
+    problems: list[RuleProblem]
+    files: list[FileResult]
+    sources: dict[str, RuleSource]
+
+
+def _yaml() -> YAML:
+    y = YAML(typ="rt")
+    y.allow_duplicate_keys = False
+    return y
+
+
+def expand_paths(paths: Sequence[Path]) -> tuple[list[Path], list[RuleProblem]]:
+    """Rule files named by ``paths``: files as given, folders searched for *.yaml/*.yml.
+
+    Files called ``routes.yaml`` and hidden files (editor leftovers) are skipped
+    inside folders. A path that does not exist is a problem.
+    """
+    files: list[Path] = []
+    problems: list[RuleProblem] = []
+    seen: set[Path] = set()
+
+    def add(p: Path) -> None:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            files.append(p)
+
+    for path in paths:
+        if path.is_dir():
+            for p in sorted(path.rglob("*")):
+                rel = p.relative_to(path).parts
+                if (
+                    p.is_file()
+                    and p.suffix in RULE_SUFFIXES
+                    and p.name != ROUTES_FILE
+                    and not any(part.startswith(".") for part in rel)
+                ):
+                    add(p)
+        elif path.is_file():
+            add(path)
+        else:
+            problems.append(RuleProblem(str(path), 1, "no such file or directory"))
+    return files, problems
+
+
+def load_rules(paths: Sequence[Path]) -> LoadResult:
+    """Load every rule file under ``paths``; cross-file checks (duplicate ids, references)."""
+    files, problems = expand_paths(paths)
+    results = [load_file(p) for p in files]
+    return combine(results, problems)
+
+
+def combine(results: list[FileResult], extra: Sequence[RuleProblem] = ()) -> LoadResult:
+    """Cross-check per-file results: duplicate ids and area references become problems."""
+    first: dict[str, RuleSource] = {}
+    for res in results:
+        kept: list[RuleModel] = []
+        for rule in res.rules:
+            src = res.sources[rule.id]
+            prev = first.get(rule.id)
+            if prev is not None:
+                res.problems.append(
+                    RuleProblem(
+                        src.file,
+                        src.line,
+                        f"rules[{src.index}].id: duplicate rule id {rule.id!r}"
+                        f" (first defined at {prev.file}:{prev.line})",
+                    )
+                )
+                continue
+            first[rule.id] = src
+            kept.append(rule)
+        res.rules = kept
+    kinds = {r.id: r for res in results for r in res.rules}
+    for res in results:
+        for rule in res.rules:
+            if isinstance(rule, CompositeRule) and rule.area is not None:
+                target = rule.area.rule
+                src = res.sources[rule.id]
+                where = f"rules[{src.index}].area.rule"
+                ref = kinds.get(target)
+                if ref is None and target != SENSOR_FAULT_ID:
+                    res.problems.append(
+                        RuleProblem(src.file, src.line, f"{where}: no rule with id {target!r}")
+                    )
+                elif isinstance(ref, CompositeRule) and ref.area is not None:
+                    res.problems.append(
+                        RuleProblem(
+                            src.file, src.line, f"{where}: {target!r} is itself an area rule"
+                        )
+                    )
+    problems = list(extra) + [p for res in results for p in res.problems]
+    problems.sort(key=lambda p: (p.file, p.line))
+    rules = [r for res in results for r in res.rules]
+    sources = dict(first)
+    return LoadResult(rules, problems, results, sources)
+
+
+def load_file(path: Path) -> FileResult:
+    """Load one rule file; unreadable or non-UTF-8 files are a problem, not an exception."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return FileResult(path, problems=[RuleProblem(str(path), 1, f"cannot read: {exc}")])
+    res = load_text(text, str(path))
+    res.path = path
+    return res
+
+
+def _parse_yaml(text: str, file: str) -> tuple[Any, list[RuleProblem]]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _yaml().load(text), []
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        what = " ".join(str(x) for x in (exc.context, exc.problem) if x)
+        return None, [RuleProblem(file, line, f"YAML syntax error: {what or exc}")]
+    except Exception as exc:  # any parser failure is the author's problem, not a crash
+        return None, [RuleProblem(file, 1, f"YAML syntax error: {type(exc).__name__}: {exc}")]
+
+
+def load_text(text: str, file: str) -> FileResult:
+    """Validate the text of one rule file (``file`` names it in problems); never raises."""
+    res = FileResult(Path(file))
+    try:
+        _load_into(res, text, file)
+    except Exception as exc:  # last resort: an author must see a line, never a traceback
+        res.problems.append(RuleProblem(file, 1, f"cannot load: {type(exc).__name__}: {exc}"))
+    return res
+
+
+def _load_into(res: FileResult, text: str, file: str) -> None:
+    doc, problems = _parse_yaml(text, file)
+    if problems:
+        res.problems.extend(problems)
+        return
+    if doc is None:
+        return  # an empty file defines no rules
+    if not isinstance(doc, CommentedMap):
+        res.problems.append(RuleProblem(file, 1, "the file must be a mapping with a `rules:` list"))
+        return
+    for key in doc:
+        if key != "rules":
+            res.problems.append(
+                RuleProblem(file, _key_line(doc, key), f"{key}: unknown top-level key (only rules)")
+            )
+    items = doc.get("rules")
+    if items is None:
+        if "rules" in doc:
+            return  # `rules:` with nothing under it
+        res.problems.append(RuleProblem(file, 1, "rules: missing; the file needs a `rules:` list"))
+        return
+    if not isinstance(items, CommentedSeq):
+        res.problems.append(
+            RuleProblem(file, _key_line(doc, "rules"), "rules: must be a list of rules")
+        )
+        return
+    lines = text.splitlines()
+    for i, node in enumerate(items):
+        line0 = _item_line(items, i)
+        prefix = f"rules[{i}]"
+        if not isinstance(node, CommentedMap):
+            res.problems.append(RuleProblem(file, line0 + 1, f"{prefix}: a rule is a mapping"))
+            continue
+        rule, problems = _validate(node, file, prefix, line0)
+        if rule is None:
+            res.problems.extend(problems)
+            continue
+        end = _item_line(items, i + 1) if i + 1 < len(items) else len(lines)
+        col = _item_col(items, i)
+        res.rules.append(rule)
+        if rule.id not in res.sources:
+            res.sources[rule.id] = RuleSource(
+                file, line0 + 1, i, _slice(lines, line0, max(end, line0 + 1), col)
+            )
+        else:
+            first = res.sources[rule.id]
+            res.rules.pop()
+            res.problems.append(
+                RuleProblem(
+                    file,
+                    line0 + 1,
+                    f"{prefix}.id: duplicate rule id {rule.id!r} (first defined at line"
+                    f" {first.line})",
+                )
+            )
+
+
+def _validate(
+    node: CommentedMap, file: str, prefix: str, line0: int
+) -> tuple[RuleModel | None, list[RuleProblem]]:
+    """Validate one rule mapping; map pydantic errors to lines and key paths."""
+    try:
+        return RULE_ADAPTER.validate_python(_plain(node, {})), []
+    except ValidationError as exc:
+        kind = node.get("kind")
+        problems = []
+        for err in exc.errors():
+            loc = list(err["loc"])
+            if loc and isinstance(kind, str) and loc[0] == kind:
+                loc = loc[1:]
+            line = _line_of(node, loc, line0)
+            path = prefix + "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in loc)
+            problems.append(RuleProblem(file, line + 1, f"{path}: {_message(err, node)}"))
+        return None, problems
+
+
+def _message(err: Any, node: CommentedMap) -> str:
+    typ = err["type"]
+    if typ == "union_tag_invalid":
+        return f"kind: unknown kind {node.get('kind')!r}; expected one of {', '.join(KINDS)}"
+    if typ == "union_tag_not_found":
+        return f"kind: missing; expected one of {', '.join(KINDS)}"
+    if typ == "missing":
+        return "required field missing"
+    if typ == "extra_forbidden":
+        return "unknown field (check the spelling; see docs/rules.md for each kind's fields)"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def _plain(node: Any, memo: dict[int, Any]) -> Any:
+    """ruamel's round-trip nodes as plain dicts/lists/scalars (shared nodes converted once)."""
+    if isinstance(node, dict):
+        if id(node) in memo:
+            return memo[id(node)]
+        out: dict[Any, Any] = {}
+        memo[id(node)] = out
+        for k, v in node.items():
+            key = k if isinstance(k, str | int | float | bool) or k is None else str(k)
+            out[key] = _plain(v, memo)
+        return out
+    if isinstance(node, list):
+        if id(node) in memo:
+            return memo[id(node)]
+        items: list[Any] = []
+        memo[id(node)] = items
+        items.extend(_plain(v, memo) for v in node)
+        return items
+    if isinstance(node, bool):
+        return bool(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+def _key_line(m: CommentedMap, key: Any) -> int:
+    try:
+        return int(m.lc.key(key)[0]) + 1
+    except Exception:  # ruamel has no position for synthesised keys (merges)
+        return int(getattr(m.lc, "line", 0) or 0) + 1
+
+
+def _item_line(seq: CommentedSeq, i: int) -> int:
+    try:
+        return int(seq.lc.item(i)[0])
+    except Exception:  # no position recorded
+        return int(getattr(seq.lc, "line", 0) or 0)
+
+
+def _item_col(seq: CommentedSeq, i: int) -> int:
+    try:
+        return int(seq.lc.item(i)[1])
+    except Exception:  # no position recorded
+        return 0
+
+
+def _line_of(node: Any, loc: Sequence[Any], line0: int) -> int:
+    line = line0
+    cur = node
+    for key in loc:
+        if isinstance(cur, CommentedMap) and key in cur:
+            try:
+                line = int(cur.lc.key(key)[0])
+            except Exception:  # merged keys have no own position
+                break
+            cur = cur[key]
+        elif isinstance(cur, CommentedSeq) and isinstance(key, int) and 0 <= key < len(cur):
+            line = _item_line(cur, key)
+            cur = cur[key]
+        else:
+            break
+    return line
+
+
+def _slice(lines: list[str], start: int, end: int, col: int) -> str:
+    chunk = lines[start:end]
+    if not chunk:
+        return ""
+    out = [chunk[0][col:]]
+    for ln in chunk[1:]:
+        out.append(ln[col:] if ln[:col].strip() == "" else ln.lstrip())
+    while out and (not out[-1].strip() or out[-1].lstrip().startswith("#")):
+        out.pop()
+    return "\n".join(out) + "\n"
+
+
+def parse_rule_text(text: str, file: str = "<request>") -> RuleModel:
+    """Validate one rule given as a YAML mapping (the API's body); raises RuleInvalid only."""
+    try:
+        rule, problems = _parse_one(text, file)
+    except Exception as exc:  # never a traceback for a bad request body
+        raise RuleInvalid([RuleProblem(file, 1, f"cannot load: {exc}")]) from None
+    if rule is None:
+        raise RuleInvalid(problems)
+    return rule
+
+
+def _parse_one(text: str, file: str) -> tuple[RuleModel | None, list[RuleProblem]]:
+    doc, problems = _parse_yaml(text, file)
+    if problems:
+        return None, problems
+    if not isinstance(doc, CommentedMap):
+        return None, [RuleProblem(file, 1, "a rule is a YAML mapping of fields")]
+    if "rules" in doc:
+        line = _key_line(doc, "rules")
+        return None, [RuleProblem(file, line, "rules: send one rule mapping, not a rules list")]
+    rule, problems = _validate(doc, file, "rule", 0)
+    # Paths read `value: ...` rather than `rule.value: ...` for a single rule.
+    return rule, [
+        RuleProblem(p.file, p.line, p.message.removeprefix("rule.").removeprefix("rule: "))
+        for p in problems
+    ]
+
+
+def check_command(paths: list[Path]) -> int:
+    """`hub rules check`: print ``file:line: message`` per problem (exit 1) or one OK line."""
+    result = load_rules(paths)
+    if result.problems:
+        for p in result.problems:
+            print(str(p))
+        print(
+            f"{len(result.problems)} problem(s); fix them before deploying these rules",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"OK: {len(result.rules)} rules in {len(result.files)} file(s)")
+    return 0
