@@ -700,7 +700,9 @@ class JournalReader:
             self._position = segment.end
             return JournalBatch([], self._position)
         within = self._position - segment.base
-        limit = min(segment.end - self._position, READ_CHUNK_BYTES)
+        # Enough for max_records of typical size, never more than a chunk.
+        want = min(READ_CHUNK_BYTES, max(64 * 1024, max_records * 512))
+        limit = min(segment.end - self._position, want)
         data = os.pread(fd, limit, within)
         records, used, corrupt = seg.parse(data, max_records)
         if not records and not corrupt and len(data) >= seg.HEADER_SIZE:
