@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import traceback
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -87,8 +88,14 @@ class GuardMiddleware:
         except BodyTooLarge as exc:
             if not started:
                 await self._error(guarded_send, 413, str(exc.detail))
-        except Exception:
-            log.exception("unhandled error in API request", path=scope["path"])
+        except Exception as exc:
+            # A plain traceback string: rich tracebacks with locals of ASGI frames take seconds.
+            log.error(  # noqa: TRY400 - see the comment above
+                "unhandled error in API request",
+                path=scope["path"],
+                error=repr(exc),
+                traceback=traceback.format_exc(),
+            )
             if not started:
                 await self._error(guarded_send, 500, "internal server error")
 

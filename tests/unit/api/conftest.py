@@ -84,9 +84,7 @@ def make_api(tmp_path: Path, settings: Settings | None = None) -> Iterator[Api]:
         catalog_classification=classification,
     )
     app = create_app(ctx)
-    api = Api(
-        TestClient(app), ctx, clock, registry, alerts, rules, dead, events, health, store
-    )
+    api = Api(TestClient(app), ctx, clock, registry, alerts, rules, dead, events, health, store)
     for role in ("viewer", "operator", "rule_author", "admin"):
         api.keys[role] = create_key(conn, role=role, name=f"{role}-key", now_ms=NOW_MS)
     api.keys["d07"] = create_key(

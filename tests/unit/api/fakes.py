@@ -401,7 +401,16 @@ class FakeDeadLetters:
 
     def add(self, topic: str, reason: str, device_id: str | None, district: str | None) -> None:
         self.items.append(
-            DeadLetter(len(self.items) + 1, 1_764_000_000_000, topic, reason, "bad", "{}", device_id, district)
+            DeadLetter(
+                len(self.items) + 1,
+                1_764_000_000_000,
+                topic,
+                reason,
+                "bad",
+                "{}",
+                device_id,
+                district,
+            )
         )
 
     def recent(

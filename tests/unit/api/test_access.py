@@ -1,0 +1,156 @@
+"""Authentication, roles and failed-login rate limiting across every endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hub.api.auth import MAX_FAILURES, FailedAuthLimiter
+from hub.api.keys import ROLES, revoke_key
+from tests.unit.api.conftest import Api
+
+# (method, path, least role, JSON body) for every authenticated endpoint.
+ENDPOINTS: list[tuple[str, str, str, Any]] = [
+    ("GET", "/api/v1/whoami", "viewer", None),
+    ("GET", "/api/v1/devices", "viewer", None),
+    ("GET", "/api/v1/devices/fg-d03-1", "viewer", None),
+    ("GET", "/api/v1/devices/fg-d03-1/telemetry", "viewer", None),
+    (
+        "POST",
+        "/api/v1/devices",
+        "admin",
+        {"device_id": "new-1", "district": "d03", "asset_type": "bridge"},
+    ),
+    ("PUT", "/api/v1/devices/new-2", "admin", {"district": "d03", "asset_type": "bridge"}),
+    ("DELETE", "/api/v1/devices/aq-d07-1", "admin", None),
+    ("GET", "/api/v1/districts", "viewer", None),
+    ("GET", "/api/v1/districts/d03/status", "viewer", None),
+    ("GET", "/api/v1/alerts", "viewer", None),
+    ("GET", "/api/v1/alerts/figures", "viewer", None),
+    ("GET", "/api/v1/alerts/cap.atom", "viewer", None),
+    ("GET", "/api/v1/alerts/{alert}", "viewer", None),
+    ("GET", "/api/v1/alerts/{alert}/cap", "viewer", None),
+    ("POST", "/api/v1/alerts/{alert}/ack", "operator", {"comment": "on it"}),
+    ("POST", "/api/v1/alerts/{alert}/resolve", "operator", None),
+    ("POST", "/api/v1/alerts/{alert}/comment", "operator", {"comment": "crew sent"}),
+    ("GET", "/api/v1/silences", "viewer", None),
+    (
+        "POST",
+        "/api/v1/silences",
+        "operator",
+        {"matchers": {"district": "d03"}, "duration_s": 600, "comment": "works"},
+    ),
+    ("GET", "/api/v1/rules", "rule_author", None),
+    ("GET", "/api/v1/rules/changes", "rule_author", None),
+    ("GET", "/api/v1/rules/problems", "rule_author", None),
+    ("GET", "/api/v1/rules/managed-rule", "rule_author", None),
+    ("POST", "/api/v1/rules", "rule_author", {"source_yaml": "id: new-rule\n"}),
+    ("PUT", "/api/v1/rules/managed-rule", "rule_author", {"source_yaml": "id: managed-rule\n"}),
+    ("DELETE", "/api/v1/rules/managed-rule", "rule_author", None),
+    ("GET", "/api/v1/dead-letters", "operator", None),
+    ("GET", "/api/v1/audit", "admin", None),
+]
+
+
+def _call(api: Api, method: str, path: str, body: Any, headers: dict[str, str]) -> Any:
+    alert = api.alerts.fire("d03", "flood_gauge", "fg-d03-1")
+    return api.client.request(method, path.replace("{alert}", alert.id), json=body, headers=headers)
+
+
+@pytest.mark.parametrize(("method", "path", "role", "body"), ENDPOINTS)
+def test_no_key_is_401_with_bearer_challenge(
+    api: Api, method: str, path: str, role: str, body: Any
+) -> None:
+    """Every endpoint but health answers 401 with WWW-Authenticate: Bearer without a key."""
+    response = _call(api, method, path, body, {})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert "detail" in response.json()
+
+
+@pytest.mark.parametrize(("method", "path", "role", "body"), ENDPOINTS)
+def test_roles_below_are_403_and_the_role_is_admitted(
+    api: Api, method: str, path: str, role: str, body: Any
+) -> None:
+    """Keys below an endpoint's role get 403; its role gets a non-error answer."""
+    least = ROLES.index(role)
+    for lower in ROLES[:least]:
+        response = _call(api, method, path, body, api.auth(lower))
+        assert response.status_code == 403, (lower, response.text)
+        assert role in response.json()["detail"]
+    response = _call(api, method, path, body, api.auth(role))
+    assert response.status_code < 300, response.text
+
+
+def test_health_needs_no_key_and_reports_unready_as_503(api: Api) -> None:
+    """GET /health is public; it answers 503 while the hub is not ready."""
+    assert api.client.get("/api/v1/health").json()["ready"] is True
+    api.health.ready = False
+    response = api.client.get("/api/v1/health")
+    assert response.status_code == 503
+    assert response.json()["ok"] is False
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer nonsense",
+        "Bearer hub_00000000_" + "A" * 43,
+        "Basic dXNlcjpwYXNz",
+        "Bearer ",
+    ],
+)
+def test_invalid_keys_are_401(api: Api, header: str) -> None:
+    """Malformed, unknown and non-bearer credentials are refused with 401."""
+    response = api.client.get("/api/v1/devices", headers={"Authorization": header})
+    assert response.status_code == 401
+
+
+def test_wrong_secret_for_a_real_id_is_401(api: Api) -> None:
+    """A key with a known id but another secret is refused."""
+    real = api.keys["admin"]
+    forged = real[:13] + ("B" if real[13] != "B" else "C") + real[14:]
+    response = api.client.get("/api/v1/devices", headers={"Authorization": f"Bearer {forged}"})
+    assert response.status_code == 401
+
+
+def test_revoked_key_is_401(api: Api) -> None:
+    """A revoked key stops working at once."""
+    assert api.client.get("/api/v1/devices", headers=api.auth("viewer")).status_code == 200
+    revoke_key(api.ctx.conn, "viewer-key")
+    assert api.client.get("/api/v1/devices", headers=api.auth("viewer")).status_code == 401
+
+
+def test_repeated_failures_are_rate_limited_with_retry_after(api: Api) -> None:
+    """After MAX_FAILURES bad keys from one address even good keys get 429 for the window."""
+    bad = {"Authorization": "Bearer hub_00000000_" + "x" * 43}
+    for _ in range(MAX_FAILURES):
+        assert api.client.get("/api/v1/devices", headers=bad).status_code == 401
+    limited = api.client.get("/api/v1/devices", headers=api.auth("admin"))
+    assert limited.status_code == 429
+    assert int(limited.headers["retry-after"]) >= 1
+    api.clock.advance(61)
+    assert api.client.get("/api/v1/devices", headers=api.auth("admin")).status_code == 200
+
+
+def test_limiter_forgets_old_failures_and_bounds_clients() -> None:
+    """Failures leave the window as time passes; the oldest clients are forgotten past the cap."""
+    limiter = FailedAuthLimiter(max_failures=2, window_s=10, max_clients=3)
+    limiter.failed("a", 0)
+    limiter.failed("a", 1)
+    assert limiter.retry_after("a", 2) == 8
+    assert limiter.retry_after("a", 10.5) is None
+    for client in "bcde":
+        limiter.failed(client, 20)
+        limiter.failed(client, 20)
+    assert limiter.retry_after("b", 21) is None  # forgotten: only 3 clients tracked
+    assert limiter.retry_after("e", 21) == 9
+
+
+def test_whoami_reports_role_and_scope(api: Api) -> None:
+    """/whoami names the key, its role and its scope."""
+    body = api.client.get("/api/v1/whoami", headers=api.auth("d07")).json()
+    assert body["role"] == "admin"
+    assert body["name"] == "d07-admin"
+    assert body["scopes"] == {"districts": ["d07"]}
