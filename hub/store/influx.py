@@ -299,7 +299,10 @@ class InfluxStore:
 
     # ------------------------------------------------------------------ queries
 
-    async def _influxql(self, q: str, *, post: bool = False) -> list[_Series]:
+    async def _influxql(
+        self, q: str, *, post: bool = False, complete: bool = False
+    ) -> list[_Series]:
+        """Run InfluxQL; with ``complete``, raise _Truncated if the server cut the answer."""
         s = self.settings
         if self.api == "v3":
             path, params = "/api/v3/query_influxql", {"db": s.database, "q": q, "format": "json"}
@@ -326,7 +329,7 @@ class InfluxStore:
             raise StoreUnavailable(f"InfluxDB answered a non-JSON body: {exc}") from exc
         if self.api == "v3":
             return _series_from_rows(body)
-        return _series_from_results(body)
+        return _series_from_results(body, complete=complete)
 
     async def _field_types(self, measurement: str) -> dict[str, str]:
         series = await self._influxql(f"SHOW FIELD KEYS FROM {_ident(measurement)}")
@@ -425,7 +428,15 @@ class InfluxStore:
         while cursor is not None and cursor < end_ms:
             stop = min(end_ms, cursor + window)
             q = f"SELECT * FROM {source} WHERE time >= {cursor}ms AND time < {stop}ms"  # noqa: S608
-            series = await self._influxql(q)
+            try:
+                series = await self._influxql(q, complete=True)
+            except _Truncated:
+                if window <= 1:
+                    raise StoreQueryError(
+                        "InfluxDB truncates even a 1 ms window (max-row-limit); raise it"
+                    ) from None
+                window = max(1, window // 4)  # the server's max-row-limit cut it: smaller
+                continue
             rows = sum(len(s.values) for s in series)
             if rows > 4 * HISTORY_TARGET_ROWS and window > 1000:
                 window //= 4  # too big a page: read this stretch in smaller windows
@@ -457,7 +468,11 @@ class InfluxStore:
         return min(firsts) if firsts else None
 
 
-def _series_from_results(body: Any) -> list[_Series]:
+class _Truncated(Exception):
+    """The server returned only part of the answer (``"partial": true``, max-row-limit)."""
+
+
+def _series_from_results(body: Any, *, complete: bool = False) -> list[_Series]:
     """1.x / 2.x ``/query`` JSON into series; a statement error raises StoreQueryError."""
     if not isinstance(body, dict):
         raise StoreQueryError(f"unexpected InfluxDB answer: {str(body)[:200]}")
@@ -470,6 +485,10 @@ def _series_from_results(body: Any) -> list[_Series]:
             if "database not found" in error:
                 return []
             raise StoreQueryError(f"InfluxDB refused the query: {error}")
+        if complete and (
+            result.get("partial") or any(x.get("partial") for x in result.get("series") or [])
+        ):
+            raise _Truncated
         for s in result.get("series", []) or []:
             out.append(_Series(str(s.get("name", "")), list(s["columns"]), list(s["values"])))
     return out

@@ -369,3 +369,59 @@ async def test_open_checks_the_server(
             await store.open()
     finally:
         await store.close()
+
+
+async def test_history_shrinks_its_window_when_the_server_truncates(
+    fake: FakeInflux, fake_clock: FakeClock
+) -> None:
+    """An answer marked partial (max-row-limit) is re-read in smaller windows: nothing is lost."""
+    import re
+
+    rows = [[BASE + k * 300_000, "br-1", "d01", k, float(k)] for k in range(12)]
+
+    def answer(req: Request) -> Answer:
+        q = req.params["q"]
+        match = re.search(r"time >= (-?\d+)ms AND time < (\d+)ms", q)
+        assert match, q
+        start, end = int(match.group(1)), int(match.group(2))
+        hits = [r for r in rows if start <= r[0] < end]
+        if "LIMIT 1" in q:
+            hits = hits[:1]
+        elif end - start > 1_200_000:
+            hits, partial = hits[:2], True  # the server stops early and says so
+            return 200, {
+                "results": [
+                    {
+                        "statement_id": 0,
+                        "partial": partial,
+                        "series": [
+                            {
+                                "name": "bridge",
+                                "columns": ["time", "device_id", "district", "seq", "strain_ue"],
+                                "values": hits,
+                            }
+                        ],
+                    }
+                ]
+            }
+        series = (
+            [
+                {
+                    "name": "bridge",
+                    "columns": ["time", "device_id", "district", "seq", "strain_ue"],
+                    "values": hits,
+                }
+            ]
+            if hits
+            else []
+        )
+        return 200, {"results": [{"statement_id": 0, "series": series}]}
+
+    fake.answer = answer
+    store = _store(fake, "v2", fake_clock)
+    try:
+        got = [r async for r in store.history(BASE, BASE + 3_600_000, ["bridge"])]
+    finally:
+        await store.close()
+    assert [r.seq for r in got] == list(range(12))
+    assert got[3] == Reading("d01", "bridge", "br-1", BASE + 900_000, {"strain_ue": 3.0}, seq=3)
