@@ -25,7 +25,6 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -104,8 +103,8 @@ class Subscriber:
         self._proc.join(10)
 
 
-def background_load(port: int, rate: int, stop: threading.Event) -> None:
-    """Publish ``rate`` telemetry readings/s (QoS 1) until ``stop``."""
+def background_load(port: int, rate: int, stop: Any) -> None:
+    """Publish ``rate`` telemetry readings/s (QoS 1) until ``stop`` (another process)."""
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-load")
     client.connect("127.0.0.1", port)
     client.loop_start()
@@ -159,10 +158,10 @@ async def run(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-alerts-"))
     broker = Mosquitto(work / "mosquitto", extra_conf=args.broker_conf)
     broker.start()
-    stop_load = threading.Event()
-    loader: threading.Thread | None = None
+    stop_load = multiprocessing.Event()
+    loader: multiprocessing.Process | None = None
     if args.background_rate > 0:
-        loader = threading.Thread(
+        loader = multiprocessing.Process(
             target=background_load, args=(broker.port, args.background_rate, stop_load), daemon=True
         )
         loader.start()
@@ -277,7 +276,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--broker-conf",
-        default="autosave_interval 1800",
+        default="autosave_interval 1800\nset_tcp_nodelay true",
         help="extra mosquitto.conf lines (the test broker autosaves every second, which"
         " stalls it on every save once thousands of retained states exist)",
     )
