@@ -1,0 +1,384 @@
+"""The rule service: owns the engine, reloads rule files, writes API-managed rules,
+records every change, and saves/restores engine state with its journal offset.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hub import metrics
+from hub.clock import Clock
+from hub.logging import get_logger
+from hub.messages import Reading, RuleEvent
+from hub.ports import Conflict, NotFound, RuleInvalid, RuleProblem, RuleSummary
+from hub.rules.engine import RuleEngine
+from hub.rules.loader import (
+    RULE_SUFFIXES,
+    FileResult,
+    RuleSource,
+    combine,
+    expand_paths,
+    load_file,
+    load_text,
+    parse_rule_text,
+)
+from hub.rules.model import DEFAULT_SENSOR_FAULT, CompositeRule, RuleModel, rule_version
+from hub.settings import RulesSettings
+from hub.sqlite import STATE_DB, connect, migrate
+
+log = get_logger(__name__)
+
+MIGRATIONS = [
+    """
+    CREATE TABLE rule_changes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        rule_id TEXT NOT NULL,
+        action TEXT NOT NULL,
+        file TEXT NOT NULL,
+        diff TEXT NOT NULL
+    );
+    CREATE INDEX rule_changes_rule ON rule_changes (rule_id, id);
+    """
+]
+STATE_FILE = "state.bin"
+BUILTIN_FILE = "<built-in>"
+#: Debounce of the file watcher: editors write a file in several steps.
+WATCH_DEBOUNCE_MS = 200
+
+
+class RuleService:
+    """Rules for the runtime (evaluate, tick, state) and for the API (RuleServicePort)."""
+
+    def __init__(
+        self,
+        settings: RulesSettings,
+        data_dir: Path,
+        *,
+        clock: Clock,
+        expected_interval_s: Callable[[str], float | None],
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._paths = [Path(p) for p in settings.paths]
+        self._managed = Path(settings.managed_dir)
+        self._managed.mkdir(parents=True, exist_ok=True)
+        self._state_dir = data_dir / "rules"
+        self._db = connect(data_dir / STATE_DB)
+        migrate(self._db, "rule_changes", MIGRATIONS)
+        self._good: dict[Path, FileResult] = {}
+        self._rules: list[RuleModel] = []
+        self._sources: dict[str, RuleSource] = {}
+        self._problems: list[RuleProblem] = []
+        self._outbox: list[RuleEvent] = []
+        self._engine = RuleEngine(
+            [], late_tolerance_s=settings.late_tolerance_s, expected_interval_s=expected_interval_s
+        )
+        self._evaluations = 0
+        self.reload()
+
+    @property
+    def engine(self) -> RuleEngine:
+        """The engine (for tests and the benchmark)."""
+        return self._engine
+
+    # ------------------------------------------------------------------ loading
+
+    def _all_paths(self) -> list[Path]:
+        return [*self._paths, self._managed]
+
+    def reload(self) -> list[RuleProblem]:
+        """Re-read every rule file; broken files keep their previous rules. Returns problems."""
+        files, missing = expand_paths(self._all_paths())
+        results = [load_file(p) for p in files]
+        combined = combine(results, missing)
+        good: dict[Path, FileResult] = {}
+        for res in results:
+            key = res.path.resolve()
+            if res.ok:
+                good[key] = res
+            elif key in self._good:
+                good[key] = self._good[key]
+                log.warning(
+                    "rule file broken; its previous rules keep running",
+                    file=str(res.path),
+                    problems=[str(p) for p in res.problems],
+                )
+            else:
+                log.warning(
+                    "rule file broken", file=str(res.path), problems=[str(p) for p in res.problems]
+                )
+        rules: list[RuleModel] = []
+        sources: dict[str, RuleSource] = {}
+        for res in good.values():
+            for rule in res.rules:
+                if rule.id not in sources:
+                    sources[rule.id] = res.sources[rule.id]
+                    rules.append(rule)
+        self._good = good
+        self._rules = rules
+        self._sources = sources
+        self._problems = combined.problems
+        metrics.RULE_LOAD_ERRORS.set(len({p.file for p in self._problems}))
+        self._outbox.extend(self._engine.set_rules(rules))
+        log.info("rules loaded", rules=len(rules), problems=len(self._problems))
+        return list(self._problems)
+
+    def problems(self) -> list[RuleProblem]:
+        """Current load errors (broken files keep their previous rules)."""
+        return list(self._problems)
+
+    async def watch(self) -> None:
+        """Reload whenever a rule file changes; runs until cancelled."""
+        from watchfiles import awatch
+
+        roots = [p for p in self._all_paths() if p.exists()]
+        if not roots:
+            log.warning("no rule path exists; nothing to watch")
+            return
+
+        def is_rule_file(_change: object, path: str) -> bool:
+            return path.endswith(RULE_SUFFIXES)
+
+        async for _changes in awatch(
+            *roots, watch_filter=is_rule_file, debounce=WATCH_DEBOUNCE_MS, step=50
+        ):
+            try:
+                self.reload()
+            except Exception:  # a reload bug must not stop watching
+                log.exception("rule reload failed")
+
+    # ------------------------------------------------------------------ engine
+
+    def evaluate(self, reading: Reading) -> list[RuleEvent]:
+        """Evaluate one reading (plus events left by a reload)."""
+        events = self._engine.evaluate(reading)
+        if self._outbox:
+            events = [*self._outbox, *events]
+            self._outbox.clear()
+        self._count(events)
+        return events
+
+    def tick(self, now_ms: int) -> list[RuleEvent]:
+        """Timer-driven changes (plus events left by a reload)."""
+        events = self._engine.tick(now_ms)
+        if self._outbox:
+            events = [*self._outbox, *events]
+            self._outbox.clear()
+        self._count(events)
+        return events
+
+    def _count(self, events: list[RuleEvent]) -> None:
+        n = self._engine.evaluations
+        if n != self._evaluations:
+            metrics.RULE_EVALUATIONS.inc(n - self._evaluations)
+            self._evaluations = n
+        for ev in events:
+            metrics.RULE_EVENTS.labels(ev.state.value).inc()
+
+    # ------------------------------------------------------------------ restart safety
+
+    def save_state(self, journal_offset: int) -> None:
+        """Atomically write the engine snapshot with the journal offset it reflects."""
+        self._state_dir.mkdir(parents=True, exist_ok=True)
+        header = json.dumps(
+            {"format": 1, "journal_offset": journal_offset, "saved_ms": self._clock.now_ms()}
+        ).encode()
+        data = header + b"\n" + self._engine.snapshot()
+        path = self._state_dir / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+        dir_fd = os.open(self._state_dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def load_state(self) -> int | None:
+        """Restore the saved snapshot; return its journal offset (None: nothing usable)."""
+        path = self._state_dir / STATE_FILE
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            header, _, body = raw.partition(b"\n")
+            meta = json.loads(header)
+            self._engine.restore(body)
+            return int(meta["journal_offset"])
+        except Exception as exc:  # a damaged state file means a cold start, not a crash
+            log.warning("rule state unreadable; starting cold", file=str(path), error=str(exc))
+            return None
+
+    # ------------------------------------------------------------------ API (RuleServicePort)
+
+    def _summary(self, rule: RuleModel, counts: dict[str, tuple[int, int]]) -> RuleSummary:
+        src = self._sources.get(rule.id)
+        firing, pending = counts.get(rule.id, (0, 0))
+        return RuleSummary(
+            id=rule.id,
+            kind=rule.kind,
+            version=rule_version(rule),
+            file=src.file if src else BUILTIN_FILE,
+            managed=src is not None and self._is_managed(Path(src.file)),
+            enabled=rule.enabled,
+            severity=rule.severity,
+            description=rule.description,
+            source_yaml=src.source_yaml if src else "",
+            firing=firing,
+            pending=pending,
+        )
+
+    def _is_managed(self, path: Path) -> bool:
+        return path.resolve().parent == self._managed.resolve()
+
+    def _listed(self) -> list[RuleModel]:
+        rules = list(self._rules)
+        if all(r.id != DEFAULT_SENSOR_FAULT.id for r in rules):
+            rules.append(DEFAULT_SENSOR_FAULT)
+        return rules
+
+    def list_rules(self) -> list[RuleSummary]:
+        """Every loaded rule with its current firing/pending counts."""
+        counts = self._engine.counts()
+        return [self._summary(r, counts) for r in self._listed()]
+
+    def get_rule(self, rule_id: str) -> RuleSummary | None:
+        """One rule, or None."""
+        for r in self._listed():
+            if r.id == rule_id:
+                return self._summary(r, self._engine.counts())
+        return None
+
+    def create_rule(self, source_yaml: str, actor: str) -> RuleSummary:
+        """Add one rule as a managed file; RuleInvalid / Conflict (duplicate id)."""
+        rule = parse_rule_text(source_yaml)
+        if any(r.id == rule.id for r in self._listed()):
+            raise Conflict(f"a rule with id {rule.id!r} already exists")
+        path = self._managed / f"{rule.id}.yaml"
+        text = _managed_text(source_yaml)
+        self._check_with(path, text)
+        self._write(path, text)
+        self._record(actor, rule.id, "create", path, "", text)
+        self.reload()
+        return self._require(rule.id)
+
+    def update_rule(self, rule_id: str, source_yaml: str, actor: str) -> RuleSummary:
+        """Replace a managed rule; NotFound / RuleInvalid / Conflict (not managed)."""
+        path = self._managed_path(rule_id)
+        rule = parse_rule_text(source_yaml)
+        if rule.id != rule_id:
+            raise RuleInvalid(
+                [RuleProblem("<request>", 1, f"id: must stay {rule_id!r} (got {rule.id!r})")]
+            )
+        text = _managed_text(source_yaml)
+        self._check_with(path, text)
+        before = path.read_text(encoding="utf-8") if path.exists() else ""
+        self._write(path, text)
+        self._record(actor, rule_id, "update", path, before, text)
+        self.reload()
+        return self._require(rule_id)
+
+    def delete_rule(self, rule_id: str, actor: str) -> None:
+        """Remove a managed rule; NotFound / Conflict (not managed, or counted by an area rule)."""
+        path = self._managed_path(rule_id)
+        users = [
+            r.id
+            for r in self._rules
+            if isinstance(r, CompositeRule) and r.area is not None and r.area.rule == rule_id
+        ]
+        if users:
+            raise Conflict(f"area rule(s) {', '.join(users)} count rule {rule_id!r}")
+        before = path.read_text(encoding="utf-8") if path.exists() else ""
+        path.unlink(missing_ok=True)
+        self._record(actor, rule_id, "delete", path, before, "")
+        self.reload()
+
+    def changes(self, limit: int) -> list[dict[str, Any]]:
+        """Recorded rule changes, newest first: author, time, rule id, action, diff."""
+        rows = self._db.execute(
+            "SELECT id, ts_ms, actor, rule_id, action, file, diff FROM rule_changes"
+            " ORDER BY id DESC LIMIT ?",
+            (max(0, limit),),
+        ).fetchall()
+        return [dict(row) for row in rows]
+
+    # ------------------------------------------------------------------ helpers
+
+    def _require(self, rule_id: str) -> RuleSummary:
+        summary = self.get_rule(rule_id)
+        if summary is None:  # written but not loaded: report the file's problems
+            mine = [p for p in self._problems if Path(p.file).stem == rule_id]
+            raise RuleInvalid(mine or [RuleProblem(rule_id, 1, "rule did not load")])
+        return summary
+
+    def _managed_path(self, rule_id: str) -> Path:
+        src = self._sources.get(rule_id)
+        if src is None:
+            raise NotFound(f"no rule with id {rule_id!r}")
+        path = Path(src.file)
+        if not self._is_managed(path):
+            raise Conflict(
+                f"rule {rule_id!r} is defined in {src.file}:{src.line}; change it in that file"
+            )
+        return path
+
+    def _check_with(self, path: Path, text: str) -> None:
+        """Validate ``text`` as file ``path`` together with every other rule file."""
+        res = load_text(text, str(path))
+        res.path = path
+        if not res.ok:
+            raise RuleInvalid(res.problems)
+        files, _missing = expand_paths(self._all_paths())
+        key = path.resolve()
+        others = [load_file(p) for p in files if p.resolve() != key]
+        combine([*others, res])
+        if res.problems:
+            raise RuleInvalid(res.problems)
+
+    def _write(self, path: Path, text: str) -> None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+
+    def _record(self, actor: str, rule_id: str, action: str, path: Path, a: str, b: str) -> None:
+        diff = "".join(
+            difflib.unified_diff(
+                a.splitlines(keepends=True),
+                b.splitlines(keepends=True),
+                fromfile=f"a/{path.name}",
+                tofile=f"b/{path.name}",
+            )
+        )
+        try:
+            self._db.execute(
+                "INSERT INTO rule_changes (ts_ms, actor, rule_id, action, file, diff)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (self._clock.now_ms(), actor, rule_id, action, str(path), diff),
+            )
+        except sqlite3.Error:
+            log.exception("could not record rule change", rule_id=rule_id)
+
+    def close(self) -> None:
+        """Close the state database connection."""
+        self._db.close()
+
+
+def _managed_text(source_yaml: str) -> str:
+    """A single-rule body as a rule file: ``rules:`` with the mapping as its only item."""
+    lines = source_yaml.strip("\n").splitlines()
+    body = ["  - " + lines[0], *(("    " + ln) if ln.strip() else "" for ln in lines[1:])]
+    return "# Managed through the API; every change is recorded with its author.\nrules:\n" + (
+        "\n".join(body) + "\n"
+    )
