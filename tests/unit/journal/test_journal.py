@@ -289,3 +289,68 @@ async def test_unregistered_consumer_no_longer_holds_segments(
         journal.unregister("gone")
     async with Journal(tmp_path, _settings(), clock=clock) as journal:
         assert set(journal.consumers) == {"stays"}
+
+
+async def test_records_survive_a_crash_without_close(tmp_path: Path, clock: FakeClock) -> None:
+    """A journal abandoned without close (the process killed) still holds every appended record."""
+    crashed = Journal(tmp_path, _settings(), clock=clock)
+    crashed.open()
+    await crashed.append(_records(50))
+    reader = crashed.reader("store")
+    batch = await reader.read(20, 0)
+    reader.commit(batch.end_offset)
+    # No close(): a second process opens the same folder.
+    async with Journal(tmp_path, _settings(), clock=clock) as journal:
+        resumed = await _drain(journal.reader("store"), 30)
+        assert resumed.records[-30:] == _records(50)[20:]
+        assert journal.head_offset == 50 * 108
+
+
+async def test_zero_commit_interval_still_coalesces_while_fsync_runs(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """With commit_interval_ms=0 appends arriving during an fsync join the next one."""
+    async with Journal(tmp_path, _settings(commit_interval_ms=0), clock=clock) as journal:
+        ends = await asyncio.gather(*(journal.append([b"x" * 10]) for _ in range(40)))
+        assert len(set(ends)) == 40
+        assert journal.fsync_count < 40
+        batch = await _drain(journal.reader("r"), 40)
+        assert batch.records == [b"x" * 10] * 40
+
+
+async def test_lag_is_reported_per_consumer(tmp_path: Path, clock: FakeClock) -> None:
+    """lags() and hub_journal_lag_bytes show what each consumer has not committed."""
+    async with Journal(tmp_path, _settings(), clock=clock) as journal:
+        a, b = journal.reader("lag-a"), journal.reader("lag-b")
+        end = await journal.append(_records(10))
+        batch = await a.read(100, 0)
+        a.commit(batch.end_offset)
+        assert journal.lags() == {"lag-a": 0, "lag-b": end}
+        assert b.lag_bytes == end
+        assert metrics.JOURNAL_LAG.labels(consumer="lag-b")._value.get() == end
+
+
+async def test_disk_failure_fails_that_append_only(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write error raises JournalError for that group; the journal keeps working after."""
+    from hub.journal import JournalError
+
+    async with Journal(tmp_path, _settings(), clock=clock) as journal:
+        assert journal._writer is not None
+        real = journal._writer.write
+        calls = 0
+
+        def flaky(payloads: list[bytes]) -> list[tuple[int, int]]:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise OSError(28, "No space left on device")
+            return real(payloads)
+
+        monkeypatch.setattr(journal._writer, "write", flaky)
+        with pytest.raises(JournalError, match="No space"):
+            await journal.append([b"lost-and-not-acked"])
+        end = await journal.append([b"kept"])
+        assert (await journal.reader("r").read(10, 0)).records == [b"kept"]
+        assert end == journal.head_offset

@@ -20,7 +20,7 @@ def _ends(records: list[bytes]) -> list[int]:
     return out
 
 
-@settings(max_examples=200)
+@settings(max_examples=100)
 @given(records=payloads, cut=st.floats(min_value=0, max_value=1))
 def test_cut_anywhere_keeps_the_whole_records_before_it(
     tmp_path_factory: object, records: list[bytes], cut: float
@@ -38,7 +38,7 @@ def test_cut_anywhere_keeps_the_whole_records_before_it(
     assert not corrupt
 
 
-@settings(max_examples=200)
+@settings(max_examples=100)
 @given(records=payloads, where=st.floats(min_value=0, max_value=0.999), flip=st.integers(1, 255))
 def test_a_flipped_byte_is_never_returned_as_data(
     records: list[bytes], where: float, flip: int
