@@ -57,43 +57,52 @@ class RecordError(ValueError):
 def encode(msg: Reading | StatusUpdate | Rejection) -> bytes:
     """Serialise one message for the journal (exact, versioned)."""
     if type(msg) is Reading:
-        return _HEAD_READING + _dumps(
-            [
-                msg.district,
-                msg.asset_type,
-                msg.device_id,
-                msg.ts_ms,
-                msg.metrics if type(msg.metrics) is dict else dict(msg.metrics),
-                msg.seq,
-                msg.received_ms,
-                msg.quality,
-                msg.out_of_range,
-            ]
-        ).encode()
+        return (
+            _HEAD_READING
+            + _dumps(
+                [
+                    msg.district,
+                    msg.asset_type,
+                    msg.device_id,
+                    msg.ts_ms,
+                    msg.metrics if type(msg.metrics) is dict else dict(msg.metrics),
+                    msg.seq,
+                    msg.received_ms,
+                    msg.quality,
+                    msg.out_of_range,
+                ]
+            ).encode()
+        )
     if type(msg) is StatusUpdate:
-        return _HEAD_STATUS + _dumps(
-            [
-                msg.district,
-                msg.asset_type,
-                msg.device_id,
-                msg.state,
-                msg.ts_ms,
-                msg.received_ms,
-                dict(msg.extra),
-            ]
-        ).encode()
+        return (
+            _HEAD_STATUS
+            + _dumps(
+                [
+                    msg.district,
+                    msg.asset_type,
+                    msg.device_id,
+                    msg.state,
+                    msg.ts_ms,
+                    msg.received_ms,
+                    dict(msg.extra),
+                ]
+            ).encode()
+        )
     if type(msg) is Rejection:
-        return _HEAD_REJECTION + _dumps(
-            [
-                msg.topic,
-                msg.reason,
-                msg.detail,
-                base64.b64encode(msg.payload).decode("ascii"),
-                msg.received_ms,
-                msg.device_id,
-                msg.district,
-            ]
-        ).encode()
+        return (
+            _HEAD_REJECTION
+            + _dumps(
+                [
+                    msg.topic,
+                    msg.reason,
+                    msg.detail,
+                    base64.b64encode(msg.payload).decode("ascii"),
+                    msg.received_ms,
+                    msg.device_id,
+                    msg.district,
+                ]
+            ).encode()
+        )
     raise TypeError(f"cannot journal a {type(msg).__name__}")
 
 
