@@ -425,3 +425,36 @@ async def test_history_shrinks_its_window_when_the_server_truncates(
         await store.close()
     assert [r.seq for r in got] == list(range(12))
     assert got[3] == Reading("d01", "bridge", "br-1", BASE + 900_000, {"strain_ue": 3.0}, seq=3)
+
+
+async def test_v1_credentials_use_basic_auth(fake: FakeInflux, fake_clock: FakeClock) -> None:
+    """v1 with a username: basic auth on /write?db=&precision=ms and CREATE DATABASE on open."""
+    import base64
+
+    fake.answer = lambda r: (
+        (200, {"results": [{"statement_id": 0}]}) if r.path == "/query" else (204, None)
+    )
+    settings = InfluxSettings(
+        url=fake.url, api="v1", database="city", username="hub", password=SecretStr("pw-1")
+    )
+    store = InfluxStore(settings, clock=fake_clock)
+    try:
+        await store.open()
+        await store.write(READINGS[:1])
+    finally:
+        await store.close()
+    ping, create, write = fake.requests
+    expected = "Basic " + base64.b64encode(b"hub:pw-1").decode()
+    assert ping.path == "/ping"
+    assert (create.method, create.path, create.params["q"]) == (
+        "POST",
+        "/query",
+        'CREATE DATABASE "city"',
+    )
+    assert (write.method, write.path, write.params) == (
+        "POST",
+        "/write",
+        {"db": "city", "precision": "ms"},
+    )
+    assert create.headers["authorization"] == expected
+    assert write.headers["authorization"] == expected
