@@ -192,13 +192,14 @@ class RuleEngine:
         if dev is None:
             dev = self._devs[key] = (reading.district, reading.asset_type, reading.device_id)
         events: list[RuleEvent] = []
+        late = False
         for k in plan:
             s = k.series.get(key)
             if s is None:
                 s = k.series[key] = Series(dev, k.new_aux())
             last = s.last_ts
             if ts < last:
-                self.late_readings += 1
+                late = True
                 if ts >= last - self._tol_ms:
                     k.late(s, ts, values)
                 continue
@@ -207,6 +208,8 @@ class RuleEngine:
             if cond is not None:
                 self._lifecycle(k, s, key, cond, ts, reading.received_ms, events)
         self.evaluations += len(plan)
+        if late:
+            self.late_readings += 1
         return events
 
     # ------------------------------------------------------------------ lifecycle
