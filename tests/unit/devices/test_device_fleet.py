@@ -230,7 +230,7 @@ def test_demo_scenario_fits_the_demo_fleet() -> None:
         for e in scenario.events
         if e.kind == "ramp" and e.metric == "water_level_m"  # type: ignore[union-attr]
     ]
-    assert len(flood) == 1
+    assert len(flood) == 2
     assert all(e.to - e.jitter > 3.2 for e in flood)  # type: ignore[union-attr]
 
 
