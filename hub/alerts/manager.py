@@ -63,6 +63,9 @@ MUTED_RECHECK_MS = 30_000
 FEED_RESOLVED_MS = 24 * 3_600_000
 
 Locate = Callable[[str], tuple[float, float] | None]
+#: An alert event for ``on_event`` and the transition it reports (the metric's label:
+#: firing, updated, escalated, acknowledged, commented, resolved).
+Emitted = tuple[AlertEvent, str]
 
 
 class AlertManager:
@@ -105,7 +108,7 @@ class AlertManager:
 
     def _handle_chunk(self, events: Sequence[RuleEvent]) -> None:
         now = self._clock.now_ms()
-        emitted: list[AlertEvent] = []
+        emitted: list[Emitted] = []
         touched: list[str] = []
         with transaction(self._conn):
             for ev in events:
@@ -129,7 +132,7 @@ class AlertManager:
     async def tick(self) -> None:
         """Timer work: held resolutions, group wait, repeats, escalation steps."""
         now = self._clock.now_ms()
-        emitted: list[AlertEvent] = []
+        emitted: list[Emitted] = []
         with transaction(self._conn):
             hold_since = now - self._routes.flapping.hold
             rows = self._conn.execute(
@@ -144,9 +147,9 @@ class AlertManager:
         for event in self._wake.values():
             event.set()
 
-    def _publish(self, emitted: Sequence[AlertEvent]) -> None:
-        for event in emitted:
-            metrics.ALERTS.labels(event.status.value, event.severity.label).inc()
+    def _publish(self, emitted: Sequence[Emitted]) -> None:
+        for event, kind in emitted:
+            metrics.ALERTS.labels(kind, event.severity.label).inc()
             try:
                 self._on_event(event)
             except Exception:  # a broken listener must not break the alert pipeline
@@ -157,7 +160,7 @@ class AlertManager:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _apply(self, ev: RuleEvent, now: int, emitted: list[AlertEvent]) -> str | None:
+    def _apply(self, ev: RuleEvent, now: int, emitted: list[Emitted]) -> str | None:
         """Apply one event; returns the id of an alert that may now have due steps."""
         if ev.state not in (RuleState.FIRING, RuleState.RESOLVED):
             return None  # pending/inactive are for the rules view, not for responders
@@ -197,7 +200,7 @@ class AlertManager:
         ).fetchone()
         return int(opened) >= f.threshold
 
-    def _open(self, ev: RuleEvent, key: str, now: int, emitted: list[AlertEvent]) -> str:
+    def _open(self, ev: RuleEvent, key: str, now: int, emitted: list[Emitted]) -> str:
         previous = self._conn.execute(
             "SELECT id FROM alerts WHERE rule_id = ? AND district = ? AND source = ?"
             " ORDER BY started_ms DESC LIMIT 1",
@@ -261,10 +264,10 @@ class AlertManager:
         escalation.schedule(self._conn, alert_id, plans, now, now)
         row = lifecycle.get_row(self._conn, alert_id)
         assert row is not None
-        emitted.append(_event(row, AlertStatus.FIRING, now, "rule", summary))
+        emitted.append((_event(row, AlertStatus.FIRING, now, "rule", summary), "firing"))
         return alert_id
 
-    def _update(self, row: sqlite3.Row, ev: RuleEvent, now: int, emitted: list[AlertEvent]) -> None:
+    def _update(self, row: sqlite3.Row, ev: RuleEvent, now: int, emitted: list[Emitted]) -> None:
         old = Severity(row["severity"])
         summary = ev.explanation.summary or ev.description or ev.rule_id
         self._conn.execute(
@@ -293,10 +296,12 @@ class AlertManager:
             # for emergencies); routes already scheduled keep their repeat timing.
             plans = plan_routes(self._routes.route, match_labels(fresh), ev.severity)
             escalation.schedule(self._conn, row["id"], plans, row["started_ms"], now)
-        emitted.append(_event(fresh, AlertStatus(fresh["status"]), now, "rule", "updated"))
+        emitted.append(
+            (_event(fresh, AlertStatus(fresh["status"]), now, "rule", "updated"), "updated")
+        )
 
     def _resolve(
-        self, row: sqlite3.Row, now: int, actor: str, comment: str, emitted: list[AlertEvent]
+        self, row: sqlite3.Row, now: int, actor: str, comment: str, emitted: list[Emitted]
     ) -> sqlite3.Row:
         self._conn.execute(
             "UPDATE alerts SET status = 'resolved', resolved_ms = ?, updated_ms = ?,"
@@ -311,7 +316,7 @@ class AlertManager:
         fresh = lifecycle.get_row(self._conn, row["id"])
         assert fresh is not None
         self._follow_up(fresh, "resolved", tid, now, actor, comment)
-        emitted.append(_event(fresh, AlertStatus.RESOLVED, now, actor, comment))
+        emitted.append((_event(fresh, AlertStatus.RESOLVED, now, actor, comment), "resolved"))
         return fresh
 
     # ------------------------------------------------------------------ notifications
@@ -348,7 +353,7 @@ class AlertManager:
         }
 
     def _process_due(
-        self, now: int, emitted: list[AlertEvent], alert_ids: Sequence[str] | None = None
+        self, now: int, emitted: list[Emitted], alert_ids: Sequence[str] | None = None
     ) -> None:
         for step in escalation.due(self._conn, now, alert_ids):
             row = lifecycle.get_row(self._conn, step.alert_id)
@@ -364,7 +369,7 @@ class AlertManager:
             self._notify_step(row, step, now, emitted)
 
     def _notify_step(
-        self, row: sqlite3.Row, step: DueStep, now: int, emitted: list[AlertEvent]
+        self, row: sqlite3.Row, step: DueStep, now: int, emitted: list[Emitted]
     ) -> None:
         kind = "escalation" if step.stage > 0 else "firing" if step.fired == 0 else "repeat"
         payload = self._payload(row, kind, now, step=step.stage)
@@ -395,7 +400,7 @@ class AlertManager:
             lifecycle.add_transition(
                 self._conn, row["id"], now, "escalated", "hub", comment, detail
             )
-            emitted.append(_event(row, AlertStatus.FIRING, now, "hub", comment))
+            emitted.append((_event(row, AlertStatus.FIRING, now, "hub", comment), "escalated"))
         else:
             lifecycle.add_transition(self._conn, row["id"], now, "notified", "hub", "", detail)
 
@@ -532,7 +537,7 @@ class AlertManager:
     async def acknowledge(self, alert_id: str, actor: str, comment: str) -> AlertRecord:
         """Acknowledge a firing alert: stops its repeats and escalation."""
         now = self._clock.now_ms()
-        emitted: list[AlertEvent] = []
+        emitted: list[Emitted] = []
         with transaction(self._conn):
             row = self._require(alert_id)
             if row["status"] != "firing":
@@ -550,14 +555,16 @@ class AlertManager:
             escalation.stop(self._conn, alert_id)
             fresh = self._require(alert_id)
             self._follow_up(fresh, "acknowledged", tid, now, actor, comment)
-            emitted.append(_event(fresh, AlertStatus.ACKNOWLEDGED, now, actor, comment))
+            emitted.append(
+                (_event(fresh, AlertStatus.ACKNOWLEDGED, now, actor, comment), "acknowledged")
+            )
         self._publish(emitted)
         return to_record(fresh, muted=self._muted(fresh, now) is not None)
 
     async def resolve(self, alert_id: str, actor: str, comment: str) -> AlertRecord:
         """Resolve an open alert by hand."""
         now = self._clock.now_ms()
-        emitted: list[AlertEvent] = []
+        emitted: list[Emitted] = []
         with transaction(self._conn):
             row = self._require(alert_id)
             if row["status"] == "resolved":
@@ -572,7 +579,7 @@ class AlertManager:
         with transaction(self._conn):
             row = self._require(alert_id)
             lifecycle.add_transition(self._conn, alert_id, now, "commented", actor, comment)
-        self._publish([_event(row, AlertStatus(row["status"]), now, actor, comment)])
+        self._publish([(_event(row, AlertStatus(row["status"]), now, actor, comment), "commented")])
         return to_record(row, muted=self._muted(row, now) is not None)
 
     # ------------------------------------------------------------------ reads

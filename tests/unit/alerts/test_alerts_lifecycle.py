@@ -101,6 +101,12 @@ async def test_escalation_after_delay_without_ack(harness, ev: Ev) -> None:
     alert = harness.manager.list_alerts(AlertFilter(), UNRESTRICTED)[0]
     steps = [t for t in harness.manager.timeline(alert.id) if t.status == "escalated"]
     assert [t.detail["step"] for t in steps] == [1, 2]
+    # the live stream saw the opening and both escalations
+    assert [e.comment.startswith("not acknowledged") for e in harness.events] == [
+        False,
+        True,
+        True,
+    ]
 
 
 async def test_ack_stops_escalation_and_tells_notified_receivers(harness, ev: Ev) -> None:
