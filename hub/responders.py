@@ -11,15 +11,17 @@ from pathlib import Path
 from hub.alerts.manager import AlertManager
 from hub.alerts.routing import (
     DEFAULT_ROUTES,
+    RoutePlan,
     RoutesFile,
     RoutesInvalid,
     line_of_path,
     load_routes,
     parse_routes,
+    plan_routes,
 )
 from hub.clock import Clock
 from hub.logging import get_logger
-from hub.messages import AlertEvent
+from hub.messages import AlertEvent, Severity
 from hub.notifiers.apprise import bad_apprise_urls
 from hub.notifiers.base import Notifier
 from hub.notifiers.factory import NotifierConfigError, build_notifier
@@ -53,6 +55,17 @@ def check_routes(path: str | Path) -> list[RuleProblem]:
                     )
                 )
     return problems
+
+
+def routes_test(path: str | Path, labels: Mapping[str, str]) -> list[RoutePlan]:
+    """Which routes an alert with ``labels`` would reach (like ``amtool config routes test``).
+
+    ``labels`` holds the rule's labels plus any of district, asset_type, severity
+    (default ``warning``), rule_id and source. Raises ConfigError on a broken file.
+    """
+    routes = load_routes_file(path)
+    severity = Severity.parse(labels.get("severity", "warning"))
+    return plan_routes(routes.route, {**labels, "severity": severity.label}, severity)
 
 
 def load_routes_file(path: str | Path) -> RoutesFile:

@@ -59,6 +59,10 @@ HANDLE_CHUNK = 50
 #: A silenced or inhibited step is looked at again this often (sooner when its
 #: silence ends, is expired, or the inhibiting alert resolves).
 MUTED_RECHECK_MS = 30_000
+#: Entries of the notification log are kept this long (dedup only needs the window
+#: in which a crash could re-queue a notification; the rest is audit history).
+NOTIFY_LOG_RETENTION_MS = 90 * 24 * 3_600_000
+PRUNE_EVERY_MS = 3_600_000
 #: Resolved alerts stay in the Atom feed (as CAP Cancel messages) this long.
 FEED_RESOLVED_MS = 24 * 3_600_000
 
@@ -95,6 +99,7 @@ class AlertManager:
         for row in conn.execute("SELECT * FROM alerts WHERE status IN ('firing', 'acknowledged')"):
             self._inhibitor.activate(row["id"], match_labels(row))
         self._wake: dict[str, asyncio.Event] = {name: asyncio.Event() for name in notifiers}
+        self._pruned_ms = 0
         self.bad_events = 0
 
     # ------------------------------------------------------------------ pipeline in
@@ -143,6 +148,11 @@ class AlertManager:
             for row in rows:
                 self._resolve(row, now, "rule", "cleared and stayed clear (flapping hold)", emitted)
             self._process_due(now, emitted)
+            if now - self._pruned_ms >= PRUNE_EVERY_MS:
+                self._conn.execute(
+                    "DELETE FROM notify_log WHERE done_ms < ?", (now - NOTIFY_LOG_RETENTION_MS,)
+                )
+                self._pruned_ms = now
         self._publish(emitted)
         for event in self._wake.values():
             event.set()

@@ -16,7 +16,7 @@ from hub.alerts.routing import (
     plan_routes,
 )
 from hub.messages import Severity
-from hub.responders import check_routes, load_routes_file
+from hub.responders import check_routes, load_routes_file, routes_test
 from hub.settings import ConfigError
 
 REPO = Path(__file__).resolve().parents[3]
@@ -208,3 +208,13 @@ def test_routes_parser_never_raises(text: str) -> None:
     """Arbitrary text yields a model or problems, never an exception."""
     model, problems, _ = parse_routes(text, "fuzz.yaml")
     assert (model is None) == bool(problems)
+
+
+def test_routes_test_explains_where_an_alert_goes() -> None:
+    """routes_test lists the receivers and escalation an alert with given labels reaches."""
+    plans = routes_test(
+        REPO / "rules" / "routes.yaml",
+        {"district": "d03", "asset_type": "manhole", "severity": "critical", "source": "mh-1"},
+    )
+    assert [p.receivers for p in plans] == [("mqtt",), ("gas-team",)]
+    assert plans[1].escalate == ((600_000, ("duty-officer",)),)
