@@ -121,7 +121,7 @@ class Effects:
     silent: bool = False
     buffering: bool = False
     ramps: tuple[tuple[str, float, float], ...] = ()  # (metric, target, progress 0..1)
-    flatline: frozenset[str] | None = None  # metrics stuck now; empty set: all of them
+    flatline: frozenset[str] | None = None  # metrics stuck now; the empty set: all of them
     flatline_since: float = 0.0
 
 
@@ -190,6 +190,7 @@ class ResolvedScenario:
         silent = buffering = False
         ramps: list[tuple[str, float, float]] = []
         stuck: set[str] | None = None
+        stuck_all = False
         since = 0.0
         for event, jitter in events:
             if isinstance(event, Ramp):
@@ -199,6 +200,7 @@ class ResolvedScenario:
             elif isinstance(event, Flatline):
                 if _active(event.at, event.duration, elapsed):
                     stuck = (stuck or set()) | set(event.metrics or ())
+                    stuck_all = stuck_all or not event.metrics
                     since = max(since, event.at)
             elif isinstance(event, Silent):
                 silent = silent or _active(event.at, event.duration, elapsed)
@@ -210,7 +212,7 @@ class ResolvedScenario:
             silent=silent,
             buffering=buffering,
             ramps=tuple(ramps),
-            flatline=frozenset(stuck) if stuck is not None else None,
+            flatline=None if stuck is None else frozenset() if stuck_all else frozenset(stuck),
             flatline_since=since,
         )
 

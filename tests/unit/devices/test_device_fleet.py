@@ -165,6 +165,13 @@ def test_outage_silent_and_flatline_effects_and_actions() -> None:
                 {"at": "5s", "kind": "outage", "devices": ["tc-d01-001"], "duration": "10s"},
                 {"at": "5s", "kind": "silent", "devices": ["fg-d01-001"], "offline_after": "3s"},
                 {"at": "1s", "kind": "flatline", "devices": ["aq-d01-001"], "duration": "2s"},
+                {
+                    "at": "2s",
+                    "kind": "flatline",
+                    "devices": ["mh-d01-001"],
+                    "metrics": ["h2s_ppm"],
+                },
+                {"at": "3s", "kind": "flatline", "devices": ["mh-d01-001"], "duration": "1s"},
             ]
         ),
         fleet,
@@ -174,6 +181,9 @@ def test_outage_silent_and_flatline_effects_and_actions() -> None:
     assert resolved.effects("fg-d01-001", 100).silent
     assert resolved.effects("aq-d01-001", 2).flatline == frozenset()
     assert resolved.effects("aq-d01-001", 4).flatline is None
+    assert resolved.effects("mh-d01-001", 2.5).flatline == frozenset({"h2s_ppm"})
+    assert resolved.effects("mh-d01-001", 3.5).flatline == frozenset()  # all of them
+    assert resolved.effects("mh-d01-001", 4.5).flatline == frozenset({"h2s_ppm"})
     actions = [(a.at, a.device_id, a.kind) for a in resolved.actions]
     assert actions == [
         (5.0, "tc-d01-001", "drop"),
@@ -330,3 +340,28 @@ def _valid_metrics(doc: dict[str, object]) -> bool:
             for k, v in metrics.items()
         )
     )
+
+
+def test_scripted_effects_on_a_devices_readings() -> None:
+    """A full ramp lands on its target (with sensor noise); a flatline repeats values exactly."""
+    from devices.scenarios import Effects
+    from devices.simulator import Fleet, _Device
+
+    fleet = Fleet("mqtt://127.0.0.1:1", devices=7, districts=1)  # never connected here
+    gauge = _Device(fleet, fleet.specs[0])
+    assert gauge.spec.asset_type == "flood_gauge"
+    ramped = gauge._apply(
+        Effects(ramps=(("water_level_m", 3.5, 1.0),)), gauge.model.sample(MIDNIGHT)
+    )
+    assert abs(float(ramped["water_level_m"]) - 3.5) < 0.05
+    half = gauge._apply(
+        Effects(ramps=(("water_level_m", 3.5, 0.5),)), gauge.model.sample(MIDNIGHT + 5000)
+    )
+    assert 1.5 < float(half["water_level_m"]) < 3.0
+    stuck = Effects(flatline=frozenset({"water_level_m"}), flatline_since=30.0)
+    first = gauge._apply(stuck, gauge.model.sample(MIDNIGHT + 10_000))
+    later = [
+        gauge._apply(stuck, gauge.model.sample(MIDNIGHT + 10_000 + k * 5000)) for k in range(1, 20)
+    ]
+    assert {v["water_level_m"] for v in later} == {first["water_level_m"]}
+    assert len({v["battery_v"] for v in later}) > 1  # only the named metric is stuck
