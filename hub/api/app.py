@@ -29,8 +29,23 @@ from hub.api.routes import (
     stream,
     telemetry,
 )
+from hub.api.schemas import ErrorOut
 
 STATIC_DIR = Path(__file__).parent / "static"
+#: Error statuses any API endpoint may answer, documented once for the OpenAPI schema.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": text}
+    for code, text in (
+        (400, "Malformed request"),
+        (401, "No valid API key"),
+        (403, "Outside the key's role or scope"),
+        (404, "Not found"),
+        (409, "Conflicts with the current state"),
+        (413, "Request body too large"),
+        (422, "Invalid parameters or body; `detail` says which"),
+        (429, "Too many failed authentications"),
+    )
+}
 API_PREFIX = "/api/v1"
 
 
@@ -55,7 +70,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.touched = {}
     install_handlers(app)
 
-    api = APIRouter(prefix=API_PREFIX)
+    api = APIRouter(prefix=API_PREFIX, responses=ERROR_RESPONSES)
     for module in (
         health,
         devices,

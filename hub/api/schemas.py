@@ -21,7 +21,8 @@ MAX_COMMENT = 2000
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: no silent coercion of request bodies (``false`` is not a longitude)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class HealthOut(BaseModel):

@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 
 from hub.api.deps import Ctx, Viewer, set_rows
 from hub.api.routes.devices import device_in_scope
-from hub.api.schemas import DEVICE_ID_PATTERN, TelemetryOut, TelemetryPoint
+from hub.api.schemas import DEVICE_ID_PATTERN, ErrorOut, TelemetryOut, TelemetryPoint
 from hub.messages import METRIC_RE
 from hub.store.base import Aggregate, TelemetryQuery
 
@@ -63,7 +63,14 @@ def parse_instant_ms(text: str, now_ms: int) -> int:
     return int(parsed.timestamp() * 1000)
 
 
-@router.get("/devices/{device_id}/telemetry", response_model=TelemetryOut)
+@router.get(
+    "/devices/{device_id}/telemetry",
+    response_model=TelemetryOut,
+    responses={
+        400: {"model": ErrorOut, "description": "Range or point count beyond the limits"},
+        503: {"model": ErrorOut, "description": "Telemetry store unavailable"},
+    },
+)
 async def telemetry(
     request: Request,
     ctx: Ctx,
