@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devices.catalog import load_catalog
+from devices.catalog import check_catalog, load_catalog
 from devices.scenarios import (
     SCENARIO_DIR,
     Scenario,
@@ -365,3 +365,53 @@ def test_scripted_effects_on_a_devices_readings() -> None:
     ]
     assert {v["water_level_m"] for v in later} == {first["water_level_m"]}
     assert len({v["battery_v"] for v in later}) > 1  # only the named metric is stuck
+
+
+_YAML_BITS = st.sampled_from(
+    [
+        "name: x\n",
+        "events:\n",
+        "  - at: 1s\n",
+        "    kind: ramp\n",
+        "    kind: outage\n",
+        "    devices: [a]\n",
+        "    select: {district: d01}\n",
+        "    metric: m\n",
+        "    to: 1\n",
+        "    duration: -5s\n",
+        "    hold: .nan\n",
+        "  - 42\n",
+        "[\n",
+        "{bad\n",
+        ": :\n",
+        "\t\n",
+        "- - -\n",
+        "at: !!binary AAAA\n",
+    ]
+)
+
+
+@given(st.lists(_YAML_BITS, max_size=12), st.text(max_size=30))
+def test_scenario_loading_raises_only_file_problems(
+    tmp_path_factory: pytest.TempPathFactory, bits: list[str], noise: str
+) -> None:
+    """Whatever the file holds, loading gives a Scenario or FileProblem, never another error."""
+    path = tmp_path_factory.mktemp("scn") / "s.yaml"
+    path.write_text("".join(bits) + noise)
+    messages: list[str] = []
+    try:
+        load_scenario(path)
+    except FileProblem as exc:
+        messages = exc.messages
+    assert all(m.startswith(f"{path}:") for m in messages)
+
+
+@given(st.lists(_YAML_BITS, max_size=12), st.text(max_size=30))
+def test_catalog_checking_never_raises(
+    tmp_path_factory: pytest.TempPathFactory, bits: list[str], noise: str
+) -> None:
+    """check_catalog turns any file content into messages (file:line), never an exception."""
+    folder = tmp_path_factory.mktemp("cat")
+    (folder / "x.yaml").write_text("".join(bits) + noise)
+    for message in check_catalog(folder):
+        assert message.startswith(f"{folder / 'x.yaml'}:")
