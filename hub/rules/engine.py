@@ -263,6 +263,9 @@ class RuleEngine:
     def _resolve(
         self, k: Kind, s: Series, key: str, ts: int, recv: int, out: list[RuleEvent]
     ) -> None:
+        # A late-delivered reading can clear a series fired by a timer after that
+        # reading's time; the resolution is never stamped before the firing.
+        ts = max(ts, s.since)
         s.state = INACTIVE
         s.since = ts
         s.clear_since = -1

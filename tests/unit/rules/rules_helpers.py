@@ -5,6 +5,7 @@ Time is explicit: readings carry their own ``ts``; timers move only by ``tick(no
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from hub.messages import Reading, RuleEvent, RuleState
@@ -18,9 +19,15 @@ MIN = 60_000
 
 def rules_from(text: str) -> list[RuleModel]:
     """Rules of a YAML rule-file text; fails the test on any problem."""
+    return list(_parsed(text))
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(text: str) -> tuple[RuleModel, ...]:
+    # Rule models are frozen, so Hypothesis examples can share one parse.
     res = load_text(text, "test.yaml")
     assert not res.problems, [str(p) for p in res.problems]
-    return res.rules
+    return tuple(res.rules)
 
 
 @dataclass
@@ -74,3 +81,15 @@ class Driver:
     def fired(self, rule_id: str) -> list[RuleEvent]:
         """FIRING events of ``rule_id``."""
         return [e for e in self.events if e.rule_id == rule_id and e.state is RuleState.FIRING]
+
+
+def make_driver(
+    text: str, *, late_tolerance_s: int = 300, interval_s: float | None = 60.0
+) -> Driver:
+    """A Driver over a fresh engine with the rules of ``text``."""
+    engine = RuleEngine(
+        rules_from(text),
+        late_tolerance_s=late_tolerance_s,
+        expected_interval_s=lambda _asset: interval_s,
+    )
+    return Driver(engine)
