@@ -52,6 +52,8 @@ class FileResult:
     rules: list[RuleModel] = field(default_factory=list)
     problems: list[RuleProblem] = field(default_factory=list)
     sources: dict[str, RuleSource] = field(default_factory=dict)
+    # Ids of rules that failed validation: references to them are not reported twice.
+    broken_ids: set[str] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -138,6 +140,7 @@ def combine(results: list[FileResult], extra: Sequence[RuleProblem] = ()) -> Loa
             kept.append(rule)
         res.rules = kept
     kinds = {r.id: r for res in results for r in res.rules}
+    broken = {rid for res in results for rid in res.broken_ids}
     for res in results:
         for rule in res.rules:
             if isinstance(rule, CompositeRule) and rule.area is not None:
@@ -145,7 +148,7 @@ def combine(results: list[FileResult], extra: Sequence[RuleProblem] = ()) -> Loa
                 src = res.sources[rule.id]
                 where = f"rules[{src.index}].area.rule"
                 ref = kinds.get(target)
-                if ref is None and target != SENSOR_FAULT_ID:
+                if ref is None and target != SENSOR_FAULT_ID and target not in broken:
                     res.problems.append(
                         RuleProblem(src.file, src.line, f"{where}: no rule with id {target!r}")
                     )
@@ -233,6 +236,8 @@ def _load_into(res: FileResult, text: str, file: str) -> None:
         rule, problems = _validate(node, file, prefix, line0)
         if rule is None:
             res.problems.extend(problems)
+            if isinstance(node.get("id"), str):
+                res.broken_ids.add(node["id"])
             continue
         end = _item_line(items, i + 1) if i + 1 < len(items) else len(lines)
         col = _item_col(items, i)
