@@ -40,6 +40,12 @@ class MqttSettings(_Section):
 
     url: str = ""
     embedded_listen: str = "127.0.0.1:1883"
+    # Which embedded broker: Mosquitto as a child process when installed, else the
+    # in-process amqtt fallback ("auto"); or force one (docs/deploy.md).
+    embedded_broker: Literal["auto", "mosquitto", "amqtt"] = "auto"
+    # MQTT protocol of the ingest session: "5" (receive-maximum, session expiry) or
+    # "3.1.1" for brokers without MQTT 5, such as the in-process amqtt fallback.
+    protocol: Literal["5", "3.1.1"] = "5"
     topic_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")] = "city"
     client_id: Annotated[str, Field(min_length=1, max_length=128)] = "hub"
     # MQTT 5 receive-maximum: how many QoS 1 messages the broker may have in flight

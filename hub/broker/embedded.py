@@ -74,17 +74,20 @@ class EmbeddedBroker:
         settings: MqttSettings,
         data_dir: Path,
         *,
-        backend: Backend = "auto",
+        backend: Backend | None = None,
         mosquitto_binary: str | None = None,
     ) -> None:
         self._settings = settings
         self._dir = data_dir / "broker"
-        self._requested: Backend = backend
+        self._requested: Backend = backend or settings.embedded_broker
         self._binary = mosquitto_binary or _find_mosquitto()
         self._proc: subprocess.Popen[bytes] | None = None
         self._amqtt: Any = None
         self.backend: Literal["mosquitto", "amqtt"] | None = None
         self.url = ""
+        #: The MQTT protocol clients must speak to this broker: amqtt 0.12 has no MQTT 5,
+        #: so the hub's ingest session must use 3.1.1 with it (``MqttSettings.protocol``).
+        self.mqtt_protocol: Literal["5", "3.1.1"] = "5"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -116,6 +119,7 @@ class EmbeddedBroker:
             await self._start_amqtt(host, port, listen)
             hub_port = port
             self.backend = "amqtt"
+            self.mqtt_protocol = "3.1.1"
         connect_host = "127.0.0.1" if _is_any(host) or not _is_loopback(host) else host
         self.url = f"mqtt://{_join(connect_host, hub_port)}"
         log.info("embedded broker started", backend=self.backend, listen=listen, url=self.url)
