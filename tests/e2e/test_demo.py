@@ -145,6 +145,9 @@ def test_demo_shows_fleet_and_alerts_stops_cleanly_and_keeps_data(tmp_path: Path
         assert detail["provisioned"] is True
         assert detail["latitude"] == pytest.approx(spec.latitude)
         assert detail["longitude"] == pytest.approx(spec.longitude)
+        # Everything the simulated fleet sent (births, wills, readings) was accepted.
+        health = httpx.get(f"{demo.api}/api/v1/health", timeout=10).json()
+        assert health["checks"]["dead_letters"] == {}
         first_alerts = {a["id"] for a in demo.get(key, "/alerts", limit=1000)}
         assert demo.interrupt() == 0, demo.output()
         assert "stopped" in demo.output()
