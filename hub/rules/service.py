@@ -82,6 +82,8 @@ class RuleService:
             [], late_tolerance_s=settings.late_tolerance_s, expected_interval_s=expected_interval_s
         )
         self._evaluations = 0
+        #: How many times the rule files were (re)loaded; lets tests and health see reloads.
+        self.reloads = 0
         self.reload()
 
     @property
@@ -96,6 +98,7 @@ class RuleService:
 
     def reload(self) -> list[RuleProblem]:
         """Re-read every rule file; broken files keep their previous rules. Returns problems."""
+        self.reloads += 1
         files, missing = expand_paths(self._all_paths())
         results = [load_file(p) for p in files]
         combined = combine(results, missing)
