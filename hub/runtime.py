@@ -129,8 +129,10 @@ class Hub:
 
         # The journal sits between ingest and everything downstream.
         self.journal = Journal(data_dir / "journal", s.journal, clock=self.clock)
-        self.journal.open()
-        self._stack.callback(self.journal.close)
+        await self._stack.enter_async_context(self.journal)
+        # Consumers register before ingest starts, so none can miss a record.
+        self._store_reader = self.journal.reader("store")
+        self._live_reader = self.journal.reader("live")
 
         self.store: TelemetryStore = make_store(s, self.clock)
         self._stack.push_async_callback(self.store.close)
@@ -243,7 +245,7 @@ class Hub:
     async def _store_consumer(self) -> None:
         """Journal -> store, batched; waits (journal keeps the data) while the store is down."""
         await self._open_store()
-        reader = self.journal.reader("store")
+        reader = self._store_reader
         max_records = self.settings.influx.batch_size
         timeout = self.settings.influx.flush_interval_ms / 1000
         while True:
@@ -271,23 +273,28 @@ class Hub:
 
     async def _live_consumer(self) -> None:
         """Journal -> registry, dead letters, rules -> alerts; checkpointed with rule state."""
-        reader = self.journal.reader("live")
+        reader = self._live_reader
         restored = self.rules.load_state()
         if restored is not None:
             log.info("rule state restored", journal_offset=restored)
         last_checkpoint = self.clock.monotonic()
         pending_offset: int | None = None
-        while True:
-            batch = await reader.read(5000, 0.5)
-            if batch.records:
-                await self._live_batch(_decode_all(batch.records))
-                pending_offset = batch.end_offset
-            if pending_offset is not None and (
-                self.clock.monotonic() - last_checkpoint >= LIVE_CHECKPOINT_S
-            ):
+        try:
+            while True:
+                batch = await reader.read(5000, 0.5)
+                if batch.records:
+                    await self._live_batch(_decode_all(batch.records))
+                    pending_offset = batch.end_offset
+                if pending_offset is not None and (
+                    self.clock.monotonic() - last_checkpoint >= LIVE_CHECKPOINT_S
+                ):
+                    self._checkpoint_live(reader, pending_offset)
+                    pending_offset = None
+                    last_checkpoint = self.clock.monotonic()
+        finally:
+            # A clean stop saves what was processed, so the next start replays nothing.
+            if pending_offset is not None:
                 self._checkpoint_live(reader, pending_offset)
-                pending_offset = None
-                last_checkpoint = self.clock.monotonic()
 
     async def _live_batch(self, messages: Sequence[object]) -> None:
         readings: list[Reading] = []
@@ -434,7 +441,7 @@ def _decode_all(blobs: Sequence[bytes]) -> list[object]:
         try:
             out.append(records.decode(blob))
         except Exception as exc:  # a corrupt record must not stop the consumers
-            log.error("undecodable journal record skipped", error=repr(exc), size=len(blob))
+            log.exception("undecodable journal record skipped", error=repr(exc), size=len(blob))
     return out
 
 
@@ -442,7 +449,9 @@ def _unknown(raw: RawMessage, reading: Reading) -> Rejection:
     return Rejection(
         topic=raw.topic,
         reason="unknown_device",
-        detail=f"device {reading.device_id!r} is not provisioned (HUB_INGEST__UNKNOWN_DEVICES=reject)",
+        detail=(
+            f"device {reading.device_id!r} is not provisioned (HUB_INGEST__UNKNOWN_DEVICES=reject)"
+        ),
         payload=raw.payload[:1024],
         received_ms=raw.received_ms,
         device_id=reading.device_id,
@@ -488,7 +497,8 @@ async def run_forever(settings: Settings) -> int:
                 log.error("hub stopped because a stage died", error=repr(serving.exception()))
                 return 1
     except OSError as exc:
-        log.error("hub could not start", error=str(exc))
+        # A start-up problem (port in use...) is the operator's to fix: no traceback.
+        log.error("hub could not start", error=str(exc))  # noqa: TRY400
         print(f"hub: {exc}", flush=True)
         return 1
     log.info("hub stopped cleanly")

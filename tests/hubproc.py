@@ -85,9 +85,11 @@ class HubProcess:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"hub exited {self.proc.returncode}: {self.log_tail()}")
             try:
-                return httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code in (200, 503)
+                answer = httpx.get(f"{self.url}/api/v1/health", timeout=1)
             except httpx.HTTPError:
                 return False
+            # Ready means subscribed too: readings published after this are not missed.
+            return answer.status_code in (200, 503) and bool(answer.json().get("ready"))
 
         wait_for(up, timeout=timeout, what="hub API")
 
@@ -195,15 +197,20 @@ class BackgroundFlow:
 
     def _run(self) -> None:
         interval = 1.0 / self.rate
+        last_ts: dict[str, int] = {}
         n = 0
         next_at = time.monotonic()
         while not self._stop.is_set():
             district, asset, device = self.devices[n % len(self.devices)]
             seq = self.sent[device]
+            # Distinct timestamps per device: a catch-up burst must not publish two
+            # readings of one device in the same millisecond (same point in the store).
+            ts = max(int(time.time() * 1000), last_ts.get(device, 0) + 1)
+            last_ts[device] = ts
             self.publisher.publish(
                 f"{self.prefix}/{district}/{asset}/{device}/telemetry",
                 {
-                    "ts": int(time.time() * 1000),
+                    "ts": ts,
                     "seq": seq,
                     "metrics": {"water_level_m": 1.0 + (seq % 7) / 10},
                 },
