@@ -80,9 +80,10 @@ def bench_codec(readings: list[Reading]) -> None:
         reading_to_line(r)
     lp = time.perf_counter() - start
     size = statistics.mean(len(b) for b in blobs)
+    codec = "orjson" if records._fast_dumps is not None else "stdlib json"
     print(
         f"records codec : encode {enc / n * 1e6:.2f} µs + decode {dec / n * 1e6:.2f} µs "
-        f"= {(enc + dec) / n * 1e6:.2f} µs/reading ({size:.0f} bytes/record)"
+        f"= {(enc + dec) / n * 1e6:.2f} µs/reading ({size:.0f} bytes/record, {codec})"
     )
     print(f"line protocol : {lp / n * 1e6:.2f} µs/reading")
 
