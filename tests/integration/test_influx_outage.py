@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from hub import records
 from hub.clock import FakeClock
+from hub.journal import Journal
 from hub.messages import Reading
-from hub.settings import InfluxSettings
+from hub.settings import InfluxSettings, JournalSettings
 from hub.store.base import StoreUnavailable
 from hub.store.influx import InfluxStore
 from hub.store.sink import StoreSink
@@ -100,3 +104,52 @@ async def test_partial_write_refuses_one_point_and_keeps_the_batch(
     assert [r for r, _ in refused] == [bad]
     assert "water_level_m" in refused[0][1]
     assert influxdb.count(db, "flood_gauge") == 501
+
+
+async def test_journal_holds_readings_through_an_outage(
+    own_influxdb: InfluxDB1, names: Names, fake_clock: FakeClock, tmp_path: Path
+) -> None:
+    """Journal -> sink -> InfluxDB as the runtime wires it: lag grows while down, drains after."""
+    db = names.database()
+    settings = InfluxSettings(url=own_influxdb.url, database=db, batch_size=100, timeout_s=2)
+    store = InfluxStore(settings, clock=fake_clock)
+    await store.open()
+    sink = StoreSink(store, settings, clock=fake_clock, retry_min_s=0.05, retry_max_s=0.2)
+    journal_settings = JournalSettings(segment_bytes=64 * 1024, commit_interval_ms=2)
+    async with Journal(tmp_path / "journal", journal_settings, clock=fake_clock) as journal:
+        reader = journal.reader("store")
+
+        async def consume() -> None:
+            while True:
+                batch = await reader.read(settings.batch_size, 0.05)
+                if not batch.records:
+                    continue
+                readings = [m for m in map(records.decode, batch.records) if isinstance(m, Reading)]
+                assert await sink.write(readings) == []
+                reader.commit(batch.end_offset)
+
+        consumer = asyncio.create_task(consume())
+        try:
+            for i in range(0, 300, 50):
+                await journal.append([records.encode(r) for r in _readings(50, i)])
+            await _until(lambda: journal.lags()["store"] == 0)
+            await asyncio.to_thread(own_influxdb.stop)
+            for i in range(300, 1500, 100):
+                await journal.append([records.encode(r) for r in _readings(100, i)])
+            await _until(lambda: not sink.healthy)
+            assert journal.lags()["store"] > 0  # the readings wait in the journal
+            await asyncio.to_thread(own_influxdb.start)
+            await _until(lambda: journal.lags()["store"] == 0, within_s=30)
+            assert sink.healthy
+            await _until(lambda: journal.oldest_offset > 0)  # consumed segments removed
+        finally:
+            consumer.cancel()
+            await store.close()
+    assert own_influxdb.count(db, "flood_gauge") == 1500
+
+
+async def _until(condition: Callable[[], bool], within_s: float = 10) -> None:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
