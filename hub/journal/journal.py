@@ -345,6 +345,7 @@ class Journal:
                         touched = await self._in_thread(self._write_group, payloads)
                     except OSError as exc:
                         self._inflight_bytes = 0
+                        self._signal_space()
                         log.exception("journal write failed", records=len(payloads))
                         for entry in group:
                             if not entry.future.done():
@@ -536,8 +537,12 @@ class Journal:
             (self._consumers_dir / f"{consumer}{seg.CHECKPOINT_SUFFIX}").unlink()
         with contextlib.suppress(KeyError):
             metrics.JOURNAL_LAG.remove(consumer)
-        self._space_event.set()
-        self._space_event = asyncio.Event()
+        self._signal_space()
+
+    def _signal_space(self) -> None:
+        """Wake an append waiting for room (it re-checks; spurious wake-ups are fine)."""
+        event, self._space_event = self._space_event, asyncio.Event()
+        event.set()
 
     def _commit(self, consumer: str, offset: int) -> None:
         if consumer not in self._committed:
@@ -568,8 +573,7 @@ class Journal:
                 if name in self._persisted:
                     self._persisted[name] = max(self._persisted[name], offset)
             await self._reclaim(roll=False)
-            event, self._space_event = self._space_event, asyncio.Event()
-            event.set()
+            self._signal_space()
 
     def _write_checkpoints(self, offsets: dict[str, int]) -> None:
         with self._ckpt_lock:
