@@ -8,7 +8,8 @@ rule's 10,000). Prints, on one core (this process, one thread):
 * rule evaluations per second (one evaluation = one rule applied to one reading),
   and microseconds of engine CPU per reading;
 * bytes of state per series in steady state (windows full), measured with
-  tracemalloc over everything the engine allocates (series, windows, indexes, caches).
+  tracemalloc over everything the engine allocates (series, windows, indexes, caches);
+* size and CPU time of the restart snapshot, and of restoring it.
 
     python3 bench/rules.py                          # full size
     python3 bench/rules.py --devices 2000 --rounds 20   # quick
@@ -184,6 +185,16 @@ def main() -> int:
     series = engine.series_count()
     per = (after - before) / series
     print(f"series: {series}; state: {(after - before) / 1e6:.1f} MB, {per:,.0f} bytes per series")
+    t0 = time.process_time()
+    snap = engine.snapshot()
+    t_snap = time.process_time() - t0
+    t0 = time.process_time()
+    engine_for(rules).restore(snap)
+    t_restore = time.process_time() - t0
+    print(
+        f"snapshot (restart state): {len(snap) / 1e6:.1f} MB in {t_snap:.2f} s,"
+        f" restore {t_restore:.2f} s"
+    )
     ok = evals / cpu >= 100_000 and per <= 2048
     print(
         f"targets (>= 100,000 evaluations/s, <= 2,048 bytes/series): {'met' if ok else 'NOT met'}"

@@ -412,7 +412,7 @@ class RuleEngine:
         doc = json.loads(zlib.decompress(data))
         if doc.get("format") != SNAPSHOT_FORMAT:
             raise ValueError(f"unknown rule state format {doc.get('format')!r}")
-        self._now = max(self._now, int(doc.get("now", 0)))
+        restored: dict[str, dict[str, Series]] = {}
         for rid, saved in doc["rules"].items():
             k = self._kinds.get(rid)
             if k is None or k.version != saved["version"]:
@@ -421,11 +421,14 @@ class RuleEngine:
             series: dict[str, Series] = {}
             for key, raw in saved["series"].items():
                 s = Series.load(raw, k.load_aux(raw[6]))
-                dkey = f"{s.dev[0]}/{s.dev[2]}"
                 if not k.is_area:
-                    s.dev = self._devs.setdefault(dkey, s.dev)
+                    s.dev = self._devs.setdefault(f"{s.dev[0]}/{s.dev[2]}", s.dev)
                 series[key] = s
-            k.series = series
+            restored[rid] = series
+        # Applied only once everything parsed: a damaged snapshot changes nothing.
+        for rid, series in restored.items():
+            self._kinds[rid].series = series
+        self._now = max(self._now, int(doc.get("now", 0)))
         self._index()
         self._members = {}
         for target in self._areas_of:
