@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -70,7 +70,6 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.touched = {}
     install_handlers(app)
 
-    api = APIRouter(prefix=API_PREFIX, responses=ERROR_RESPONSES)
     for module in (
         health,
         devices,
@@ -83,8 +82,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
         stream,
         access,
     ):
-        api.include_router(module.router)
-    app.include_router(api)
+        # straight onto the app: FastAPI rebuilds every route on each include_router
+        app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
     _metrics_route(app, public=ctx.settings.api.metrics_public)
 
     @app.get("/", include_in_schema=False)

@@ -1,7 +1,8 @@
-"""An API over in-memory ports (see fakes.py), with one key per role and scoped keys."""
+"""An API over in-memory ports (see fakes.py) and the real embedded store, with keys per role."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from hub.api.keys import create_key
 from hub.clock import FakeClock
 from hub.settings import ApiSettings, Settings
 from hub.sqlite import STATE_DB, connect
+from hub.store.embedded import EmbeddedStore
 from tests.unit.api.fakes import (
     FakeAlerts,
     FakeDeadLetters,
@@ -22,7 +24,6 @@ from tests.unit.api.fakes import (
     FakeHealth,
     FakeRegistry,
     FakeRules,
-    MemoryStore,
     classification,
 )
 
@@ -42,7 +43,7 @@ class Api:
     dead_letters: FakeDeadLetters
     events: FakeEvents
     health: FakeHealth
-    store: MemoryStore
+    store: EmbeddedStore
     keys: dict[str, str] = field(default_factory=dict)
 
     def auth(self, who: str) -> dict[str, str]:
@@ -60,7 +61,8 @@ def make_api(tmp_path: Path, settings: Settings | None = None) -> Iterator[Api]:
     rules = FakeRules()
     dead = FakeDeadLetters()
     health = FakeHealth()
-    store = MemoryStore()
+    store = EmbeddedStore(tmp_path / "telemetry.db")
+    asyncio.run(store.open())
     registry.add("fg-d03-1", "d03", "flood_gauge", latest={"water_level_m": 1.2, "battery_v": 3.6})
     registry.add("fg-d07-1", "d07", "flood_gauge", latest={"water_level_m": 0.8})
     registry.add("mh-d07-1", "d07", "manhole", latest={"h2s_ppm": 4.0, "water_level_m": 0.1})
@@ -98,6 +100,7 @@ def make_api(tmp_path: Path, settings: Settings | None = None) -> Iterator[Api]:
     )
     with api.client:
         yield api
+    asyncio.run(store.close())
     conn.close()
 
 

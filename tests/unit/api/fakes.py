@@ -2,20 +2,21 @@
 
 They stand in for stages that are built and tested on their own (registry, alert
 manager, rule service, dead letters, health, event bus); they implement just the
-port contracts the API relies on. The integration tests (tests/integration/
-test_api_*.py) run the API against the real implementations instead.
+port contracts the API relies on (the telemetry store is the real embedded store).
+The integration tests (tests/integration/test_api_*.py) run the API against the
+real implementations instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from typing import Any
 
 from hub.clock import Clock
-from hub.messages import AlertEvent, AlertStatus, Reading, Severity
+from hub.messages import AlertEvent, AlertStatus, Severity
 from hub.ports import (
     AlertFilter,
     AlertRecord,
@@ -33,7 +34,6 @@ from hub.ports import (
     StreamEvent,
     Transition,
 )
-from hub.store.base import Point, TelemetryQuery, WriteResult
 
 CLASSIFICATION = {
     ("manhole", "methane_pct_lel"): "restricted",
@@ -438,59 +438,3 @@ class FakeHealth:
 
     async def health(self) -> HealthReport:
         return HealthReport(ok=self.ready, ready=self.ready, checks={"broker": {"ok": True}})
-
-
-class MemoryStore:
-    """Telemetry in a list, used only until hub.store.embedded.EmbeddedStore lands."""
-
-    name = "memory"
-
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-
-    async def open(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-    async def ping(self) -> bool:
-        return True
-
-    async def write(self, readings: Sequence[Reading]) -> WriteResult:
-        self.readings.extend(readings)
-        return WriteResult(written=len(readings))
-
-    async def query(self, query: TelemetryQuery) -> list[Point]:
-        raw = [
-            Point(r.ts_ms, m, float(v))
-            for r in self.readings
-            if r.device_id == query.device_id
-            and r.asset_type == query.asset_type
-            and query.start_ms <= r.ts_ms < query.end_ms
-            for m, v in r.metrics.items()
-            if query.metrics is None or m in query.metrics
-        ]
-        raw.sort(key=lambda p: (p.ts_ms, p.metric))
-        if query.every_ms is None:
-            return raw[: query.limit]
-        buckets: dict[tuple[int, str], list[float]] = {}
-        for p in raw:
-            assert p.value is not None
-            start = p.ts_ms - p.ts_ms % query.every_ms
-            buckets.setdefault((start, p.metric), []).append(p.value)
-        agg = {
-            "mean": lambda v: sum(v) / len(v),
-            "min": min,
-            "max": max,
-            "last": lambda v: v[-1],
-            "count": lambda v: float(len(v)),
-        }[query.agg or "mean"]
-        return [Point(ts, m, agg(v)) for (ts, m), v in sorted(buckets.items())][: query.limit]
-
-    async def history(
-        self, start_ms: int, end_ms: int, asset_types: Sequence[str] | None = None
-    ) -> AsyncIterator[Reading]:
-        for r in self.readings:
-            if start_ms <= r.ts_ms < end_ms:
-                yield r
