@@ -50,8 +50,8 @@ def test_hub_on_embedded_broker_tracks_readings_status_and_will(
             "HUB_MQTT__EMBEDDED_BROKER": backend,
         },
     )
-    hub.start()
     try:
+        hub.start(timeout=20)
         wait_for(lambda: hub.health()["checks"]["broker"]["connected"], timeout=15)
         url = f"mqtt://127.0.0.1:{port}"
         device = names.device(1)
@@ -99,10 +99,10 @@ def test_hub_killed_then_restarted_on_the_same_embedded_port(tmp_path: Path, nam
     port = free_port()
     env = {"HUB_MQTT__URL": "", "HUB_MQTT__EMBEDDED_LISTEN": f"127.0.0.1:{port}"}
     hub = HubProcess(tmp_path / "hub", env)
-    hub.start()
     device = names.device(2)
     topic = f"city/d04/bridge/{device}/telemetry"
     try:
+        hub.start()
         wait_for(lambda: hub.health()["checks"]["broker"]["connected"], timeout=30)
         pub = Publisher(f"mqtt://127.0.0.1:{port}")
         pub.publish(topic, {"ts": _now_ms(), "seq": 0, "metrics": {"strain_ue": 1.0}})
