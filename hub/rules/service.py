@@ -142,7 +142,9 @@ class RuleService:
         """Reload whenever a rule file changes; runs until cancelled."""
         from watchfiles import awatch
 
-        roots = [p for p in self._all_paths() if p.exists()]
+        # Folders are watched as such; a single file through its folder, because
+        # editors save by replacing the file, which ends a watch on the file itself.
+        roots = sorted({p if p.is_dir() else p.parent for p in self._all_paths() if p.exists()})
         if not roots:
             log.warning("no rule path exists; nothing to watch")
             return
