@@ -95,6 +95,16 @@ def alerts_from_events(events: Sequence[RuleEvent]) -> list[BacktestAlert]:
     ]
 
 
+def _catalog_intervals() -> Callable[[str], float | None] | None:
+    """The device catalog's reporting intervals, as the live hub uses them (None: no catalog)."""
+    try:
+        from devices.catalog import load_catalog
+
+        return load_catalog().expected_interval_s
+    except Exception:  # no catalog: no_data falls back to 60 s, as live
+        return None
+
+
 def _iso(ms: int | None) -> str:
     if ms is None:
         return "-"
@@ -109,14 +119,22 @@ async def backtest_command(
     *,
     as_json: bool,
     out: TextIO,
+    expected_interval_s: Callable[[str], float | None] | None = None,
 ) -> int:
-    """`hub rules backtest`: print the alerts ``path``'s rules would have raised."""
+    """`hub rules backtest`: print the alerts ``path``'s rules would have raised.
+
+    ``expected_interval_s`` (for ``no_data`` rules) defaults to the device catalog's.
+    """
     loaded = load_rules([path])
     if loaded.problems:
         for p in loaded.problems:
             print(str(p), file=out)
         return 1
-    events = await backtest(loaded.rules, history, start_ms, end_ms)
+    if expected_interval_s is None:
+        expected_interval_s = _catalog_intervals()
+    events = await backtest(
+        loaded.rules, history, start_ms, end_ms, expected_interval_s=expected_interval_s
+    )
     alerts = alerts_from_events(events)
     if as_json:
         doc = [

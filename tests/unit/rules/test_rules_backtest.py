@@ -119,3 +119,16 @@ async def test_backtest_command_refuses_broken_rules(tmp_path: Path) -> None:
     out = io.StringIO()
     assert await backtest_command(path, _aiter([]), T0, T0 + MIN, as_json=False, out=out) == 1
     assert out.getvalue().startswith(f"{path}:6: rules[0].value:")
+
+
+async def test_backtest_command_uses_the_catalog_intervals(tmp_path: Path) -> None:
+    """no_data in a backtest uses the catalog interval: 5-minute streetlights are not silent."""
+    path = tmp_path / "r.yaml"
+    path.write_text("rules:\n  - {id: quiet, kind: no_data, intervals: 3, severity: info}\n")
+    lights = [
+        Reading("d01", "streetlight", "sl1", T0 + m * 5 * MIN, {"power_w": 50.0}) for m in range(12)
+    ]
+    out = io.StringIO()
+    rc = await backtest_command(path, _aiter(lights), T0, T0 + 60 * MIN, as_json=True, out=out)
+    assert rc == 0
+    assert json.loads(out.getvalue()) == []
