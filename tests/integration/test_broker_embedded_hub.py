@@ -124,3 +124,39 @@ def test_hub_killed_then_restarted_on_the_same_embedded_port(tmp_path: Path, nam
         )
     finally:
         assert hub.stop() == 0, hub.log_tail()
+
+
+def test_readings_queued_in_embedded_mosquitto_survive_a_hub_kill(
+    tmp_path: Path, names: Names
+) -> None:
+    """Readings the broker accepted but the hub had not journaled arrive after SIGKILL + restart."""
+    port = free_port()
+    env = {"HUB_MQTT__URL": "", "HUB_MQTT__EMBEDDED_LISTEN": f"127.0.0.1:{port}"}
+    hub = HubProcess(tmp_path / "hub", env)
+    device = names.device(3)
+    topic = f"city/d05/traffic_counter/{device}/telemetry"
+    total = 3000
+    try:
+        hub.start()
+        wait_for(lambda: hub.health()["checks"]["broker"]["connected"], timeout=30)
+        pub = Publisher(f"mqtt://127.0.0.1:{port}")
+        base = _now_ms() - total
+        for seq in range(total):
+            pub.publish(
+                topic,
+                {"ts": base + seq, "seq": seq, "metrics": {"vehicles_per_min": float(seq)}},
+            )
+        pub.wait_all()  # every reading is the broker's responsibility now
+        hub.kill()  # the Mosquitto child gets SIGTERM and saves its queue
+        pub.close()
+        hub.start()
+
+        def complete() -> bool:
+            info = hub.get(f"/api/v1/devices/{device}")
+            return bool(info["latest"].get("vehicles_per_min") == float(total - 1))
+
+        wait_for(complete, timeout=60, what="the last reading after the restart")
+        info = hub.get(f"/api/v1/devices/{device}")
+        assert info["seq_gaps"] == 0, info
+    finally:
+        assert hub.stop() == 0, hub.log_tail()
