@@ -8,7 +8,7 @@ import difflib
 import json
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ class RuleService:
         *,
         clock: Clock,
         expected_interval_s: Callable[[str], float | None],
+        device_labels: Callable[[str], Mapping[str, str]] | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
@@ -79,8 +80,15 @@ class RuleService:
         self._problems: list[RuleProblem] = []
         self._outbox: list[RuleEvent] = []
         self._engine = RuleEngine(
-            [], late_tolerance_s=settings.late_tolerance_s, expected_interval_s=expected_interval_s
+            [],
+            late_tolerance_s=settings.late_tolerance_s,
+            expected_interval_s=expected_interval_s,
+            device_labels=device_labels,
         )
+        # Last text seen of each rule file, so edits made to files (not through the
+        # API) are recorded in the change log too.
+        self._texts: dict[Path, str] = {}
+        self._texts_seen = False
         self._evaluations = 0
         #: How many times the rule files were (re)loaded; lets tests and health see reloads.
         self.reloads = 0
@@ -131,8 +139,27 @@ class RuleService:
         self._problems = combined.problems
         metrics.RULE_LOAD_ERRORS.set(len({p.file for p in self._problems}))
         self._outbox.extend(self._engine.set_rules(rules))
+        self._record_file_edits(files)
         log.info("rules loaded", rules=len(rules), problems=len(self._problems))
         return list(self._problems)
+
+    def _record_file_edits(self, files: list[Path]) -> None:
+        """Record a diff for every rule file whose text changed since the last reload."""
+        first = not self._texts_seen
+        self._texts_seen = True
+        texts: dict[Path, str] = {}
+        for path in files:
+            try:
+                texts[path.resolve()] = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+        if not first:
+            for key in sorted(set(texts) | set(self._texts)):
+                before, after = self._texts.get(key, ""), texts.get(key, "")
+                if before != after:
+                    ids = _changed_ids(before, after, str(key))
+                    self._record("file", ",".join(ids), "file-edit", key, before, after)
+        self._texts = texts
 
     def problems(self) -> list[RuleProblem]:
         """Current load errors (broken files keep their previous rules)."""
@@ -276,6 +303,7 @@ class RuleService:
         self._check_with(path, text)
         self._write(path, text)
         self._record(actor, rule.id, "create", path, "", text)
+        self._texts[path.resolve()] = text
         self.reload()
         return self._require(rule.id)
 
@@ -292,6 +320,7 @@ class RuleService:
         before = path.read_text(encoding="utf-8") if path.exists() else ""
         self._write(path, text)
         self._record(actor, rule_id, "update", path, before, text)
+        self._texts[path.resolve()] = text
         self.reload()
         return self._require(rule_id)
 
@@ -308,6 +337,7 @@ class RuleService:
         before = path.read_text(encoding="utf-8") if path.exists() else ""
         path.unlink(missing_ok=True)
         self._record(actor, rule_id, "delete", path, before, "")
+        self._texts.pop(path.resolve(), None)
         self.reload()
 
     def changes(self, limit: int) -> list[dict[str, Any]]:
@@ -378,6 +408,16 @@ class RuleService:
     def close(self) -> None:
         """Close the state database connection."""
         self._db.close()
+
+
+def _changed_ids(before: str, after: str, file: str) -> list[str]:
+    """Ids of the rules added, removed or changed between two texts of one file."""
+
+    def versions(text: str) -> dict[str, str]:
+        return {r.id: rule_version(r) for r in load_text(text, file).rules} if text else {}
+
+    a, b = versions(before), versions(after)
+    return sorted(rid for rid in set(a) | set(b) if a.get(rid) != b.get(rid))
 
 
 def _managed_text(source_yaml: str) -> str:

@@ -207,3 +207,15 @@ def test_reload_events_are_delivered_with_the_next_evaluation(
     svc.reload()
     evs = svc.tick(T0 + 1000)
     assert [(e.rule_id, e.state) for e in evs] == [("gas", RuleState.RESOLVED)]
+
+
+def test_file_edits_are_recorded_too(tmp_path: Path, rules_dir: Path) -> None:
+    """An edit made to a rule file (not through the API) lands in the change log with its diff."""
+    svc = make_service(tmp_path, rules_dir, FakeClock())
+    (rules_dir / "base.yaml").write_text(FILE_RULES.replace("value: 10", "value: 12"))
+    svc.reload()
+    (change,) = svc.changes(10)
+    assert (change["actor"], change["action"], change["rule_id"]) == ("file", "file-edit", "gas")
+    assert "-    value: 10\n+    value: 12" in change["diff"]
+    svc.create_rule(BODY, actor="alice")
+    assert [c["actor"] for c in svc.changes(10)] == ["alice", "file"]
