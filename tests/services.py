@@ -155,6 +155,9 @@ class Mosquitto(_Process):
         self.conf_path.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
+            # Run as root (CI, here), mosquitto would switch to the `mosquitto` user and
+            # then fail to write its persistence file into this root-owned folder.
+            "user root\n"
             "persistence true\n"
             f"persistence_location {self.workdir / 'data'}/\n"
             "autosave_interval 1\n"
