@@ -212,6 +212,37 @@ class RuleEngine:
             self.late_readings += 1
         return events
 
+    def prime(self, reading: Reading) -> None:
+        """Feed a past reading into windows only: no state change, no event.
+
+        Used on a cold start (no saved state) to rebuild windows from the store, so
+        ``rate_of_change``, ``anomaly`` and composite change conditions decide from
+        their first live reading instead of after a fresh warm-up. Feed it in time order.
+        """
+        values: Mapping[str, MetricValue] = reading.metrics
+        if reading.out_of_range:
+            bad = reading.out_of_range
+            values = {m: v for m, v in values.items() if m not in bad}
+        plan = self._plan(reading, tuple(values))
+        ts = reading.ts_ms
+        key = f"{reading.district}/{reading.device_id}"
+        dev = self._devs.get(key)
+        if dev is None:
+            dev = self._devs[key] = (reading.district, reading.asset_type, reading.device_id)
+        for k in plan:
+            if not k.primes:
+                continue
+            s = k.series.get(key)
+            if s is None:
+                s = k.series[key] = Series(dev, k.new_aux())
+            # last_ts stays untouched: a live reading replayed from the journal that is
+            # also in the store must still be evaluated, not taken for a late one.
+            k.step(s, ts, values, reading)
+
+    def history_window_ms(self) -> int:
+        """How far back :meth:`prime` needs history for the current rules."""
+        return max((k.history_ms for k in self._kinds.values()), default=0)
+
     # ------------------------------------------------------------------ lifecycle
 
     def _lifecycle(

@@ -8,7 +8,7 @@ import difflib
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +216,19 @@ class RuleService:
             metrics.RULE_EVENTS.labels(ev.state.value).inc()
 
     # ------------------------------------------------------------------ restart safety
+
+    async def prime(self, history: AsyncIterator[Reading]) -> int:
+        """Rebuild rule windows from stored history (cold start); returns readings used.
+
+        Call with ``store.history(now - engine.history_window_ms(), now)`` when
+        :meth:`load_state` returned None; no events are emitted.
+        """
+        n = 0
+        async for reading in history:
+            self._engine.prime(reading)
+            n += 1
+        log.info("rule windows rebuilt from history", readings=n)
+        return n
 
     def save_state(self, journal_offset: int) -> None:
         """Atomically write the engine snapshot with the journal offset it reflects."""

@@ -36,6 +36,9 @@ class Anomaly(Kind):
         self.min_dev = rule.min_deviation
         self.ewma = rule.method == "ewma"
         self.direction = rule.direction
+        self.primes = True
+        # Without a window, max_samples readings at a typical 60 s interval.
+        self.history_ms = rule.window_ms or rule.max_samples * 60_000 + rule.warmup_ms
 
     def new_aux(self) -> Any:
         """A window (mad) or [mean, var, n, start] (ewma)."""

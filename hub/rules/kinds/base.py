@@ -60,6 +60,10 @@ class Kind:
     timer_native = False
     #: Area rules are fed by other rules' state changes, not by readings.
     is_area = False
+    #: Window kinds rebuild their windows from stored history on a cold start.
+    primes = False
+    #: How much history that takes.
+    history_ms = 0
 
     def __init__(self, rule: RuleModel) -> None:
         self.rule = rule

@@ -67,6 +67,8 @@ class Composite(Kind):
         self.conds = [_Cond(c) for c in rule.conditions]
         self.metrics = tuple(dict.fromkeys(c.metric for c in self.conds))
         self.need_all = rule.all_ is not None
+        self.history_ms = max((c.window for c in self.conds), default=0)
+        self.primes = self.history_ms > 0
 
     def new_aux(self) -> list[list[Any]]:
         """Per condition: [truth, truth_ts, value, window]."""

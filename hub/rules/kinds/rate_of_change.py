@@ -25,6 +25,8 @@ class RateOfChange(Kind):
         self.metric = rule.metric
         self.metrics = (rule.metric,)
         self.window = rule.window_ms
+        self.primes = True
+        self.history_ms = self.window
         self.spacing = rule.window_ms / rule.max_samples
         self.cap = rule.max_samples + 1
         self.cmp = OPS[rule.op]

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rules_helpers import T0, Driver, make_driver, rules_from
 
-from hub.messages import RuleState
+from hub.messages import Reading, RuleState
 
 MIXED = """
 rules:
@@ -166,3 +166,20 @@ def test_event_time_is_reading_time(drive: Callable[..., Driver]) -> None:
     d.read(0, v=9)
     (ev,) = d.read(150, v=9)
     assert ev.ts_ms == T0 + 150_000
+
+
+def test_prime_rebuilds_windows_without_events(drive: Callable[..., Driver]) -> None:
+    """Cold start: history primes a rate window silently; the first live reading decides."""
+    text = """
+rules:
+  - {id: roc, kind: rate_of_change, metric: v, window: 10m, op: ">=", value: 3, severity: info}
+  - {id: hi, kind: threshold, metric: v, op: ">", value: 100, severity: info}
+"""
+    d = drive(text)
+    assert d.engine.history_window_ms() == 600_000
+    for i in range(5):
+        d.engine.prime(Reading("d01", "x", "g1", T0 + i * 60_000, {"v": 1.0 + i}))
+    assert d.engine.counts() == {"roc": (0, 0), "hi": (0, 0), "sensor-fault": (0, 0)}
+    # Replayed reading also in the store (same ts as the last primed one): still evaluated.
+    evs = d.read(240, asset_type="x", v=5.0)
+    assert [(e.rule_id, e.state) for e in evs] == [("roc", RuleState.FIRING)]
