@@ -327,9 +327,11 @@ class _Device:
         client.on_publish = self._on_publish
         client.on_socket_open = self._on_socket_open
         client.on_socket_close = self._on_socket_close
-        client.on_socket_register_write = self._on_register_write
-        client.on_socket_unregister_write = self._on_unregister_write
+        # No write callbacks: with none registered, paho writes each packet at once
+        # inside publish() (one send, no selector churn per message); what a full
+        # socket buffer leaves queued is flushed by flush() when writable again.
         self.client = client
+        self._writer = False
 
     # ---- paho's socket callbacks: the asyncio loop drives every connection
 
@@ -337,16 +339,33 @@ class _Device:
         self.fleet.loop.add_reader(sock, client.loop_read)
 
     def _on_socket_close(self, _client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+        self._writer = False
         with contextlib.suppress(ValueError, OSError):
             self.fleet.loop.remove_reader(sock)
             self.fleet.loop.remove_writer(sock)
 
-    def _on_register_write(self, client: mqtt.Client, _userdata: Any, sock: Any) -> None:
-        self.fleet.loop.add_writer(sock, client.loop_write)
+    def flush(self) -> None:
+        """Write what paho has queued; wait for writability only if the socket is full."""
+        client = self.client
+        if not client.want_write():
+            return
+        client.loop_write()
+        sock = client.socket()
+        if sock is None:
+            return
+        if client.want_write() and not self._writer:
+            self._writer = True
+            self.fleet.loop.add_writer(sock, self._on_writable)
 
-    def _on_unregister_write(self, _client: mqtt.Client, _userdata: Any, sock: Any) -> None:
-        with contextlib.suppress(ValueError, OSError):
-            self.fleet.loop.remove_writer(sock)
+    def _on_writable(self) -> None:
+        client = self.client
+        client.loop_write()
+        if not client.want_write():
+            sock = client.socket()
+            self._writer = False
+            if sock is not None:
+                with contextlib.suppress(ValueError, OSError):
+                    self.fleet.loop.remove_writer(sock)
 
     # ---- MQTT events
 
@@ -368,6 +387,8 @@ class _Device:
         self.fleet.connected_count += 1
         self.fleet.on_device_connected()
         self._backfill()
+        # Published inside paho's callback, these are queued, not yet written.
+        self.fleet.loop.call_soon(self.flush)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, _reason: Any, _p: Any) -> None:
         if self.connected:
@@ -693,6 +714,7 @@ class Fleet:
             for device in self._devices.values():
                 if device.connected:
                     device.client.loop_misc()
+                    device.flush()
                 elif device.wanted and now >= device.next_retry:
                     device.next_retry = now + device.backoff
                     device.connect()
