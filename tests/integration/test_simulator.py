@@ -238,8 +238,9 @@ async def test_silent_gauge_stops_then_last_will(
     )
     await run_fleet(fleet, 3.0)
     per_device = readings_by_device(collect.snapshot(), prefix)
-    assert 1 <= len(per_device["wm-d01-001"]) <= 8  # ~0.5 s of readings at 10/s, then none
-    assert len(per_device["fg-d01-001"]) >= 20
+    silent = per_device.get("wm-d01-001", [])
+    assert len(silent) <= 8  # at most ~0.5 s of readings at 10/s, then none
+    assert len(per_device["fg-d01-001"]) >= 15
     states = [s["state"] for s in collect.statuses("wm-d01-001")]
     assert states == ["online", "offline"]  # will; no graceful "shutdown" after it
 
