@@ -415,3 +415,15 @@ def test_catalog_checking_never_raises(
     (folder / "x.yaml").write_text("".join(bits) + noise)
     for message in check_catalog(folder):
         assert message.startswith(f"{folder / 'x.yaml'}:")
+
+
+def test_scenario_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m devices.scenarios check` exits 0 on the shipped files, 1 with file:line lines."""
+    from devices.scenarios import main
+
+    assert main(["check"]) == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nevents:\n  - {at: 1s, kind: outage, devices: [a], duration: 0s}\n")
+    assert main(["check", str(bad)]) == 1
+    assert f"{bad}:3: events[0].duration:" in capsys.readouterr().out
+    assert main([]) == 2
