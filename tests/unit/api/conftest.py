@@ -16,6 +16,7 @@ from hub.api.keys import create_key
 from hub.clock import FakeClock
 from hub.settings import ApiSettings, Settings
 from hub.sqlite import STATE_DB, connect
+from hub.store.base import TelemetryStore
 from hub.store.embedded import EmbeddedStore
 from tests.unit.api.fakes import (
     FakeAlerts,
@@ -43,7 +44,7 @@ class Api:
     dead_letters: FakeDeadLetters
     events: FakeEvents
     health: FakeHealth
-    store: EmbeddedStore
+    store: TelemetryStore
     keys: dict[str, str] = field(default_factory=dict)
 
     def auth(self, who: str) -> dict[str, str]:
@@ -51,8 +52,14 @@ class Api:
         return {"Authorization": f"Bearer {self.keys[who]}"}
 
 
-def make_api(tmp_path: Path, settings: Settings | None = None) -> Iterator[Api]:
-    """Build an Api with fakes seeded for districts d03 and d07."""
+def make_api(
+    tmp_path: Path, settings: Settings | None = None, store: TelemetryStore | None = None
+) -> Iterator[Api]:
+    """Build an Api with fakes seeded for districts d03 and d07.
+
+    Without ``store`` it opens (and later closes) an embedded store of its own; a
+    ``store`` passed in must already be open and is left to the caller.
+    """
     clock = FakeClock(NOW_MS)
     conn = connect(tmp_path / STATE_DB)
     events = FakeEvents()
@@ -61,8 +68,10 @@ def make_api(tmp_path: Path, settings: Settings | None = None) -> Iterator[Api]:
     rules = FakeRules()
     dead = FakeDeadLetters()
     health = FakeHealth()
-    store = EmbeddedStore(tmp_path / "telemetry.db")
-    asyncio.run(store.open())
+    own_store = store is None
+    if store is None:
+        store = EmbeddedStore(tmp_path / "telemetry.db")
+        asyncio.run(store.open())
     registry.add("fg-d03-1", "d03", "flood_gauge", latest={"water_level_m": 1.2, "battery_v": 3.6})
     registry.add("fg-d07-1", "d07", "flood_gauge", latest={"water_level_m": 0.8})
     registry.add("mh-d07-1", "d07", "manhole", latest={"h2s_ppm": 4.0, "water_level_m": 0.1})
@@ -100,7 +109,8 @@ def make_api(tmp_path: Path, settings: Settings | None = None) -> Iterator[Api]:
     )
     with api.client:
         yield api
-    asyncio.run(store.close())
+    if own_store:
+        asyncio.run(store.close())
     conn.close()
 
 
