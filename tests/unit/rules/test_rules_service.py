@@ -219,3 +219,14 @@ def test_file_edits_are_recorded_too(tmp_path: Path, rules_dir: Path) -> None:
     assert "-    value: 10\n+    value: 12" in change["diff"]
     svc.create_rule(BODY, actor="alice")
     assert [c["actor"] for c in svc.changes(10)] == ["alice", "file"]
+
+
+def test_json_and_commented_bodies_become_valid_files(tmp_path: Path, rules_dir: Path) -> None:
+    """A JSON body and a YAML body with comments are written as loadable rule files."""
+    svc = make_service(tmp_path, rules_dir, FakeClock())
+    svc.create_rule(
+        '{"id": "j", "kind": "no_data", "after": "10m",\n "severity": "info"}', actor="a"
+    )
+    svc.create_rule("# why: the pump station\n" + BODY.replace("low-pressure", "c"), actor="a")
+    assert svc.problems() == []
+    assert {"j", "c"} <= {r.id for r in svc.list_rules() if r.managed}
