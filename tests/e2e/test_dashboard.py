@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,9 @@ import pytest
 import uvicorn
 
 from hub.messages import Reading
+from tests.conftest import Names
+from tests.hubproc import HubProcess, Publisher, env_for
+from tests.services import Mosquitto, wait_for
 from tests.unit.api.conftest import NOW_MS, Api, make_api
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -164,3 +168,78 @@ def test_rules_page_lists_firing_counts_and_bad_keys_are_refused(
         firing = page.locator('#rules tr[data-rule-id="flood-critical"] .firing')
         expect(firing).to_have_text("1")
         browser.close()
+
+
+RULES = """
+rules:
+  - id: e2e-flood
+    description: River level above 3 m (dashboard end-to-end test)
+    match: {asset_type: flood_gauge}
+    kind: threshold
+    metric: water_level_m
+    op: ">"
+    value: 3.0
+    clear: 2.8
+    for: 0
+    severity: critical
+"""
+
+
+@pytest.mark.integration
+def test_real_hub_reading_over_a_rule_reddens_the_board_and_the_ack_sticks(
+    mosquitto: Mosquitto, names: Names, tmp_path: Path
+) -> None:
+    """Against a real `hub run`: a reading crossing a rule turns d07 red; the page's ack lands."""
+    from playwright.sync_api import expect, sync_playwright
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "flood.yaml").write_text(RULES, encoding="utf-8")
+    prefix = names.topic_prefix()
+    hub = HubProcess(
+        tmp_path / "hub",
+        env_for(prefix, mosquitto.url, HUB_STORE__BACKEND="embedded", HUB_RULES__PATHS=str(rules)),
+    )
+    hub.start()
+    publisher = Publisher(mosquitto.url)
+    try:
+        operator = hub.cli("keys", "create", "--role", "operator", "--name", "ops").stdout.split()[
+            -1
+        ]
+        now = int(time.time() * 1000)
+        for district in ("d03", "d07"):
+            publisher.publish(
+                f"{prefix}/{district}/flood_gauge/{names.device(int(district[1:]))}/telemetry",
+                {"ts": now - 2000, "seq": 0, "metrics": {"water_level_m": 1.0}},
+            )
+        publisher.wait_all()
+        wait_for(lambda: len(hub.get("/api/v1/devices")) == 2, timeout=30, what="devices")
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.goto(hub.url + "/")
+            page.fill("#key", operator)
+            page.click("#login-form button")
+            d07 = page.locator('tr[data-district="d07"] th')
+            expect(d07).to_have_attribute("data-worst", "ok")
+            expect(page.locator("#live")).to_have_attribute("data-state", "live")
+
+            publisher.publish(
+                f"{prefix}/d07/flood_gauge/{names.device(7)}/telemetry",
+                {"ts": now, "seq": 1, "metrics": {"water_level_m": 3.7}},
+            )
+            publisher.wait_all()
+            expect(d07).to_have_attribute("data-worst", "critical", timeout=30_000)
+            expect(page.locator('tr[data-district="d03"] th')).to_have_attribute("data-worst", "ok")
+            row = page.locator("#alerts tbody tr").first
+            expect(row.locator(".status")).to_have_text("firing")
+            row.locator("button.ack").click()
+            expect(row.locator(".status")).to_have_text("acknowledged")
+            browser.close()
+        alerts = hub.get("/api/v1/alerts", state="active")
+        assert [(a["district"], a["status"]) for a in alerts] == [("d07", "acknowledged")]
+        timeline = hub.get(f"/api/v1/alerts/{alerts[0]['id']}")["timeline"]
+        assert ("acknowledged", "ops") in [(t["status"], t["actor"]) for t in timeline]
+    finally:
+        publisher.close()
+        hub.stop()
