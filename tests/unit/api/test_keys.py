@@ -127,3 +127,21 @@ def test_cli_create_list_revoke(
     assert main(["keys", "revoke", "night"]) == 2
     assert "no active key" in capsys.readouterr().err
     assert main(["keys", "create", "--role", "viewer", "--name", "x", "--scope", "nope"]) == 2
+
+
+def test_last_used_is_recorded_at_most_once_a_minute(tmp_path: Path) -> None:
+    """Using a key stamps last_used_ms, but not on every request (one write a minute at most)."""
+    from tests.unit.api.conftest import NOW_MS, make_api
+
+    for api in make_api(tmp_path):
+        viewer = next(k for k in list_keys(api.ctx.conn) if k.name == "viewer-key")
+        assert viewer.last_used_ms is None
+        api.client.get("/api/v1/devices", headers=api.auth("viewer"))
+        api.clock.advance(30)
+        api.client.get("/api/v1/devices", headers=api.auth("viewer"))
+        stamped = next(k for k in list_keys(api.ctx.conn) if k.name == "viewer-key")
+        assert stamped.last_used_ms == NOW_MS
+        api.clock.advance(31)
+        api.client.get("/api/v1/devices", headers=api.auth("viewer"))
+        later = next(k for k in list_keys(api.ctx.conn) if k.name == "viewer-key")
+        assert later.last_used_ms == NOW_MS + 61_000
