@@ -155,6 +155,40 @@ def test_reading_over_a_rule_turns_the_district_red_and_an_ack_shows_everywhere(
         timeout=10,
         what="acknowledged event on the stream",
     )
+    figures = _get(hub, operator, "/api/v1/alerts/figures")
+    assert figures.status_code == 200, figures.text
+    feed = _get(hub, operator, "/api/v1/alerts/cap.atom")
+    assert alert_id in feed.text or "<entry" in feed.text
+    device = _get(hub, operator, f"/api/v1/devices/{names.device(1)}").json()
+    assert device["latest"]["water_level_m"] == 3.6
+    wait_for(
+        lambda: (
+            len(
+                _get(
+                    hub, operator, f"/api/v1/devices/{names.device(1)}/telemetry", start="-1h"
+                ).json()["points"]
+            )
+            == 2
+        ),
+        timeout=30,
+        what="both readings in the embedded store",
+    )
+    silence = httpx.post(
+        f"{hub.url}/api/v1/silences",
+        json={"matchers": {"district": "d07"}, "duration_s": 600, "comment": "works"},
+        headers={"Authorization": f"Bearer {operator}"},
+        timeout=10,
+    )
+    assert silence.status_code == 201, silence.text
+    listed = _get(hub, operator, "/api/v1/silences").json()
+    assert [s["id"] for s in listed] == [silence.json()["id"]]
+    expired = httpx.post(
+        f"{hub.url}/api/v1/silences/{silence.json()['id']}/expire",
+        headers={"Authorization": f"Bearer {operator}"},
+        timeout=10,
+    )
+    assert expired.json()["active"] is False
+    assert _get(hub, operator, "/api/v1/dead-letters").status_code == 200
     statuses = [e["status"] for k, e in stream.events if k == "alert"]
     assert statuses[:2] == ["firing", "acknowledged"]
     assert all(e["district"] == "d03" for _, e in scoped_stream.events)
