@@ -7,6 +7,7 @@ main, the gas leak); SIGINT stops it cleanly (exit 0); a restart keeps the data.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,9 +90,26 @@ class Demo:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            stacks = self._stacks()
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"hub demo did not stop on SIGINT:\n{self.output()}") from None
+            raise AssertionError(
+                f"hub demo did not stop on SIGINT:\n{self.output()}\n{stacks}"
+            ) from None
+
+    def _stacks(self) -> str:
+        """Where a hung demo is stuck (py-spy, a dev dependency), for the failure message."""
+        spy = shutil.which("py-spy")
+        if spy is None:
+            return ""
+        dump = subprocess.run(
+            [spy, "dump", "--pid", str(self.proc.pid)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        return dump.stdout + dump.stderr
 
     def kill(self) -> None:
         if self.proc.poll() is None:
