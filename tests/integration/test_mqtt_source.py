@@ -208,3 +208,28 @@ async def test_unreachable_broker_keeps_retrying_until_it_appears(
         assert not source.connected
         await asyncio.to_thread(own_mosquitto.start)
         assert await source.wait_connected(20)
+
+
+async def test_load_generator_readings_arrive_complete_with_rising_seq(
+    mosquitto: Mosquitto, names: Names
+) -> None:
+    """bench/loadgen's readings all arrive through the source, seq rising by one per device."""
+    from bench.loadgen import publish_readings_async
+
+    prefix = names.topic_prefix()
+    async with source_for(mosquitto.url, names) as source:
+        assert await source.wait_connected(10)
+        figures = await publish_readings_async(mosquitto.url, prefix, 50, 3, 3000, processes=2)
+        assert figures["acked"] == 3000
+        batch: list[RawMessage] = []
+        async with asyncio.timeout(60):
+            while len(batch) < 3000:
+                more = await source.next_batch()
+                source.ack(more)  # within receive-maximum, the broker sends on
+                batch.extend(more)
+    per_device: dict[str, list[int]] = {}
+    for message in batch:
+        per_device.setdefault(message.topic, []).append(json.loads(message.payload)["seq"])
+    assert len(per_device) == 50
+    assert all(s == list(range(len(s))) for s in per_device.values())
+    assert sum(len(s) for s in per_device.values()) == 3000
