@@ -518,7 +518,7 @@ class MqttSource:
     def _on_disconnect(
         self, _c: paho.Client, _u: Any, _flags: Any, reason: ReasonCode, _p: Any
     ) -> None:
-        if self._connected:
+        if self._connected and not self._closing:
             log.warning("lost the broker", url=self._where(), reason=str(reason))
         self._set_connected(False)
         if self._lost is not None:
