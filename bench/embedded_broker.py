@@ -10,6 +10,7 @@ for Mosquitto the figure is a floor set by the publisher, not the broker.
 
     python3 bench/embedded_broker.py                       # both backends, 100,000 messages
     python3 bench/embedded_broker.py --messages 20000 --backend amqtt
+    python3 bench/embedded_broker.py --into-hub --messages 20000 --publishers 2
 """
 
 from __future__ import annotations
@@ -37,15 +38,15 @@ def _consumer(port: int, total: int, ready: mp.Event, done: mp.Queue) -> None:  
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    seen: dict[int, int] = {}
+    seen: dict[tuple[str, int], int] = {}
     first_last = [0.0, 0.0]
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-hub", clean_session=False)
     client.on_connect = lambda c, *_: c.subscribe("bench/+/+/+/telemetry", qos=1)
     client.on_subscribe = lambda *_: ready.set()
 
     def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
-        seq = json.loads(msg.payload)["seq"]
-        seen[seq] = seen.get(seq, 0) + 1
+        key = (msg.topic, json.loads(msg.payload)["seq"])
+        seen[key] = seen.get(key, 0) + 1
         now = time.perf_counter()
         if not first_last[0]:
             first_last[0] = now
@@ -65,25 +66,35 @@ def _consumer(port: int, total: int, ready: mp.Event, done: mp.Queue) -> None:  
     client.loop_stop()
 
 
-def _publisher(port: int, total: int, devices: int, start: mp.Queue) -> None:  # type: ignore[type-arg]
+def _publisher(
+    port: int,
+    total: int,
+    devices: int,
+    start: mp.Queue,  # type: ignore[type-arg]
+    prefix: str = "bench",
+    ts_base: int = 1764000000000,
+    first_seq: int = 0,
+    name: str = "bench-pub",
+) -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-pub")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name)
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port, keepalive=60)
     client.loop_start()
-    topics = [f"bench/d{i % 20:02d}/air_quality/aq-{i}/telemetry" for i in range(devices)]
+    topics = [f"{prefix}/d{i % 20:02d}/air_quality/{name}-{i}/telemetry" for i in range(devices)]
     t0 = time.perf_counter()
     start.put(t0)
     infos = []
-    for seq in range(total):
+    for n in range(total):
+        seq = first_seq + n // devices
         payload = (
-            f'{{"ts":{1764000000000 + seq},"seq":{seq},"metrics":{{"pm2_5_ug_m3":12.5,'
+            f'{{"ts":{ts_base + n},"seq":{seq},"metrics":{{"pm2_5_ug_m3":12.5,'
             f'"pm10_ug_m3":20.1,"no2_ug_m3":31.7,"temperature_c":11.2}}}}'
         )
-        infos.append(client.publish(topics[seq % devices], payload, qos=1))
+        infos.append(client.publish(topics[n % devices], payload, qos=1))
     for info in infos:
         info.wait_for_publish(120)
     client.disconnect()
@@ -153,6 +164,59 @@ async def run(backend: str, total: int, devices: int, publisher_kind: str = "pah
             )
 
 
+def into_hub(total: int, devices: int, publishers: int) -> None:
+    """`hub run` on its embedded Mosquitto; rate = points stored / time since first publish."""
+    import httpx
+
+    from tests.hubproc import HubProcess
+    from tests.services import wait_for
+
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        hub = HubProcess(
+            Path(tmp) / "hub",
+            {"HUB_MQTT__URL": "", "HUB_MQTT__EMBEDDED_LISTEN": f"127.0.0.1:{port}",
+             "HUB_LOG__LEVEL": "WARNING"},
+        )  # fmt: skip
+        hub.start()
+        try:
+            wait_for(lambda: hub.health()["checks"]["broker"]["connected"], timeout=30)
+            ctx = mp.get_context("spawn")
+            start: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
+            ts_base = int(time.time() * 1000) - total
+            share = total // publishers
+            procs = [
+                ctx.Process(
+                    target=_publisher,
+                    args=(port, share, devices // publishers, start, "city", ts_base, 0, f"p{i}"),
+                )
+                for i in range(publishers)
+            ]
+            for proc in procs:
+                proc.start()
+            t0 = min(start.get() for _ in procs)
+
+            def accepted() -> float:
+                text = httpx.get(f"{hub.url}/metrics", timeout=5).text
+                for line in text.splitlines():
+                    if line.startswith("hub_store_points_written_total "):
+                        return float(line.split()[1])
+                return 0.0
+
+            wait_for(lambda: accepted() >= share * publishers, timeout=600, interval=0.05)
+            elapsed = time.perf_counter() - t0
+            for proc in procs:
+                proc.join(30)
+            print(
+                f"into hub (embedded mosquitto): readings={share * publishers} "
+                f"publishers={publishers} rate={share * publishers / elapsed:,.0f} readings/s "
+                f"(first publish -> last point in the embedded store)",
+                flush=True,
+            )
+        finally:
+            hub.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000)
@@ -161,7 +225,12 @@ def main() -> None:
     parser.add_argument(
         "--publisher", choices=["paho", "c"], default="paho", help="c: mosquitto_pub -l"
     )
+    parser.add_argument("--into-hub", action="store_true", help="through `hub run` instead")
+    parser.add_argument("--publishers", type=int, default=2, help="publisher processes")
     args = parser.parse_args()
+    if args.into_hub:
+        into_hub(args.messages, args.devices, args.publishers)
+        return
     backends = ["mosquitto", "amqtt"] if args.backend == "both" else [args.backend]
     for backend in backends:
         asyncio.run(run(backend, args.messages, args.devices, args.publisher))
