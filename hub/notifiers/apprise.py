@@ -40,7 +40,10 @@ class AppriseNotifier:
     async def send(self, notification: Notification) -> None:
         """Notify every URL; Apprise reports only success or not, so failures are retryable."""
         title, body = render_text(notification)
-        ok = await self._apprise.async_notify(body=body, title=f"{self._title_prefix}{title}")
+        try:
+            ok = await self._apprise.async_notify(body=body, title=f"{self._title_prefix}{title}")
+        except Exception as exc:  # a plugin's network error: the channel may come back
+            raise DeliveryError(f"Apprise failed: {exc!r}", retryable=True) from exc
         if not ok:
             raise DeliveryError(f"Apprise could not notify receiver {self.name}", retryable=True)
 
