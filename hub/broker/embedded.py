@@ -214,7 +214,8 @@ class EmbeddedBroker:
         )
         if os.geteuid() == 0:
             # Started as root, Mosquitto switches to the "mosquitto" user, which
-            # cannot write our data dir: stay the user the hub runs as.
+            # cannot write our data dir; and a credential change clears
+            # PR_SET_PDEATHSIG, so the child would outlive a killed hub. Stay root.
             common += "user root\n"
         bind = "" if _is_any(host) else f" {host}"
         if _is_loopback(host):

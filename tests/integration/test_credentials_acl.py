@@ -74,9 +74,8 @@ def secured(tmp_path: Path, names: Names) -> Iterator[tuple[Mosquitto, dict[str,
             "allow_anonymous false\n"
             f"password_file {out / 'passwd'}\n"
             f"acl_file {out / 'acl'}\n"
-            # The tests may run as root; Mosquitto would switch to its own user,
-            # which cannot read the 0600 files written for the test's user.
-            "user root\n"
+            # (tests.services.Mosquitto keeps the test's user when run as root, so
+            # the broker can read these 0600 files.)
         ),
     )
     broker.start()
