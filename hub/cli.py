@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     sim.add_argument("--districts", type=int, default=6)
     sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--processes", type=int, default=1, help="publisher processes")
 
     rules = sub.add_parser("rules", help="rule files: check and backtest")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)

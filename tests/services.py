@@ -160,7 +160,7 @@ class Mosquitto(_Process):
             "user root\n"
             "persistence true\n"
             f"persistence_location {self.workdir / 'data'}/\n"
-            "autosave_interval 1\n"
+            "set_tcp_nodelay true\n"
             "max_inflight_messages 0\n"
             "max_queued_messages 1000000\n"
             "max_queued_bytes 0\n"

@@ -11,15 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hub.store.factory import make_store
 
 from hub.clock import SystemClock
 from hub.settings import load_settings
+from hub.store.factory import make_store
 from tests.conftest import Names
 from tests.hubproc import BackgroundFlow, HubProcess, Publisher, env_for
 from tests.services import InfluxDB1, Mosquitto, wait_for
@@ -113,13 +112,13 @@ def hub_env(
     influxdb: InfluxDB1,
     names: Names,
     tmp_path: Path,
-) -> Iterator[dict[str, str]]:
+) -> dict[str, str]:
     """Settings for a hub writing to InfluxDB (or the embedded store, by parameter)."""
     backend = getattr(request, "param", "influxdb")
     extra = {"HUB_STORE__BACKEND": backend, "HUB_DATA_DIR": str(tmp_path / "hub")}
     if backend == "influxdb":
         extra |= {"HUB_INFLUX__URL": influxdb.url, "HUB_INFLUX__DATABASE": names.database()}
-    yield env_for(names.topic_prefix(), mosquitto.url, **extra)
+    return env_for(names.topic_prefix(), mosquitto.url, **extra)
 
 
 @pytest.mark.parametrize("hub_env", ["influxdb", "embedded"], indirect=True)
