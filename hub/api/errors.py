@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from hub.logging import get_logger
 from hub.ports import Conflict, NotFound, RuleInvalid
-from hub.store.base import StoreUnavailable
+from hub.store.base import StoreQueryError, StoreUnavailable
 
 log = get_logger(__name__)
 
@@ -37,6 +37,11 @@ async def _rule_invalid(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": [str(p) for p in exc.problems]}, status_code=422)
 
 
+async def _store_query(_request: Request, exc: Exception) -> JSONResponse:
+    """A query the store refuses (too many points, bad range) is the caller's to fix."""
+    return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_400_BAD_REQUEST)
+
+
 async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("telemetry store unavailable", path=request.url.path, error=str(exc))
     return JSONResponse(
@@ -52,3 +57,4 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Conflict, _conflict)
     app.add_exception_handler(RuleInvalid, _rule_invalid)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
+    app.add_exception_handler(StoreQueryError, _store_query)
