@@ -286,19 +286,27 @@ def _assert_complete(influx: InfluxDB1, db: str, flow: BackgroundFlow, total: in
     assert not any(missing.values()), f"lost readings: {missing}"
 
 
+def _influx_hub(
+    names: Names, broker_url: str, influx: InfluxDB1, tmp_path: Path, **extra: str
+) -> HubProcess:
+    """A hub (not yet started) on ``broker_url`` writing to this test's InfluxDB database."""
+    env = env_for(
+        names.topic_prefix(),
+        broker_url,
+        HUB_STORE__BACKEND="influxdb",
+        HUB_INFLUX__URL=influx.url,
+        HUB_INFLUX__DATABASE=names.database(),
+        **extra,
+    )
+    return HubProcess(tmp_path / "hub", env)
+
+
 def test_influxdb_outage_loses_nothing(
     mosquitto: Mosquitto, own_influxdb: InfluxDB1, names: Names, tmp_path: Path
 ) -> None:
     """InfluxDB stopped for 30 s while readings flow, then restarted -> none lost."""
     db = names.database()
-    env = env_for(
-        names.topic_prefix(),
-        mosquitto.url,
-        HUB_STORE__BACKEND="influxdb",
-        HUB_INFLUX__URL=own_influxdb.url,
-        HUB_INFLUX__DATABASE=db,
-    )
-    hub = HubProcess(tmp_path / "hub", env)
+    hub = _influx_hub(names, mosquitto.url, own_influxdb, tmp_path)
     hub.start()
     flow = BackgroundFlow(mosquitto.url, names.topic_prefix(), _flow_devices(names, 10), rate=200)
     try:
@@ -323,14 +331,7 @@ def test_sigkill_of_the_hub_loses_nothing(
 ) -> None:
     """The hub SIGKILLed while readings flow, then restarted -> none lost (by seq)."""
     db = names.database()
-    env = env_for(
-        names.topic_prefix(),
-        mosquitto.url,
-        HUB_STORE__BACKEND="influxdb",
-        HUB_INFLUX__URL=influxdb.url,
-        HUB_INFLUX__DATABASE=db,
-    )
-    hub = HubProcess(tmp_path / "hub", env)
+    hub = _influx_hub(names, mosquitto.url, influxdb, tmp_path)
     hub.start()
     flow = BackgroundFlow(mosquitto.url, names.topic_prefix(), _flow_devices(names, 10), rate=300)
     try:
@@ -354,15 +355,7 @@ def test_broker_restart_reconnects_and_carries_on(
     """The broker restarted -> the hub reconnects, resubscribes and stores new readings."""
     db = names.database()
     prefix = names.topic_prefix()
-    env = env_for(
-        prefix,
-        own_mosquitto.url,
-        HUB_STORE__BACKEND="influxdb",
-        HUB_INFLUX__URL=influxdb.url,
-        HUB_INFLUX__DATABASE=db,
-        HUB_MQTT__RECONNECT_MAX_S="2",
-    )
-    hub = HubProcess(tmp_path / "hub", env)
+    hub = _influx_hub(names, own_mosquitto.url, influxdb, tmp_path, HUB_MQTT__RECONNECT_MAX_S="2")
     hub.start()
     try:
         topic = f"{prefix}/d01/flood_gauge/{names.device(0)}/telemetry"
