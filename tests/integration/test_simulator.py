@@ -420,6 +420,14 @@ async def test_hub_decoder_takes_every_reading_and_refuses_every_malformed_messa
         scenario=scenario,
     )
     stats = await run_fleet(fleet, 2.0)
+    # Wills and last statuses reach the collector after the fleet stops: wait for them.
+    wanted = stats.statuses + stats.drops
+    await asyncio.to_thread(
+        wait_for,
+        lambda: sum(t.endswith("/status") for t, _p, _r in collect.snapshot()) >= wanted,
+        timeout=15,
+        what=f"{wanted} status messages",
+    )
     decoder = Decoder(IngestSettings(), prefix)
     readings = rejections = statuses = 0
     reasons: set[str] = set()
