@@ -125,5 +125,7 @@ async def test_new_and_deleted_files(watched: tuple[RuleService, Path]) -> None:
         RULES.replace("id: high", "id: gas").replace("water_level_m", "methane_pct_lel")
     )
     await until(lambda: svc.get_rule("gas") is not None, "new rule")
+    assert svc.problems() == []
     extra.unlink()
     await until(lambda: svc.get_rule("gas") is None, "rule removed")
+    assert svc.get_rule("high") is not None, "the other file's rules stay"
