@@ -76,7 +76,6 @@ class Hub:
         self._stack = AsyncExitStack()
         self._broker_protocol: dict[str, str] = {}
         self._tasks: _TaskGroupOwner | None = None
-        self._stopped = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -89,7 +88,6 @@ class Hub:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self._stopped.set()
         await self._stack.aclose()
 
     async def _start(self) -> None:
@@ -223,6 +221,7 @@ class Hub:
         while True:
             batch = await self.source.next_batch()
             encoded: list[bytes] = []
+            accepted = 0
             for raw in batch:
                 decoded = self.decoder.decode(raw)
                 for reading in decoded.readings:
@@ -230,8 +229,10 @@ class Hub:
                         encoded.append(records.encode(_unknown(raw, reading)))
                         continue
                     encoded.append(records.encode(self.catalog.flag(reading)))
+                    accepted += 1
                 encoded.extend(records.encode(st) for st in decoded.statuses)
                 encoded.extend(records.encode(rj) for rj in decoded.rejections)
+            metrics.READINGS_ACCEPTED.inc(accepted)
             append = asyncio.create_task(self.journal.append(encoded)) if encoded else None
             await self._ingest_queue.put((append, batch))
 
@@ -337,10 +338,6 @@ class Hub:
                 await self.alerts.handle(events)
             await self.alerts.tick()
             self.registry.tick(now)
-            self._update_gauges()
-
-    def _update_gauges(self) -> None:
-        metrics.JOURNAL_BYTES.set(self.journal.bytes_on_disk)
 
     # ------------------------------------------------------------------ health
 
