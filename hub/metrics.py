@@ -10,6 +10,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES_RECEIVED = Counter("hub_messages_received_total", "MQTT messages received")
 READINGS_ACCEPTED = Counter("hub_readings_accepted_total", "Readings decoded and journaled")
+READINGS_EVALUATED = Counter(
+    "hub_readings_evaluated_total", "Readings passed through the registry and the rules"
+)
 REJECTED = Counter("hub_rejected_total", "Messages or readings rejected, by reason", ["reason"])
 STATUS_RECEIVED = Counter("hub_status_received_total", "Device status messages received")
 

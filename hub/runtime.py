@@ -320,6 +320,7 @@ class Hub:
         events: list[RuleEvent] = []
         for reading in readings:
             events.extend(self.rules.evaluate(reading))
+        metrics.READINGS_EVALUATED.inc(len(readings))
         if events:
             await self.alerts.handle(events)
 
