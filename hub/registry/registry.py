@@ -40,6 +40,7 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from hub import metrics
@@ -70,6 +71,8 @@ GAP_GRACE_MS = 15 * 60 * 1000
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 #: A device is stale after this many expected intervals without a reading.
 STALE_INTERVALS = 3
+#: Labels of a device without metadata (shared, read-only).
+_NO_LABELS: Mapping[str, str] = MappingProxyType({})
 
 MIGRATIONS = [
     """
@@ -122,6 +125,7 @@ class _Device:
         "district",
         "dups",
         "gaps",
+        "labels",
         "last_seen",
         "latest",
         "latest_ts",
@@ -147,6 +151,7 @@ class _Device:
         self.latitude: float | None = None
         self.longitude: float | None = None
         self.metadata: dict[str, Any] = {}
+        self.labels = _NO_LABELS
         self.status = "unknown"
         self.status_ts: int | None = None
         self.last_seen: int | None = None
@@ -441,6 +446,7 @@ class Registry:
             dev.district, dev.asset_type = row["district"], row["asset_type"]
         dev.latitude, dev.longitude = row["latitude"], row["longitude"]
         dev.metadata = json.loads(row["metadata"])
+        dev.labels = _labels_of(dev.metadata)
 
     def _reload_provisioning(self) -> None:
         """Pick up devices imported or deleted by another process (``hub devices import``)."""
@@ -553,6 +559,7 @@ class Registry:
             dev.district, dev.asset_type = r.district, r.asset_type
             dev.latitude, dev.longitude = r.latitude, r.longitude
             dev.metadata = json.loads(json.dumps(r.metadata, default=str))
+            dev.labels = _labels_of(dev.metadata)
 
     def _bump_generation(self) -> None:
         self._conn.execute("UPDATE registry_generation SET generation = generation + 1")
@@ -566,6 +573,16 @@ class Registry:
         if dev is None or dev.latitude is None or dev.longitude is None:
             return None
         return dev.latitude, dev.longitude
+
+    def labels(self, device_id: str) -> Mapping[str, str]:
+        """Labels for rules' ``match.labels``: the device's scalar metadata entries, as text."""
+        dev = self._devices.get(device_id)
+        return _NO_LABELS if dev is None else dev.labels
+
+    @property
+    def generation(self) -> int:
+        """Provisioning version: changes whenever devices are provisioned, changed or deleted."""
+        return self._generation
 
     def get_device(self, device_id: str) -> DeviceInfo | None:
         """One device, or None."""
@@ -623,6 +640,18 @@ def _info(device_id: str, dev: _Device) -> DeviceInfo:
         provisioned=dev.provisioned,
         metadata=dict(dev.metadata),
     )
+
+
+def _labels_of(metadata: Mapping[str, Any]) -> Mapping[str, str]:
+    """Labels from metadata: scalar entries as text (``true``/``false`` for booleans)."""
+    # Computed once per provisioning change, so rule matching only ever looks it up.
+    labels: dict[str, str] = {}
+    for key, value in metadata.items():
+        if isinstance(value, bool):
+            labels[key] = "true" if value else "false"
+        elif isinstance(value, str | int | float):
+            labels[key] = str(value)
+    return MappingProxyType(labels) if labels else _NO_LABELS
 
 
 def _checked(value: str, pattern: Any, what: str) -> str:
