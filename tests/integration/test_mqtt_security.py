@@ -14,6 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.clock import SystemClock
 from hub.ingest.mqtt_source import MqttSource
+from hub.messages import RawMessage
 from hub.settings import MqttSettings
 from tests.conftest import Names
 from tests.services import Mosquitto, free_port
@@ -69,14 +70,14 @@ def _publish(port: int, topic: str, payload: bytes) -> None:
         client.loop_stop()
 
 
-def _source(url: str, names: Names, suffix: str, **kw: object) -> MqttSource:
+def _source(url: str, names: Names, suffix: str, ca_file: Path | None = None) -> MqttSource:
     settings = MqttSettings(
         url=url,
         topic_prefix=names.topic_prefix(),
         client_id=f"hub-{names.slug}-{suffix}",
         reconnect_min_s=0.05,
         reconnect_max_s=0.5,
-        **kw,  # type: ignore[arg-type]
+        ca_file=ca_file,
     )
     return MqttSource(settings, clock=SystemClock())
 
@@ -84,11 +85,12 @@ def _source(url: str, names: Names, suffix: str, **kw: object) -> MqttSource:
 async def _one_message(source: MqttSource, broker: Mosquitto, names: Names) -> dict[str, int]:
     topic = f"{names.topic_prefix()}/d01/flood_gauge/{names.device()}/telemetry"
     _publish(broker.port, topic, json.dumps({"seq": 7}).encode())
-    batch: list[object] = []
+    batch: list[RawMessage] = []
     while not batch:
         batch.extend(await source.next_batch())
-    source.ack(batch)  # type: ignore[arg-type]
-    return json.loads(batch[0].payload)  # type: ignore[attr-defined,no-any-return]
+    source.ack(batch)
+    decoded: dict[str, int] = json.loads(batch[0].payload)
+    return decoded
 
 
 async def test_user_and_percent_encoded_password_in_the_url_log_in(
