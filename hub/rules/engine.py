@@ -15,6 +15,11 @@ Lifecycle (Prometheus alerting rules, plus hysteresis and off-delay):
 Late readings: a reading older than the newest already evaluated for its series
 is not evaluated; within ``late_tolerance_s`` it still joins the windows of
 window kinds; older ones are only counted.
+
+Device labels (``match.labels``) are looked up only for rules that have them, and
+only when a device's plan is built; ``labels_version`` (checked by :meth:`tick`)
+tells the engine that provisioning changed, so plans are rebuilt and series of
+rules that no longer match their device are closed.
 """
 
 from __future__ import annotations
@@ -48,10 +53,13 @@ class RuleEngine:
         late_tolerance_s: int,
         expected_interval_s: Callable[[str], float | None],
         device_labels: Callable[[str], Mapping[str, str]] | None = None,
+        labels_version: Callable[[], int] | None = None,
     ) -> None:
         self._tol_ms = late_tolerance_s * 1000
         self._expected = expected_interval_s
         self._labels = device_labels
+        self._labels_version = labels_version
+        self._labels_seen = labels_version() if labels_version is not None else 0
         self._kinds: dict[str, Kind] = {}
         self._by_asset: dict[str, list[Kind]] = {}
         self._any_asset: list[Kind] = []
@@ -241,7 +249,18 @@ class RuleEngine:
 
     def history_window_ms(self) -> int:
         """How far back :meth:`prime` needs history for the current rules."""
-        return max((k.history_ms for k in self._kinds.values()), default=0)
+        return max((k.history_ms for k in self._kinds.values() if k.primes), default=0)
+
+    def prime_asset_types(self) -> list[str] | None:
+        """Asset types whose history :meth:`prime` can use (None: any asset type)."""
+        types: set[str] = set()
+        for k in self._kinds.values():
+            if not k.primes:
+                continue
+            if k.asset_type_literal is None:
+                return None
+            types.add(k.asset_type_literal)
+        return sorted(types)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -377,6 +396,11 @@ class RuleEngine:
         """Timer-driven changes at ``now_ms``: no_data, and ``for``/``clear_for`` completion."""
         self._now = max(self._now, now_ms)
         out: list[RuleEvent] = []
+        if self._labels_version is not None:
+            version = self._labels_version()
+            if version != self._labels_seen:
+                self._labels_seen = version
+                self._relabel(out)
         for rid, key in sorted(self._timers):
             k = self._kinds.get(rid)
             s = k.series.get(key) if k is not None else None
@@ -402,6 +426,26 @@ class RuleEngine:
                 if silent or s.state != INACTIVE:
                     self._lifecycle(nd, s, key, silent, now_ms, 0, out)
         return out
+
+    def _relabel(self, out: list[RuleEvent]) -> None:
+        """Provisioning changed: rebuild plans; close series whose device no longer matches."""
+        self._plans.clear()
+        dropped = False
+        for k in self._kinds.values():
+            if not k.has_labels or k.is_area:
+                continue
+            for key, s in list(k.series.items()):
+                district, asset_type, device_id = s.dev
+                if k.matches(district, asset_type, device_id, self._labels):
+                    continue
+                if s.state == FIRING:
+                    why = "no longer matches the device's labels"
+                    out.append(self._closing_event(k, s, why))
+                del k.series[key]
+                self._timers.discard((k.id, key))
+                dropped = True
+        if dropped or any(a.has_labels for areas in self._areas_of.values() for a in areas):
+            out.extend(self._recount_areas())
 
     def _stale_ms(self, s: Series) -> float:
         interval = self._expected(s.dev[1]) or 60.0

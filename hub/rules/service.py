@@ -4,11 +4,12 @@ records every change, and saves/restores engine state with its journal offset.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,16 @@ STATE_FILE = "state.bin"
 BUILTIN_FILE = "<built-in>"
 #: Debounce of the file watcher: editors write a file in several steps.
 WATCH_DEBOUNCE_MS = 200
+#: Cold-start priming bounds: at most this many stored readings, for at most this
+#: long. Only the live stage (rules, alerts) waits for it; ingest keeps acknowledging
+#: into the journal, and the live stage catches up from there afterwards.
+PRIME_MAX_READINGS = 1_000_000
+PRIME_MAX_S = 30.0
+#: Priming hands the event loop back this often (readings), so ingest keeps running.
+PRIME_YIELD_EVERY = 1000
+
+#: ``store.history``: (start_ms, end_ms, asset_types or None) -> readings in time order.
+HistorySource = Callable[[int, int, Sequence[str] | None], AsyncIterator[Reading]]
 
 
 class RuleService:
@@ -65,6 +76,7 @@ class RuleService:
         clock: Clock,
         expected_interval_s: Callable[[str], float | None],
         device_labels: Callable[[str], Mapping[str, str]] | None = None,
+        labels_version: Callable[[], int] | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
@@ -84,6 +96,7 @@ class RuleService:
             late_tolerance_s=settings.late_tolerance_s,
             expected_interval_s=expected_interval_s,
             device_labels=device_labels,
+            labels_version=labels_version,
         )
         # Last text seen of each rule file, so edits made to files (not through the
         # API) are recorded in the change log too.
@@ -217,17 +230,72 @@ class RuleService:
 
     # ------------------------------------------------------------------ restart safety
 
-    async def prime(self, history: AsyncIterator[Reading]) -> int:
+    async def cold_start(self, history: HistorySource) -> int:
+        """After :meth:`load_state` returned None: rebuild rule windows from the store.
+
+        Reads ``[now - engine.history_window_ms(), now)`` of the asset types that
+        window rules match, bounded by :data:`PRIME_MAX_READINGS` and
+        :data:`PRIME_MAX_S`. Never raises: a store that cannot answer means
+        windows start empty (logged), not a dead live stage. Returns readings used.
+        """
+        window = self._engine.history_window_ms()
+        if window <= 0:
+            return 0
+        now = self._clock.now_ms()
+        try:
+            return await self.prime(
+                history(now - window, now, self._engine.prime_asset_types()),
+                max_readings=PRIME_MAX_READINGS,
+                max_s=PRIME_MAX_S,
+            )
+        except Exception as exc:  # any store failure: start cold, keep evaluating
+            log.warning("rule windows not rebuilt; they start empty", error=repr(exc))
+            return 0
+
+    async def prime(
+        self,
+        history: AsyncIterator[Reading],
+        *,
+        max_readings: int | None = None,
+        max_s: float | None = None,
+    ) -> int:
         """Rebuild rule windows from stored history (cold start); returns readings used.
 
         Call with ``store.history(now - engine.history_window_ms(), now)`` when
-        :meth:`load_state` returned None; no events are emitted.
+        :meth:`load_state` returned None (:meth:`cold_start` does); no events are
+        emitted. Stops early after ``max_readings`` or ``max_s`` seconds.
         """
         n = 0
-        async for reading in history:
-            self._engine.prime(reading)
-            n += 1
-        log.info("rule windows rebuilt from history", readings=n)
+        started = self._clock.monotonic()
+        truncated = False
+        try:
+            async for reading in history:
+                if max_readings is not None and n >= max_readings:
+                    truncated = True
+                    break
+                self._engine.prime(reading)
+                n += 1
+                if n % PRIME_YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+                    if max_s is not None and self._clock.monotonic() - started > max_s:
+                        truncated = True
+                        break
+        finally:
+            # Stopping early must close the store's cursor now, not at garbage collection.
+            aclose = getattr(history, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        took = round(self._clock.monotonic() - started, 3)
+        if truncated:
+            log.warning(
+                "rule windows rebuilt from part of the history (bound reached)",
+                readings=n,
+                seconds=took,
+                max_readings=max_readings,
+                max_s=max_s,
+            )
+        else:
+            log.info("rule windows rebuilt from history", readings=n, seconds=took)
         return n
 
     def save_state(self, journal_offset: int) -> None:

@@ -81,6 +81,8 @@ class Kind:
         self._district = _glob(m.district)
         self._device = _glob(m.device_id)
         self._labels = dict(m.labels)
+        #: Only rules with ``match.labels`` ever ask for a device's labels.
+        self.has_labels = bool(self._labels)
 
     def matches(
         self,
