@@ -61,6 +61,9 @@ INGEST_PIPELINE_DEPTH = 8
 LIVE_CHECKPOINT_S = 15.0
 #: Timer cadence for `no_data`, `for:` completion, escalation and stale devices.
 TICK_S = 1.0
+#: Cold start: how long the live stage waits for the store before it starts with
+#: empty rule windows (alerts must not wait for an InfluxDB outage).
+PRIME_STORE_WAIT_S = 10.0
 
 
 class Hub:
@@ -76,6 +79,7 @@ class Hub:
         self._stack = AsyncExitStack()
         self._broker_protocol: dict[str, str] = {}
         self._tasks: _TaskGroupOwner | None = None
+        self._store_opened = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -118,6 +122,8 @@ class Hub:
             data_dir,
             clock=self.clock,
             expected_interval_s=self.catalog.expected_interval_s,
+            device_labels=self.registry.labels,
+            labels_version=lambda: self.registry.generation,
         )
         self.alerts = build_alert_manager(
             s,
@@ -273,6 +279,7 @@ class Hub:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
             else:
+                self._store_opened.set()
                 return
 
     async def _live_consumer(self) -> None:
@@ -281,6 +288,15 @@ class Hub:
         restored = self.rules.load_state()
         if restored is not None:
             log.info("rule state restored", journal_offset=restored)
+        else:
+            # No saved state: rebuild rule windows from the store first (bounded; the
+            # journal holds what arrives meanwhile). See docs/rules.md, "Cold start".
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._store_opened.wait(), PRIME_STORE_WAIT_S)
+            if self._store_opened.is_set():
+                await self.rules.cold_start(self.store.history)
+            else:
+                log.warning("store not open; rule windows start empty")
         last_checkpoint = self.clock.monotonic()
         pending_offset: int | None = None
         try:
