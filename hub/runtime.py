@@ -374,7 +374,8 @@ class Hub:
             "journal": {
                 "bytes": self.journal.bytes_on_disk,
                 "full": self.journal.is_full,
-                "lag_bytes": lags,
+                "lag_bytes": self.journal.unread(),
+                "uncommitted_bytes": lags,
             },
             "dead_letters": self.dead_letters.counts_by_reason(),
             "rules": {"problems": [str(p) for p in problems]},

@@ -295,6 +295,18 @@ class Journal:
         """Bytes each registered consumer has not yet committed."""
         return {name: self._durable_end - off for name, off in self._committed.items()}
 
+    def unread(self) -> dict[str, int]:
+        """Bytes each consumer has not yet read: how far behind it really is.
+
+        A consumer commits less often than it reads (the live one every 15 s,
+        with the rule state), so :meth:`lags` overstates its delay.
+        """
+        return {
+            name: self._durable_end - (reader.position if reader is not None else off)
+            for name, off in self._committed.items()
+            for reader in (self._readers.get(name),)
+        }
+
     # ------------------------------------------------------------------ append
 
     async def append(self, records: Sequence[bytes]) -> int:

@@ -330,6 +330,19 @@ async def test_lag_is_reported_per_consumer(tmp_path: Path, clock: FakeClock) ->
         assert metrics.JOURNAL_LAG.labels(consumer="lag-b")._value.get() == end
 
 
+async def test_unread_counts_what_was_read_even_before_the_commit(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """unread() drops as a consumer reads; lags() only when it commits."""
+    async with Journal(tmp_path, _settings(), clock=clock) as journal:
+        reader = journal.reader("slow-commit")
+        end = await journal.append(_records(10))
+        assert journal.unread() == {"slow-commit": end}
+        batch = await reader.read(100, 0)
+        assert journal.unread() == {"slow-commit": end - batch.end_offset}
+        assert journal.lags() == {"slow-commit": end}
+
+
 async def test_disk_failure_fails_that_append_only(
     tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
