@@ -93,44 +93,29 @@ async def _one_message(source: MqttSource, broker: Mosquitto, names: Names) -> d
     return decoded
 
 
-async def test_user_and_percent_encoded_password_in_the_url_log_in(
-    secured: tuple[Mosquitto, int, Path], names: Names
+@pytest.mark.parametrize("tls", [False, True], ids=["password", "tls"])
+async def test_a_secured_session_logs_in_and_receives(
+    secured: tuple[Mosquitto, int, Path], names: Names, tls: bool
 ) -> None:
-    """mqtt://user:pass@host logs in, with the password percent-decoded, and receives."""
-    broker, _tls_port, _ca = secured
-    url = f"mqtt://{HUB_USER}:{URL_PASSWORD}@127.0.0.1:{broker.port}"
-    async with _source(url, names, "pw") as source:
+    """user:pass in the URL (percent-decoded) logs in; mqtts:// verifies with HUB_MQTT__CA_FILE."""
+    broker, tls_port, ca = secured
+    scheme, port = ("mqtts", tls_port) if tls else ("mqtt", broker.port)
+    url = f"{scheme}://{HUB_USER}:{URL_PASSWORD}@127.0.0.1:{port}"
+    async with _source(url, names, scheme, ca_file=ca if tls else None) as source:
         assert await source.wait_connected(10)
         assert await _one_message(source, broker, names) == {"seq": 7}
 
 
-async def test_a_wrong_password_never_connects(
-    secured: tuple[Mosquitto, int, Path], names: Names
+@pytest.mark.parametrize("refusal", ["wrong-password", "unknown-ca"])
+async def test_a_refused_session_stays_down_without_crashing(
+    secured: tuple[Mosquitto, int, Path], names: Names, refusal: str
 ) -> None:
-    """A refused login leaves the source disconnected (health shows it), not crashed."""
-    broker, _tls_port, _ca = secured
-    url = f"mqtt://{HUB_USER}:wrong@127.0.0.1:{broker.port}"
-    async with _source(url, names, "bad") as source:
+    """A wrong password, or a broker certificate from an unknown CA: never connected, no crash."""
+    broker, tls_port, _ca = secured
+    if refusal == "wrong-password":
+        url = f"mqtt://{HUB_USER}:wrong@127.0.0.1:{broker.port}"
+    else:
+        url = f"mqtts://{HUB_USER}:{URL_PASSWORD}@127.0.0.1:{tls_port}"
+    async with _source(url, names, refusal) as source:
         assert not await source.wait_connected(2)
         assert not source.connected
-
-
-async def test_tls_with_the_configured_ca_connects_and_receives(
-    secured: tuple[Mosquitto, int, Path], names: Names
-) -> None:
-    """mqtts:// with HUB_MQTT__CA_FILE verifies the broker's certificate and receives."""
-    broker, tls_port, ca = secured
-    url = f"mqtts://{HUB_USER}:{URL_PASSWORD}@127.0.0.1:{tls_port}"
-    async with _source(url, names, "tls", ca_file=ca) as source:
-        assert await source.wait_connected(10)
-        assert await _one_message(source, broker, names) == {"seq": 7}
-
-
-async def test_tls_without_trusting_the_ca_refuses_the_broker(
-    secured: tuple[Mosquitto, int, Path], names: Names
-) -> None:
-    """A certificate from an unknown CA is refused: the session never comes up."""
-    _broker, tls_port, _ca = secured
-    url = f"mqtts://{HUB_USER}:{URL_PASSWORD}@127.0.0.1:{tls_port}"
-    async with _source(url, names, "untrusted") as source:
-        assert not await source.wait_connected(2)
