@@ -57,6 +57,21 @@ class DeviceInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceCounts:
+    """How many devices of one district and asset type are in each state."""
+
+    devices: int = 0
+    online: int = 0
+    offline: int = 0
+    stale: int = 0
+
+    @property
+    def unknown(self) -> int:
+        """Devices neither online nor offline (never sent a status nor a reading)."""
+        return self.devices - self.online - self.offline
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceFilter:
     """Filters for listing devices."""
 
@@ -97,6 +112,12 @@ class DeviceRegistryPort(Protocol):
 
     def districts(self, scope: Scope) -> list[str]:
         """Districts that have devices, inside ``scope``."""
+        ...
+
+    def device_counts(
+        self, scope: Scope, district: str | None = None
+    ) -> dict[tuple[str, str], DeviceCounts]:
+        """Device counts per (district, asset type) inside ``scope`` (one district if given)."""
         ...
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from bisect import bisect_left, insort
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +55,7 @@ from hub.messages import (
     Reading,
     StatusUpdate,
 )
-from hub.ports import DeviceFilter, DeviceInfo, DeviceStatusEvent, Scope
+from hub.ports import DeviceCounts, DeviceFilter, DeviceInfo, DeviceStatusEvent, Scope
 from hub.registry.provisioning import DeviceRow, parse_import_file
 from hub.sqlite import migrate
 
@@ -187,6 +188,18 @@ class _Device:
         self.dups = int(data["dups"])
 
 
+class _Cell:
+    """Device counts of one (district, asset type), kept up to date as devices change."""
+
+    __slots__ = ("devices", "offline", "online", "stale")
+
+    def __init__(self) -> None:
+        self.devices = 0
+        self.online = 0
+        self.offline = 0
+        self.stale = 0
+
+
 class Registry:
     """Device state for the API and the runtime (implements ``hub.ports.DeviceRegistryPort``)."""
 
@@ -205,6 +218,13 @@ class Registry:
         self._devices: dict[str, _Device] = {}
         self._dirty: set[str] = set()
         self._with_pending: set[str] = set()
+        # Read-side indexes, so the API's lists and status board never scan or sort
+        # every device per request: counts per (district, asset type), and device ids
+        # kept sorted overall and per district. Every change of a device's presence,
+        # district, asset type, status or staleness goes through _add/_remove/_place/_count.
+        self._cells: dict[tuple[str, str], _Cell] = {}
+        self._order: list[str] = []
+        self._district_order: dict[str, list[str]] = {}
         migrate(conn, "registry", MIGRATIONS)
         self._generation = self._read_generation()
         self._load()
@@ -302,19 +322,68 @@ class Registry:
 
     def _auto_register(self, r: Reading) -> _Device:
         dev = _Device(r.district, r.asset_type, self._clock.now_ms())
-        self._devices[r.device_id] = dev
+        self._add(r.device_id, dev)
         return dev
 
     def _came_alive(self, device_id: str, dev: _Device, now: int) -> None:
-        changed = False
+        if dev.status != "unknown" and not dev.stale:
+            return
+        self._count(dev, -1)
         if dev.status == "unknown":
             dev.status = "online"
-            changed = True
+        dev.stale = False
+        self._count(dev, 1)
+        self._emit(device_id, dev, dev.status, now)
+
+    # ------------------------------------------------------------------ indexes
+
+    def _count(self, dev: _Device, sign: int) -> None:
+        """Add (+1) or take away (-1) ``dev`` in the counts of its district and asset type."""
+        key = (dev.district, dev.asset_type)
+        cell = self._cells.get(key)
+        if cell is None:
+            cell = self._cells[key] = _Cell()
+        cell.devices += sign
+        if dev.status == "online":
+            cell.online += sign
+        elif dev.status == "offline":
+            cell.offline += sign
         if dev.stale:
-            dev.stale = False
-            changed = True
-        if changed:
-            self._emit(device_id, dev, dev.status, now)
+            cell.stale += sign
+        if cell.devices == 0:
+            del self._cells[key]
+
+    def _add(self, device_id: str, dev: _Device) -> None:
+        self._devices[device_id] = dev
+        self._count(dev, 1)
+        insort(self._order, device_id)
+        insort(self._district_order.setdefault(dev.district, []), device_id)
+
+    def _remove(self, device_id: str) -> None:
+        dev = self._devices.pop(device_id)
+        self._count(dev, -1)
+        _discard_sorted(self._order, device_id)
+        self._leave_district(device_id, dev.district)
+        self._dirty.discard(device_id)
+        self._with_pending.discard(device_id)
+
+    def _leave_district(self, device_id: str, district: str) -> None:
+        ids = self._district_order.get(district)
+        if ids is not None:
+            _discard_sorted(ids, device_id)
+            if not ids:
+                del self._district_order[district]
+
+    def _place(self, device_id: str, dev: _Device, district: str, asset_type: str) -> None:
+        """Move ``dev`` to ``district``/``asset_type`` (provisioning), keeping the indexes."""
+        if (district, asset_type) == (dev.district, dev.asset_type):
+            return
+        self._count(dev, -1)
+        if district != dev.district:
+            self._leave_district(device_id, dev.district)
+            insort(self._district_order.setdefault(district, []), device_id)
+        dev.district, dev.asset_type = district, asset_type
+        self._count(dev, 1)
 
     # ------------------------------------------------------------------ status
 
@@ -324,13 +393,15 @@ class Registry:
             dev = self._devices.get(st.device_id)
             if dev is None:
                 dev = _Device(st.district, st.asset_type, self._clock.now_ms())
-                self._devices[st.device_id] = dev
+                self._add(st.device_id, dev)
             if dev.status_ts is not None and st.ts_ms < dev.status_ts:
                 continue
             dev.status_ts = st.ts_ms
             self._dirty.add(st.device_id)
             if dev.status != st.state:
+                self._count(dev, -1)
                 dev.status = st.state
+                self._count(dev, 1)
                 self._emit(st.device_id, dev, st.state, st.ts_ms)
 
     def is_provisioned(self, device_id: str) -> bool:
@@ -355,7 +426,9 @@ class Registry:
                 since = dev.last_seen if dev.last_seen is not None else dev.created_ms
                 stale = now_ms - since > STALE_INTERVALS * interval * 1000
                 if stale != dev.stale:
+                    self._count(dev, -1)
                     dev.stale = stale
+                    self._count(dev, 1)
                     self._emit(device_id, dev, "stale" if stale else dev.status, now_ms)
             counts[dev.status] = counts.get(dev.status, 0) + 1
             if dev.stale:
@@ -427,7 +500,7 @@ class Registry:
     def _load(self) -> None:
         for row in self._conn.execute("SELECT * FROM registry_devices"):
             dev = _Device(row["district"], row["asset_type"], row["created_ms"])
-            self._set_provisioning(dev, row)
+            self._set_provisioning(row["device_id"], dev, row)
             dev.status = row["status"]
             dev.status_ts = row["status_ts_ms"]
             dev.last_seen = row["last_seen_ms"]
@@ -436,14 +509,22 @@ class Registry:
             dev.max_ts = max(dev.latest_ts.values(), default=-1)
             dev.load_seq(row["seq"])
             self._devices[row["device_id"]] = dev
+            self._count(dev, 1)
             if dev.pending:
                 self._with_pending.add(row["device_id"])
+        # Sorted once here: inserting one by one into a growing list is quadratic.
+        self._order = sorted(self._devices)
+        for device_id in self._order:
+            district = self._devices[device_id].district
+            self._district_order.setdefault(district, []).append(device_id)
 
-    @staticmethod
-    def _set_provisioning(dev: _Device, row: sqlite3.Row) -> None:
+    def _set_provisioning(self, device_id: str, dev: _Device, row: sqlite3.Row) -> None:
         dev.provisioned = bool(row["provisioned"])
         if dev.provisioned:
-            dev.district, dev.asset_type = row["district"], row["asset_type"]
+            if device_id in self._devices:
+                self._place(device_id, dev, row["district"], row["asset_type"])
+            else:
+                dev.district, dev.asset_type = row["district"], row["asset_type"]
         dev.latitude, dev.longitude = row["latitude"], row["longitude"]
         dev.metadata = json.loads(row["metadata"])
         dev.labels = _labels_of(dev.metadata)
@@ -460,12 +541,13 @@ class Registry:
             dev = self._devices.get(device_id)
             if dev is None:
                 dev = _Device(row["district"], row["asset_type"], row["created_ms"])
-                self._devices[device_id] = dev
-            self._set_provisioning(dev, row)
+                self._set_provisioning(device_id, dev, row)
+                self._add(device_id, dev)
+            else:
+                self._set_provisioning(device_id, dev, row)
         for device_id in [d for d in self._devices if d not in seen]:
             if self._devices[device_id].provisioned:
-                del self._devices[device_id]
-                self._dirty.discard(device_id)
+                self._remove(device_id)
 
     def _read_generation(self) -> int:
         row = self._conn.execute("SELECT generation FROM registry_generation").fetchone()
@@ -508,9 +590,7 @@ class Registry:
         with _transaction(self._conn):
             self._conn.execute("DELETE FROM registry_devices WHERE device_id = ?", (device_id,))
             self._bump_generation()
-        del self._devices[device_id]
-        self._dirty.discard(device_id)
-        self._with_pending.discard(device_id)
+        self._remove(device_id)
         return True
 
     def import_file(self, path: Path) -> ImportReport:
@@ -554,9 +634,10 @@ class Registry:
             dev = self._devices.get(r.device_id)
             if dev is None:
                 dev = _Device(r.district, r.asset_type, now)
-                self._devices[r.device_id] = dev
+                self._add(r.device_id, dev)
+            else:
+                self._place(r.device_id, dev, r.district, r.asset_type)
             dev.provisioned = True
-            dev.district, dev.asset_type = r.district, r.asset_type
             dev.latitude, dev.longitude = r.latitude, r.longitude
             dev.metadata = json.loads(json.dumps(r.metadata, default=str))
             dev.labels = _labels_of(dev.metadata)
@@ -591,10 +672,27 @@ class Registry:
 
     def list_devices(self, flt: DeviceFilter, scope: Scope) -> list[DeviceInfo]:
         """Devices matching ``flt`` inside ``scope``, sorted by id."""
+        devices = self._devices
+        if flt.district is None:
+            ids = self._order
+        elif scope.districts is not None and flt.district not in scope.districts:
+            return []
+        else:
+            ids = self._district_order.get(flt.district, [])
+        if (
+            flt.asset_type is None
+            and flt.status is None
+            and flt.stale is None
+            and scope.asset_types is None
+            and (scope.districts is None or flt.district is not None)
+        ):
+            # Nothing left to filter: the page is a slice of the sorted ids.
+            page = ids[max(0, flt.offset) : max(0, flt.offset) + max(0, flt.limit)]
+            return [_info(device_id, devices[device_id]) for device_id in page]
         out: list[DeviceInfo] = []
         skipped = 0
-        for device_id in sorted(self._devices):
-            dev = self._devices[device_id]
+        for device_id in ids:
+            dev = devices[device_id]
             if not scope.allows(dev.district, dev.asset_type):
                 continue
             if flt.district is not None and dev.district != flt.district:
@@ -615,9 +713,17 @@ class Registry:
 
     def districts(self, scope: Scope) -> list[str]:
         """Districts that have devices, inside ``scope``."""
-        return sorted(
-            {d.district for d in self._devices.values() if scope.allows(d.district, d.asset_type)}
-        )
+        return sorted({d for d, a in self._cells if scope.allows(d, a)})
+
+    def device_counts(
+        self, scope: Scope, district: str | None = None
+    ) -> dict[tuple[str, str], DeviceCounts]:
+        """Device counts per (district, asset type) inside ``scope`` (one district if given)."""
+        return {
+            (d, a): DeviceCounts(c.devices, c.online, c.offline, c.stale)
+            for (d, a), c in self._cells.items()
+            if (district is None or d == district) and scope.allows(d, a)
+        }
 
     def __len__(self) -> int:
         return len(self._devices)
@@ -652,6 +758,13 @@ def _labels_of(metadata: Mapping[str, Any]) -> Mapping[str, str]:
         elif isinstance(value, str | int | float):
             labels[key] = str(value)
     return MappingProxyType(labels) if labels else _NO_LABELS
+
+
+def _discard_sorted(ids: list[str], device_id: str) -> None:
+    """Remove ``device_id`` from the sorted list ``ids`` if present."""
+    at = bisect_left(ids, device_id)
+    if at < len(ids) and ids[at] == device_id:
+        del ids[at]
 
 
 def _checked(value: str, pattern: Any, what: str) -> str:

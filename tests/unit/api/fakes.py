@@ -22,6 +22,7 @@ from hub.ports import (
     AlertRecord,
     Conflict,
     DeadLetter,
+    DeviceCounts,
     DeviceFilter,
     DeviceInfo,
     HealthReport,
@@ -125,6 +126,22 @@ class FakeRegistry:
         return sorted(
             {d.district for d in self.devices.values() if scope.allows(d.district, d.asset_type)}
         )
+
+    def device_counts(
+        self, scope: Scope, district: str | None = None
+    ) -> dict[tuple[str, str], DeviceCounts]:
+        out: dict[tuple[str, str], DeviceCounts] = {}
+        for d in self.devices.values():
+            if not scope.allows(d.district, d.asset_type) or district not in (None, d.district):
+                continue
+            c = out.get((d.district, d.asset_type), DeviceCounts())
+            out[(d.district, d.asset_type)] = DeviceCounts(
+                c.devices + 1,
+                c.online + (d.status == "online"),
+                c.offline + (d.status == "offline"),
+                c.stale + d.stale,
+            )
+        return out
 
 
 class FakeEvents:
