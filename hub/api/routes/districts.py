@@ -13,33 +13,17 @@ from hub.api.context import ApiContext
 from hub.api.deps import Ctx, Viewer, set_rows
 from hub.api.schemas import (
     DISTRICT_PATTERN,
-    AreaStatus,
     AssetTypeStatus,
     Condition,
     DistrictStatus,
 )
 from hub.messages import Severity
-from hub.ports import AlertFilter, AlertRecord, DeviceFilter, DeviceInfo
+from hub.ports import AlertFilter, AlertRecord, DeviceCounts
 
 router = APIRouter(tags=["districts"])
 
-#: Registry page size while counting devices (the port bounds one call).
-DEVICE_PAGE = 5000
 #: Active alerts counted per request; a city with more has a bigger problem than this board.
 MAX_ACTIVE_ALERTS = 20_000
-
-
-def _devices(ctx: ApiContext, who: Principal, district: str | None) -> list[DeviceInfo]:
-    out: list[DeviceInfo] = []
-    offset = 0
-    while True:
-        page = ctx.registry.list_devices(
-            DeviceFilter(district=district, limit=DEVICE_PAGE, offset=offset), who.scope
-        )
-        out.extend(d for d in page if who.allows(d.district, d.asset_type))
-        if len(page) < DEVICE_PAGE:
-            return out
-        offset += DEVICE_PAGE
 
 
 def _active_alerts(ctx: ApiContext, who: Principal, district: str | None) -> list[AlertRecord]:
@@ -70,45 +54,58 @@ def _worst(severities: Iterable[str]) -> Condition:
     return "ok" if worst is None else _CONDITIONS[worst]
 
 
-def _area(devices: list[DeviceInfo], alerts: list[AlertRecord]) -> dict[str, Any]:
-    statuses = Counter(d.status for d in devices)
+def _area(counts: DeviceCounts, alerts: list[AlertRecord]) -> dict[str, Any]:
     by_severity = Counter(a.severity for a in alerts)
-    area = AreaStatus(
-        devices=len(devices),
-        online=statuses.get("online", 0),
-        offline=statuses.get("offline", 0),
-        unknown=len(devices) - statuses.get("online", 0) - statuses.get("offline", 0),
-        stale=sum(1 for d in devices if d.stale),
-        active_alerts=dict(by_severity),
-        worst=_worst(by_severity),
-    )
-    return area.model_dump()
+    return {
+        "devices": counts.devices,
+        "online": counts.online,
+        "offline": counts.offline,
+        "unknown": counts.unknown,
+        "stale": counts.stale,
+        "active_alerts": dict(by_severity),
+        "worst": _worst(by_severity),
+    }
+
+
+def _sum(cells: Iterable[DeviceCounts]) -> DeviceCounts:
+    total = DeviceCounts()
+    for c in cells:
+        total = DeviceCounts(
+            total.devices + c.devices,
+            total.online + c.online,
+            total.offline + c.offline,
+            total.stale + c.stale,
+        )
+    return total
 
 
 def board(ctx: ApiContext, who: Principal, district: str | None) -> list[DistrictStatus]:
     """Status of every district in scope (or of ``district`` only)."""
-    devices: dict[str, dict[str, list[DeviceInfo]]] = defaultdict(lambda: defaultdict(list))
+    # The registry keeps these counts up to date; nothing here walks the devices.
+    devices: dict[str, dict[str, DeviceCounts]] = defaultdict(dict)
     alerts: dict[str, dict[str, list[AlertRecord]]] = defaultdict(lambda: defaultdict(list))
-    for device in _devices(ctx, who, district):
-        devices[device.district][device.asset_type].append(device)
+    for (name, asset_type), counts in ctx.registry.device_counts(who.scope, district).items():
+        if who.allows(name, asset_type) and district in (None, name):
+            devices[name][asset_type] = counts
     for alert in _active_alerts(ctx, who, district):
         alerts[alert.district][alert.asset_type].append(alert)
     out: list[DistrictStatus] = []
+    empty = DeviceCounts()
     for name in sorted(set(devices) | set(alerts)):
+        # Built without validation: every value comes from the counts above.
         cells = [
-            AssetTypeStatus(
+            AssetTypeStatus.model_construct(
                 asset_type=asset_type,
-                **_area(devices[name][asset_type], alerts[name][asset_type]),
+                **_area(devices[name].get(asset_type, empty), alerts[name][asset_type]),
             )
             for asset_type in sorted(set(devices[name]) | set(alerts[name]))
         ]
-        all_devices = [d for group in devices[name].values() for d in group]
         all_alerts = [a for group in alerts[name].values() for a in group]
         out.append(
-            DistrictStatus(
+            DistrictStatus.model_construct(
                 district=name,
                 asset_types=cells,
-                **_area(all_devices, all_alerts),
+                **_area(_sum(devices[name].values()), all_alerts),
             )
         )
     return out
