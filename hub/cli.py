@@ -110,9 +110,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return simulate_main(args)
     if command == "rules":
         if args.rules_command == "check":
-            from hub.rules.loader import check_command
-
-            return check_command(args.paths or [Path(p) for p in settings.rules.paths])
+            return _rules_check(settings, args.paths)
         try:
             start_ms, end_ms = parse_time(args.start), parse_time(args.end)
         except ValueError as exc:
@@ -131,6 +129,40 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         return devices_command(settings, args)
     raise AssertionError(f"unhandled command {command}")
+
+
+def _rules_check(settings: Settings, paths: list[Path]) -> int:
+    """`hub rules check`: rule files and alert routing files; exit 1 on any problem.
+
+    With PATHs: those rule files and folders, plus every ``routes.yaml`` named or
+    inside them (and the configured routing file, under any name, if named). Without:
+    HUB_RULES__PATHS and the configured routing file (HUB_ALERTS__ROUTES_PATH).
+    """
+    from hub.responders import check_routes
+    from hub.rules.loader import check_command, routes_files
+
+    configured = Path(settings.alerts.routes_path)
+
+    def is_configured(p: Path) -> bool:
+        return configured.exists() and p.exists() and p.resolve() == configured.resolve()
+
+    if paths:
+        rule_paths = [p for p in paths if not is_configured(p)]
+        routes = routes_files(paths) + [p for p in paths if is_configured(p)]
+    else:
+        rule_paths = [Path(p) for p in settings.rules.paths]
+        routes = [*routes_files(rule_paths), configured]
+        if not configured.exists():
+            routes.pop()
+            print(
+                f"note: no routing file at {configured} (HUB_ALERTS__ROUTES_PATH):"
+                " every alert goes to MQTT only",
+                file=sys.stderr,
+            )
+    unique: dict[Path, Path] = {}
+    for p in routes:
+        unique.setdefault(p.resolve(), p)
+    return check_command(rule_paths, routes=list(unique.values()), check_routes=check_routes)
 
 
 def parse_time(text: str) -> int:

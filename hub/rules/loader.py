@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,8 +80,9 @@ def _yaml() -> YAML:
 def expand_paths(paths: Sequence[Path]) -> tuple[list[Path], list[RuleProblem]]:
     """Rule files named by ``paths``: files as given, folders searched for *.yaml/*.yml.
 
-    Files called ``routes.yaml`` and hidden files (editor leftovers) are skipped
-    inside folders. A path that does not exist is a problem.
+    Files called ``routes.yaml`` (the alert routing file, see :func:`routes_files`)
+    are never rule files; hidden files (editor leftovers) are skipped inside
+    folders. A path that does not exist is a problem.
     """
     files: list[Path] = []
     problems: list[RuleProblem] = []
@@ -105,10 +106,26 @@ def expand_paths(paths: Sequence[Path]) -> tuple[list[Path], list[RuleProblem]]:
                 ):
                     add(p)
         elif path.is_file():
-            add(path)
+            if path.name != ROUTES_FILE:
+                add(path)
         else:
             problems.append(RuleProblem(str(path), 1, "no such file or directory"))
     return files, problems
+
+
+def routes_files(paths: Sequence[Path]) -> list[Path]:
+    """The ``routes.yaml`` files among ``paths``: named directly, or inside named folders."""
+    found: dict[Path, Path] = {}
+    for path in paths:
+        if path.is_dir():
+            for p in sorted(path.rglob(ROUTES_FILE)):
+                if p.is_file() and not any(
+                    part.startswith(".") for part in p.relative_to(path).parts
+                ):
+                    found.setdefault(p.resolve(), p)
+        elif path.is_file() and path.name == ROUTES_FILE:
+            found.setdefault(path.resolve(), path)
+    return list(found.values())
 
 
 def load_rules(paths: Sequence[Path]) -> LoadResult:
@@ -400,16 +417,30 @@ def _parse_one(text: str, file: str) -> tuple[RuleModel | None, list[RuleProblem
     ]
 
 
-def check_command(paths: list[Path]) -> int:
-    """`hub rules check`: print ``file:line: message`` per problem (exit 1) or one OK line."""
+def check_command(
+    paths: Sequence[Path],
+    *,
+    routes: Sequence[Path] = (),
+    check_routes: Callable[[Path], list[RuleProblem]] | None = None,
+) -> int:
+    """`hub rules check`: print ``file:line: message`` per problem (exit 1) or one OK line.
+
+    ``routes`` are alert routing files, validated by ``check_routes`` (the CLI
+    passes ``hub.responders.check_routes``; this package cannot import it).
+    """
     result = load_rules(paths)
-    if result.problems:
-        for p in result.problems:
+    problems = list(result.problems)
+    if check_routes is not None:
+        for route_file in routes:
+            problems.extend(check_routes(route_file))
+    if problems:
+        for p in problems:
             print(str(p))
         print(
-            f"{len(result.problems)} problem(s); fix them before deploying these rules",
+            f"{len(problems)} problem(s); fix them before deploying these rules",
             file=sys.stderr,
         )
         return 1
-    print(f"OK: {len(result.rules)} rules in {len(result.files)} file(s)")
+    checked = f"; routing: {', '.join(map(str, routes))}" if routes and check_routes else ""
+    print(f"OK: {len(result.rules)} rules in {len(result.files)} file(s){checked}")
     return 0
