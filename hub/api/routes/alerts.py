@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Respon
 
 from hub.api.auth import Principal
 from hub.api.context import ApiContext
-from hub.api.deps import Ctx, Operator, Viewer, set_rows
+from hub.api.deps import Ctx, Operator, Viewer, json_response, set_rows
 from hub.api.schemas import (
     DISTRICT_PATTERN,
     AlertDetail,
@@ -30,28 +30,33 @@ AssetTypeQ = Annotated[str | None, Query(pattern=DISTRICT_PATTERN)]
 RuleIdQ = Annotated[str | None, Query(min_length=1, max_length=128)]
 
 
+def alert_dict(alert: AlertRecord) -> dict[str, Any]:
+    """The public view of an alert (the fields of ``AlertOut``), as plain JSON."""
+    return {
+        "id": alert.id,
+        "rule_id": alert.rule_id,
+        "rule_version": alert.rule_version,
+        "status": alert.status,
+        "severity": alert.severity,
+        "district": alert.district,
+        "asset_type": alert.asset_type,
+        "source": alert.source,
+        "summary": alert.summary,
+        "description": alert.description,
+        "labels": {str(k): str(v) for k, v in alert.labels.items()},
+        "started_ms": alert.started_ms,
+        "updated_ms": alert.updated_ms,
+        "acknowledged_ms": alert.acknowledged_ms,
+        "resolved_ms": alert.resolved_ms,
+        "silenced": alert.silenced,
+        "incident_id": alert.incident_id,
+        "reopened_from": alert.reopened_from,
+    }
+
+
 def alert_out(alert: AlertRecord) -> AlertOut:
     """The public view of an alert."""
-    return AlertOut(
-        id=alert.id,
-        rule_id=alert.rule_id,
-        rule_version=alert.rule_version,
-        status=alert.status,
-        severity=alert.severity,
-        district=alert.district,
-        asset_type=alert.asset_type,
-        source=alert.source,
-        summary=alert.summary,
-        description=alert.description,
-        labels=dict(alert.labels),
-        started_ms=alert.started_ms,
-        updated_ms=alert.updated_ms,
-        acknowledged_ms=alert.acknowledged_ms,
-        resolved_ms=alert.resolved_ms,
-        silenced=alert.silenced,
-        incident_id=alert.incident_id,
-        reopened_from=alert.reopened_from,
-    )
+    return AlertOut(**alert_dict(alert))
 
 
 def _alert_in_scope(ctx: ApiContext, who: Principal, alert_id: str) -> AlertRecord:
@@ -74,7 +79,7 @@ async def list_alerts(
     rule_id: RuleIdQ = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-) -> list[AlertOut]:
+) -> Response:
     """Alerts inside the key's scope, newest first (``state=active``: not resolved)."""
     flt = AlertFilter(
         state=state,
@@ -86,12 +91,12 @@ async def list_alerts(
         offset=offset,
     )
     out = [
-        alert_out(a)
+        alert_dict(a)
         for a in ctx.alerts.list_alerts(flt, who.scope)
         if who.allows(a.district, a.asset_type)
     ]
     set_rows(request, len(out))
-    return out
+    return json_response(out)
 
 
 @router.get("/alerts/figures", response_model=dict[str, Any])

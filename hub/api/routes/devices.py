@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 
 from hub.api.auth import Principal
 from hub.api.context import ApiContext
-from hub.api.deps import Admin, Ctx, Viewer, set_rows
+from hub.api.deps import Admin, Ctx, Viewer, json_response, set_rows
 from hub.api.schemas import (
     DEVICE_ID_PATTERN,
     DISTRICT_PATTERN,
@@ -28,17 +28,22 @@ MAX_PAGE = 1000
 DeviceId = Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]
 
 
+def summary_dict(device: DeviceInfo) -> dict[str, Any]:
+    """The list view of a device (the fields of ``DeviceSummary``), as plain JSON."""
+    return {
+        "device_id": device.device_id,
+        "district": device.district,
+        "asset_type": device.asset_type,
+        "status": device.status,
+        "last_seen_ms": device.last_seen_ms,
+        "stale": device.stale,
+        "provisioned": device.provisioned,
+    }
+
+
 def summary(device: DeviceInfo) -> DeviceSummary:
     """The list view of a device."""
-    return DeviceSummary(
-        device_id=device.device_id,
-        district=device.district,
-        asset_type=device.asset_type,
-        status=device.status,
-        last_seen_ms=device.last_seen_ms,
-        stale=device.stale,
-        provisioned=device.provisioned,
-    )
+    return DeviceSummary(**summary_dict(device))
 
 
 def detail(ctx: ApiContext, who: Principal, device: DeviceInfo) -> DeviceDetail:
@@ -83,7 +88,7 @@ async def list_devices(
     stale: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-) -> list[DeviceSummary]:
+) -> Response:
     """Devices inside the key's scope matching the filters, by device id."""
     flt = DeviceFilter(
         district=district,
@@ -94,12 +99,12 @@ async def list_devices(
         offset=offset,
     )
     devices = [
-        summary(d)
+        summary_dict(d)
         for d in ctx.registry.list_devices(flt, who.scope)
         if who.allows(d.district, d.asset_type)
     ]
     set_rows(request, len(devices))
-    return devices
+    return json_response(devices)
 
 
 @router.get("/devices/{device_id}", response_model=DeviceDetail)
