@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -193,10 +194,32 @@ async def _backtest(
     except StoreUnavailable as exc:
         print(f"hub rules backtest: store unavailable: {exc}", file=sys.stderr)
         return 1
-    try:
-        history = store.history(start_ms, end_ms)
-        return await backtest_command(
-            path, history, start_ms, end_ms, as_json=as_json, out=sys.stdout
-        )
-    finally:
-        await store.close()
+    with contextlib.ExitStack() as stack:
+        try:
+            history = store.history(start_ms, end_ms)
+            return await backtest_command(
+                path,
+                history,
+                start_ms,
+                end_ms,
+                as_json=as_json,
+                out=sys.stdout,
+                device_labels=_registry_labels(settings, stack),
+            )
+        finally:
+            await store.close()
+
+
+def _registry_labels(
+    settings: Settings, stack: contextlib.ExitStack
+) -> Callable[[str], Mapping[str, str]] | None:
+    """Device labels from the hub's registry, for ``match.labels`` (None: no hub data here)."""
+    from hub.clock import SystemClock
+    from hub.registry.registry import Registry
+    from hub.sqlite import STATE_DB, connect
+
+    db = settings.data_dir / STATE_DB
+    if not db.exists():
+        return None
+    conn = stack.enter_context(contextlib.closing(connect(db)))
+    return Registry(conn, clock=SystemClock(), expected_interval_s=lambda _asset: None).labels

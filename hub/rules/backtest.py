@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ async def backtest(
     *,
     expected_interval_s: Callable[[str], float | None] | None = None,
     late_tolerance_s: int = 300,
+    device_labels: Callable[[str], Mapping[str, str]] | None = None,
 ) -> list[RuleEvent]:
     """Every event the rules would have emitted over ``[start_ms, end_ms)``.
 
@@ -36,6 +37,7 @@ async def backtest(
         rules,
         late_tolerance_s=late_tolerance_s,
         expected_interval_s=expected_interval_s or (lambda _asset: None),
+        device_labels=device_labels,
     )
     events: list[RuleEvent] = []
     next_tick = start_ms + TICK_MS
@@ -120,10 +122,12 @@ async def backtest_command(
     as_json: bool,
     out: TextIO,
     expected_interval_s: Callable[[str], float | None] | None = None,
+    device_labels: Callable[[str], Mapping[str, str]] | None = None,
 ) -> int:
     """`hub rules backtest`: print the alerts ``path``'s rules would have raised.
 
-    ``expected_interval_s`` (for ``no_data`` rules) defaults to the device catalog's.
+    ``expected_interval_s`` (for ``no_data`` rules) defaults to the device catalog's;
+    ``device_labels`` (for ``match.labels``) are today's labels from the registry.
     """
     loaded = load_rules([path])
     if loaded.problems:
@@ -133,7 +137,12 @@ async def backtest_command(
     if expected_interval_s is None:
         expected_interval_s = _catalog_intervals()
     events = await backtest(
-        loaded.rules, history, start_ms, end_ms, expected_interval_s=expected_interval_s
+        loaded.rules,
+        history,
+        start_ms,
+        end_ms,
+        expected_interval_s=expected_interval_s,
+        device_labels=device_labels,
     )
     alerts = alerts_from_events(events)
     if as_json:
