@@ -102,3 +102,37 @@ def test_mad_window_is_capped(drive: Callable[..., Driver]) -> None:
     d = drive(MAD)
     _steady(d, 200)
     assert len(d.engine._kinds["odd"].series["d01/g1"].aux) == 60
+
+
+def test_late_readings_join_the_window_but_are_not_scored(drive: Callable[..., Driver]) -> None:
+    """A late far value changes no state; late samples still count toward min_samples."""
+    d = drive(MAD)
+    _steady(d, 5, start_s=600)  # readings at 600..840 s
+    # Five late ones: older than the newest evaluated (840 s), within the 300 s tolerance.
+    for i in range(5):
+        assert d.read(545 + i * 10, asset_type="bridge", strain_ue=100 + i) == []
+    assert d.engine.late_readings == 5
+    assert d.read(595, asset_type="bridge", strain_ue=9000) == [], "late: never scored"
+    # 11 samples (5 live + 6 late) pass min_samples 10: the next value is scored.
+    evs = d.read(900, asset_type="bridge", strain_ue=400)
+    assert [e.state for e in evs] == [RuleState.FIRING]
+
+
+def test_for_exactly_met_on_an_anomaly(drive: Callable[..., Driver]) -> None:
+    """for: 2m: anomalous at t and at t+2m exactly fires at t+2m, not at t+119.999 s."""
+    d = drive(MAD.replace("severity: warning", "for: 2m\n    severity: warning"))
+    _steady(d, 20)
+    assert [e.state for e in d.read(1200, asset_type="bridge", strain_ue=400)] == [
+        RuleState.PENDING
+    ]
+    assert d.read(1319.999, asset_type="bridge", strain_ue=400) == []
+    assert [e.state for e in d.read(1320, asset_type="bridge", strain_ue=400)] == [
+        RuleState.FIRING
+    ]
+
+
+def test_gap_longer_than_the_window_restarts_the_warm_up(drive: Callable[..., Driver]) -> None:
+    """After 3 h of silence (window 2h) the old samples are gone: no decision from stale stats."""
+    d = drive(MAD)
+    _steady(d, 20)
+    assert d.read(20 * 60 + 3 * 3600, asset_type="bridge", strain_ue=400) == []
