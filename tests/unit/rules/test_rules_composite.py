@@ -122,3 +122,18 @@ def test_area_match_filters_members(drive: Callable[..., Driver]) -> None:
     d.read(0, "g2", water_level_m=3.5)
     d.read(0, "m1", asset_type="manhole", water_level_m=3.5)
     assert d.fired("area") == []
+
+
+def test_late_reading_does_not_complete_or_break_a_burst(drive: Callable[..., Driver]) -> None:
+    """An out-of-order reading neither fires a composite rule nor resolves a firing one."""
+    d = drive(BURST)
+    d.read(0, asset_type="water_main", pressure_bar=4.0, flow_l_s=40)
+    d.read(120, asset_type="water_main", pressure_bar=4.0, flow_l_s=40)
+    # Late (older than 120 s) and a burst on its face: no state change.
+    assert d.read(60, asset_type="water_main", pressure_bar=1.0, flow_l_s=400) == []
+    evs = d.read(180, asset_type="water_main", pressure_bar=2.0, flow_l_s=400)
+    assert [e.state for e in evs] == [RuleState.FIRING]
+    # Late and back to normal: the burst alert stays open.
+    assert d.read(150, asset_type="water_main", pressure_bar=4.0, flow_l_s=40) == []
+    assert d.engine.counts()["burst"] == (1, 0)
+    assert d.engine.late_readings == 2
