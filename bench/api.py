@@ -1,227 +1,252 @@
-"""API latency benchmark (issue 5): the status endpoints and a one-day telemetry query.
+"""API latency benchmark (issue 5): status endpoints and a one-day telemetry query under ingest.
 
-Builds the real stages in one process (registry with N devices, alert manager with
-A active alerts, rule service over the repo's rules, embedded telemetry store with a
-day of minute readings for a few devices), serves ``create_app`` with uvicorn on a
-free port, and measures from a separate client process:
+Each run starts a fresh Mosquitto and a real ``hub run`` (embedded telemetry store,
+the default), then sets the scene:
 
-- ``GET /api/v1/devices`` (first page of 100, and a page of 1000)
-- ``GET /api/v1/districts/{d}/status``
-- ``GET /api/v1/alerts`` (state=active, 200 per page)
-- ``GET /api/v1/devices/{id}/telemetry`` over one day, 5-minute means, and raw
+- 10,000 ``flood_gauge`` devices provisioned with ``hub devices import``, in 8
+  districts, exactly the devices ``bench/loadgen.py`` publishes for;
+- a day of minute readings for a few of them, written to the hub's telemetry
+  store before it starts (the one-day telemetry query has a full day to read);
+- 200 active alerts: one reading each from 200 devices trips a benchmark rule
+  (a third critical, the rest warning); the load never clears them;
+- the background load: ``bench/loadgen.py`` publishing pre-encoded QoS 1
+  readings for all 10,000 devices, paced at 5,000 readings/s.
 
-Prints p50/p99 per endpoint for each run and the median of the runs.
+After a warm-up, a client in its own process sends requests one after another,
+round-robin over the endpoints below, for ``--seconds``, and reports p50/p99 per
+endpoint. The ingest rate the hub actually accepted during the measurement and the
+hub's CPU use are printed beside the figures, so a run where the load fell short is
+visible. Per run and the median of the runs (3 by default).
+
+Rules: the repository's rules except ``flood_gauge.yaml`` (the load generator's
+levels ramp 0 -> 5 m, so its rate-of-change rule would open an alert for every
+device and there would be 10,000 alerts, not 200), plus the benchmark rules.
 
     python3 bench/api.py                                   # 10,000 devices, 200 alerts, 3 runs
-    python3 bench/api.py --devices 2000 --requests 50 --runs 1
+    python3 bench/api.py --runs 1 --seconds 20 --devices 2000 --rate 1000   # quick look
 
 Target (issue 5): p99 < 50 ms for the status endpoints, < 300 ms for the telemetry query.
-Ingest load (5,000 readings/s) is not generated here; run ``bench/ingest.py`` beside it.
+The hub is one process; on a 2-core machine it shares the cores with Mosquitto, the
+load generator and this client, so the figures here include that contention.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
+import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import httpx
-import uvicorn
-
-from devices.catalog import load_catalog
-from hub.api.app import create_app
-from hub.api.context import ApiContext
-from hub.api.keys import create_key
-from hub.clock import SystemClock
-from hub.events import EventBus
-from hub.ingest.dead_letters import DeadLetterStore
-from hub.messages import Explanation, Reading, RuleEvent, RuleState, Severity
-from hub.ports import HealthReport
-from hub.registry.registry import Registry
-from hub.responders import build_alert_manager
-from hub.rules.service import RuleService
-from hub.settings import AlertsSettings, ApiSettings, RulesSettings, Settings
-from hub.sqlite import STATE_DB, connect
-from hub.store.embedded import EmbeddedStore
-
 REPO = Path(__file__).resolve().parents[1]
-ASSET_TYPES = {
-    "flood_gauge": {"water_level_m": 1.2, "rainfall_mm_h": 0.0, "battery_v": 3.6},
-    "water_main": {"pressure_bar": 4.1, "flow_l_s": 120.0, "battery_v": 3.6},
-    "bridge": {"strain_ue": 150.0, "vibration_mm_s": 2.0, "temperature_c": 12.0},
-    "manhole": {"methane_pct_lel": 1.0, "h2s_ppm": 0.5, "water_level_m": 0.1, "battery_v": 3.6},
-    "air_quality": {"pm2_5_ug_m3": 12.0, "pm10_ug_m3": 20.0, "no2_ug_m3": 30.0},
-    "streetlight": {"power_w": 80.0, "voltage_v": 230.0, "lamp_on": True},
-    "traffic_counter": {"vehicles_per_min": 30.0, "avg_speed_kmh": 42.0},
-}
+sys.path.insert(0, str(REPO))
+
+import httpx  # noqa: E402
+import psutil  # noqa: E402
+
+from bench.loadgen import device_topics, publish_readings  # noqa: E402
+from hub.messages import Reading  # noqa: E402
+from hub.store.embedded import TELEMETRY_DB, EmbeddedStore  # noqa: E402
+from tests.hubproc import HubProcess, Publisher, env_for  # noqa: E402
+from tests.services import Mosquitto, wait_for  # noqa: E402
+
+PREFIX = "bench"
+ASSET_TYPE = "flood_gauge"
+BENCH_RULES = """\
+# Benchmark alerts: one per device that sends the metric; the load never sends it,
+# so they stay active for the whole run.
+rules:
+  - id: bench-warning
+    description: benchmark alert (warning)
+    match: {asset_type: flood_gauge}
+    kind: threshold
+    metric: bench_warning
+    op: ">"
+    value: 0
+    severity: warning
+  - id: bench-critical
+    description: benchmark alert (critical)
+    match: {asset_type: flood_gauge}
+    kind: threshold
+    metric: bench_critical
+    op: ">"
+    value: 0
+    severity: critical
+"""
 
 
-class _Health:
-    async def health(self) -> HealthReport:
-        return HealthReport(ok=True, ready=True, checks={})
+def _metric(text: str, name: str) -> float:
+    """One sample's value from Prometheus text exposition (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
 
 
-def _device(i: int, districts: int) -> tuple[str, str, str]:
-    asset_type = list(ASSET_TYPES)[i % len(ASSET_TYPES)]
-    district = f"d{(i // len(ASSET_TYPES)) % districts + 1:02d}"
-    return f"{asset_type[:2]}-{district}-{i:05d}", district, asset_type
+def _devices(devices: int, districts: int) -> list[tuple[str, str]]:
+    """(device_id, district) of every device the load generator publishes for."""
+    out = []
+    for topic in device_topics(PREFIX, devices, districts):
+        _, district, _, device_id, _ = topic.split("/")
+        out.append((device_id, district))
+    return out
 
 
-async def build(args: argparse.Namespace, data_dir: Path) -> tuple[ApiContext, str, str]:
-    """Real stages filled with the benchmark's devices, readings and alerts."""
-    clock = SystemClock()
-    now = clock.now_ms()
-    settings = Settings(
-        data_dir=data_dir,
-        rules=RulesSettings(
-            paths=[str(REPO / "rules")], managed_dir=str(data_dir / "managed"), watch=False
-        ),
-        alerts=AlertsSettings(routes_path=str(REPO / "rules" / "routes.yaml")),
-        api=ApiSettings(port=0),
-    )
-    catalog = load_catalog()
-    events = EventBus()
-    registry = Registry(
-        connect(data_dir / STATE_DB),
-        clock=clock,
-        expected_interval_s=catalog.expected_interval_s,
-        on_status_change=events.publish,
-    )
-    devices = [_device(i, args.districts) for i in range(args.devices)]
-    registry.apply_readings(
-        [
-            Reading(d, a, dev, now - 30_000, ASSET_TYPES[a], seq=0, received_ms=now - 30_000)
-            for dev, d, a in devices
-        ]
-    )
-    registry.flush()
+def _rules_dir(workdir: Path) -> Path:
+    rules = workdir / "rules"
+    rules.mkdir()
+    for path in (REPO / "rules").glob("*.yaml"):
+        if path.name not in ("flood_gauge.yaml", "routes.yaml"):
+            shutil.copy(path, rules / path.name)
+    (rules / "bench.yaml").write_text(BENCH_RULES)
+    return rules
 
-    store = EmbeddedStore(data_dir / "telemetry.db")
+
+async def _write_history(data_dir: Path, devices: list[tuple[str, str]], now_ms: int) -> None:
+    """A day of minute readings per device, straight into the hub's (not yet running) store."""
+    store = EmbeddedStore(data_dir / TELEMETRY_DB)
     await store.open()
-    history = [d for d in devices if d[2] == "flood_gauge"][: args.history_devices]
-    for dev, d, a in history:
-        day = [
-            Reading(
-                d, a, dev, now - i * 60_000, {"water_level_m": 1 + (i % 90) / 100, "battery_v": 3.6}
+    try:
+        for device_id, district in devices:
+            await store.write(
+                [
+                    Reading(
+                        district,
+                        ASSET_TYPE,
+                        device_id,
+                        now_ms - i * 60_000,
+                        {"water_level_m": 1 + (i % 90) / 100, "battery_v": 3.6},
+                    )
+                    for i in range(1, 24 * 60 + 1)
+                ]
             )
-            for i in range(24 * 60)
-        ]
-        await store.write(day)
-
-    alerts = build_alert_manager(
-        settings,
-        connect(data_dir / STATE_DB),
-        clock=clock,
-        on_event=events.publish,
-        locate=registry.location,
-        mqtt_url="mqtt://127.0.0.1:1",  # notifiers are built but never run here
-    )
-    fired = [
-        RuleEvent(
-            rule_id="bench-rule",
-            rule_version="v1",
-            state=RuleState.FIRING,
-            severity=Severity.WARNING if i % 3 else Severity.CRITICAL,
-            district=d,
-            asset_type=a,
-            source=dev,
-            ts_ms=now - 1000,
-            explanation=Explanation(summary="benchmark", threshold=1.0),
-        )
-        for i, (dev, d, a) in enumerate(devices[: args.alerts])
-    ]
-    await alerts.handle(fired)
-
-    rules = RuleService(
-        settings.rules,
-        data_dir,
-        clock=clock,
-        expected_interval_s=catalog.expected_interval_s,
-    )
-    conn = connect(data_dir / STATE_DB)
-    ctx = ApiContext(
-        settings=settings,
-        clock=clock,
-        conn=conn,
-        registry=registry,
-        store=store,
-        alerts=alerts,
-        rules=rules,
-        dead_letters=DeadLetterStore(connect(data_dir / STATE_DB), 1000),
-        health=_Health(),
-        events=events,
-        catalog_classification=catalog.classification,
-    )
-    key = create_key(conn, role="admin", name="bench")
-    return ctx, key, history[0][0]
+    finally:
+        await store.close()
 
 
-def client(base: str, key: str, targets: list[tuple[str, str]], n: int, out: Any) -> None:
-    """Runs in its own process: time ``n`` sequential requests per target."""
-    results: dict[str, list[float]] = {}
-    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as http:
-        for label, path in targets:
-            for _ in range(3):  # warm-up
-                http.get(path).raise_for_status()
-            times = []
-            for _ in range(n):
+def client(base: str, key: str, targets: list[tuple[str, str]], seconds: float, out: Any) -> None:
+    """Runs in its own process: requests one at a time, round-robin, for ``seconds``."""
+    times: dict[str, list[float]] = {label: [] for label, _ in targets}
+    errors: dict[str, int] = dict.fromkeys(times, 0)
+    with httpx.Client(
+        base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    ) as http:
+        for _, path in targets:  # warm-up: connection, first-call caches
+            http.get(path).raise_for_status()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for label, path in targets:
                 started = time.perf_counter()
                 response = http.get(path)
-                times.append((time.perf_counter() - started) * 1000)
-                response.raise_for_status()
-            results[label] = times
-    out.put(results)
+                elapsed = (time.perf_counter() - started) * 1000
+                if response.status_code == 200:
+                    times[label].append(elapsed)
+                else:
+                    errors[label] += 1
+    out.put((times, errors))
 
 
 def pct(values: list[float], q: float) -> float:
+    """The ``q`` quantile (nearest rank) of ``values``; NaN when empty."""
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--devices", type=int, default=10_000)
-    parser.add_argument("--alerts", type=int, default=200)
-    parser.add_argument("--districts", type=int, default=8)
-    parser.add_argument("--history-devices", type=int, default=5)
-    parser.add_argument("--requests", type=int, default=200, help="per endpoint per run")
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
+def one_run(args: argparse.Namespace, run: int, workdir: Path) -> dict[str, Any]:
+    """Set up broker, hub, devices, history and alerts; measure under load; tear down."""
+    broker = Mosquitto(workdir / f"mosquitto-{run}")
+    broker.start()
+    data_dir = workdir / f"hub-{run}"
+    data_dir.mkdir()
+    hub = HubProcess(
+        data_dir,
+        env_for(
+            PREFIX,
+            broker.url,
+            HUB_RULES__PATHS=str(_rules_dir(data_dir)),
+            HUB_LOG__LEVEL="WARNING",
+            HUB_API__METRICS_PUBLIC="true",
+        ),
+    )
+    devices = _devices(args.devices, args.districts)
+    try:
+        started = time.monotonic()
+        csv = data_dir / "devices.csv"
+        csv.write_text(
+            "id,asset_type,district\n" + "".join(f"{d},{ASSET_TYPE},{n}\n" for d, n in devices)
+        )
+        hub.cli("devices", "import", str(csv))
+        history = devices[: args.history_devices]
+        asyncio.run(_write_history(data_dir, history, int(time.time() * 1000)))
+        hub.start(timeout=120)
+        key = hub.admin_key
+        publisher = Publisher(broker.url)
+        now = int(time.time() * 1000)
+        for i, (device_id, district) in enumerate(devices[: args.alerts]):
+            metric = "bench_critical" if i % 3 == 0 else "bench_warning"
+            publisher.publish(
+                f"{PREFIX}/{district}/{ASSET_TYPE}/{device_id}/telemetry",
+                {"ts": now, "metrics": {metric: 1}},
+            )
+        publisher.wait_all()
+        publisher.close()
 
-    with tempfile.TemporaryDirectory(prefix="hub-bench-api-") as tmp:
-        started = time.perf_counter()
-        ctx, key, history_device = await build(args, Path(tmp))
+        def alerts_open() -> bool:
+            body = hub.get("/api/v1/alerts", state="active", limit=1000)
+            return len(body) >= args.alerts
+
+        wait_for(alerts_open, timeout=120, interval=0.5, what=f"{args.alerts} active alerts")
         print(
-            f"built {args.devices} devices, {args.alerts} alerts, {args.history_devices} devices "
-            f"with a day of minute readings in {time.perf_counter() - started:.1f}s"
+            f"run {run}: hub up with {args.devices} devices, {args.alerts} active alerts, "
+            f"{len(history)} devices with a day of minute readings "
+            f"({time.monotonic() - started:.0f} s)",
+            flush=True,
         )
-        config = uvicorn.Config(
-            create_app(ctx),
-            host="127.0.0.1",
-            port=0,
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-        )
-        server = uvicorn.Server(config)
-        serving = asyncio.create_task(server.serve())
-        while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-            await asyncio.sleep(0.01)
-        host, port = server.servers[0].sockets[0].getsockname()[:2]
-        base = f"http://{host}:{port}"
+
+        total = int(args.rate * (args.warmup + args.seconds + 15))
+        load: dict[str, Any] = {}
+
+        def publish() -> None:
+            try:
+                load.update(
+                    publish_readings(
+                        broker.url,
+                        PREFIX,
+                        args.devices,
+                        args.districts,
+                        total,
+                        rate=args.rate,
+                        processes=args.processes,
+                    )
+                )
+            except Exception as exc:  # reported below; the measurement must not hang
+                load["error"] = repr(exc)
+
+        loader = threading.Thread(target=publish, daemon=True)
+        loader.start()
+        time.sleep(args.warmup)  # the load reaches its pace; the hub's batches settle
+        assert hub.proc is not None
+        proc = psutil.Process(hub.proc.pid)
+        metrics0 = httpx.get(f"{hub.url}/metrics", timeout=10).text
+        cpu0 = proc.cpu_times()
+        t0 = time.monotonic()
+
+        history_device = history[0][0]
         targets = [
             ("GET /devices (100)", "/api/v1/devices"),
             ("GET /devices (1000)", "/api/v1/devices?limit=1000"),
             ("GET /districts/d03/status", "/api/v1/districts/d03/status"),
-            ("GET /alerts (active, 200)", "/api/v1/alerts?state=active&limit=200"),
+            ("GET /districts (board)", "/api/v1/districts"),
+            ("GET /alerts (active, 200)", f"/api/v1/alerts?state=active&limit={args.alerts}"),
             (
                 "telemetry 1 day, 5m means",
                 f"/api/v1/devices/{history_device}/telemetry?start=-1d&every=5m&agg=mean",
@@ -231,31 +256,84 @@ async def main() -> None:
                 f"/api/v1/devices/{history_device}/telemetry?start=-1d&metric=water_level_m",
             ),
         ]
-        runs: list[dict[str, list[float]]] = []
-        ctx_mp = multiprocessing.get_context("spawn")
-        for run in range(args.runs):
-            queue = ctx_mp.Queue()
-            proc = ctx_mp.Process(target=client, args=(base, key, targets, args.requests, queue))
-            proc.start()
-            while queue.empty():  # noqa: ASYNC110 - a multiprocessing queue has no awaitable
-                await asyncio.sleep(0.05)  # keep serving while the client measures
-            result = queue.get()
-            proc.join()
-            runs.append(result)
-            print(f"run {run + 1}:")
-            for label, times in result.items():
-                print(
-                    f"  {label:<32} p50 {pct(times, 0.5):7.1f} ms   p99 {pct(times, 0.99):7.1f} ms"
-                )
-        print(f"median of {args.runs} run(s):")
-        for label, _ in targets:
-            p50 = statistics.median(pct(r[label], 0.5) for r in runs)
-            p99 = statistics.median(pct(r[label], 0.99) for r in runs)
-            print(f"  {label:<32} p50 {p50:7.1f} ms   p99 {p99:7.1f} ms")
-        server.should_exit = True
-        await serving
-        await ctx.store.close()
+        spawn = multiprocessing.get_context("spawn")
+        queue = spawn.Queue()
+        measurer = spawn.Process(target=client, args=(hub.url, key, targets, args.seconds, queue))
+        measurer.start()
+        times, errors = queue.get(timeout=args.seconds + 120)
+        measurer.join()
+        elapsed = time.monotonic() - t0
+        cpu1 = proc.cpu_times()
+        metrics1 = httpx.get(f"{hub.url}/metrics", timeout=10).text
+        accepted = _metric(metrics1, "hub_readings_accepted_total") - _metric(
+            metrics0, "hub_readings_accepted_total"
+        )
+        evaluated = _metric(metrics1, "hub_readings_evaluated_total") - _metric(
+            metrics0, "hub_readings_evaluated_total"
+        )
+        still_open = len(hub.get("/api/v1/alerts", state="active", limit=1000))
+        loader.join(timeout=total / args.rate + 120)
+        result = {
+            "times": times,
+            "errors": errors,
+            "accepted_rate": accepted / elapsed,
+            "evaluated_rate": evaluated / elapsed,
+            "hub_cpu": ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / elapsed,
+            "active_alerts": still_open,
+            "load": load,
+        }
+        print(
+            f"run {run}: during the measurement the hub accepted {result['accepted_rate']:,.0f} "
+            f"readings/s and evaluated {result['evaluated_rate']:,.0f}/s; hub CPU "
+            f"{result['hub_cpu'] * 100:.0f}% of one core; {still_open} active alerts"
+            + (f"; load generator failed: {load['error']}" if "error" in load else ""),
+            flush=True,
+        )
+        for label, values in times.items():
+            print(
+                f"  {label:<32} n {len(values):5d}  p50 {pct(values, 0.5):7.1f} ms"
+                f"   p99 {pct(values, 0.99):7.1f} ms"
+                + (f"   ({errors[label]} non-200)" if errors[label] else ""),
+                flush=True,
+            )
+        return result
+    finally:
+        with contextlib.suppress(Exception):
+            hub.stop()
+        broker.stop()
+
+
+def main() -> None:
+    """Parse arguments, run, print per-run figures and the medians."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--alerts", type=int, default=200)
+    parser.add_argument("--districts", type=int, default=8)
+    parser.add_argument("--history-devices", type=int, default=5)
+    parser.add_argument("--rate", type=float, default=5000.0, help="readings/s of the load")
+    parser.add_argument("--processes", type=int, default=1, help="load generator processes")
+    parser.add_argument("--warmup", type=float, default=10.0, help="seconds of load first")
+    parser.add_argument("--seconds", type=float, default=60.0, help="measurement per run")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    if args.alerts > 1000 or args.alerts > args.devices:
+        parser.error("--alerts: at most 1000 and at most --devices")
+
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="hub-bench-api-") as tmp:
+        for run in range(1, args.runs + 1):
+            runs.append(one_run(args, run, Path(tmp)))
+    print(
+        f"median of {args.runs} run(s), {args.devices} devices, {args.alerts} active alerts, "
+        f"load {args.rate:,.0f} readings/s "
+        f"(accepted {statistics.median(r['accepted_rate'] for r in runs):,.0f}/s, "
+        f"hub CPU {statistics.median(r['hub_cpu'] for r in runs) * 100:.0f}%):"
+    )
+    for label in runs[0]["times"]:
+        p50 = statistics.median(pct(r["times"][label], 0.5) for r in runs)
+        p99 = statistics.median(pct(r["times"][label], 0.99) for r in runs)
+        print(f"  {label:<32} p50 {p50:7.1f} ms   p99 {p99:7.1f} ms")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()
