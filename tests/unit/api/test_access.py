@@ -8,7 +8,7 @@ import pytest
 
 from hub.api.auth import MAX_FAILURES, FailedAuthLimiter
 from hub.api.keys import ROLES, revoke_key
-from tests.unit.api.conftest import Api
+from tests.unit.api.conftest import NOW_MS, Api
 
 # (method, path, least role, JSON body) for every authenticated endpoint.
 ENDPOINTS: list[tuple[str, str, str, Any]] = [
@@ -41,6 +41,7 @@ ENDPOINTS: list[tuple[str, str, str, Any]] = [
         "operator",
         {"matchers": {"district": "d03"}, "duration_s": 600, "comment": "works"},
     ),
+    ("POST", "/api/v1/silences/{silence}/expire", "operator", None),
     ("GET", "/api/v1/rules", "rule_author", None),
     ("GET", "/api/v1/rules/changes", "rule_author", None),
     ("GET", "/api/v1/rules/problems", "rule_author", None),
@@ -55,7 +56,9 @@ ENDPOINTS: list[tuple[str, str, str, Any]] = [
 
 def _call(api: Api, method: str, path: str, body: Any, headers: dict[str, str]) -> Any:
     alert = api.alerts.fire("d03", "flood_gauge", "fg-d03-1")
-    return api.client.request(method, path.replace("{alert}", alert.id), json=body, headers=headers)
+    silence = api.alerts.create_silence({"district": "d03"}, NOW_MS, NOW_MS + 60_000, "x", "x")
+    path = path.replace("{alert}", alert.id).replace("{silence}", silence.id)
+    return api.client.request(method, path, json=body, headers=headers)
 
 
 @pytest.mark.parametrize(("method", "path", "role", "body"), ENDPOINTS)
