@@ -189,7 +189,8 @@ rules:
 def test_real_hub_reading_over_a_rule_reddens_the_board_and_the_ack_sticks(
     mosquitto: Mosquitto, names: Names, tmp_path: Path
 ) -> None:
-    """Against a real `hub run`: a reading crossing a rule turns d07 red; the page's ack lands."""
+    """Against a real `hub run`: a reading crossing a rule turns d07 red; the page's ack lands
+    and shows, live, on a second operator's dashboard too."""
     from playwright.sync_api import expect, sync_playwright
 
     rules = tmp_path / "rules"
@@ -206,6 +207,8 @@ def test_real_hub_reading_over_a_rule_reddens_the_board_and_the_ack_sticks(
         operator = hub.cli("keys", "create", "--role", "operator", "--name", "ops").stdout.split()[
             -1
         ]
+        viewer = hub.cli("keys", "create", "--role", "viewer", "--name", "colleague").stdout
+        viewer = viewer.split()[-1]
         now = int(time.time() * 1000)
         for district in ("d03", "d07"):
             publisher.publish(
@@ -223,6 +226,12 @@ def test_real_hub_reading_over_a_rule_reddens_the_board_and_the_ack_sticks(
             d07 = page.locator('tr[data-district="d07"] th')
             expect(d07).to_have_attribute("data-worst", "ok")
             expect(page.locator("#live")).to_have_attribute("data-state", "live")
+            # A colleague's dashboard in its own browser context (its own key, own stream).
+            other = browser.new_context().new_page()
+            other.goto(hub.url + "/")
+            other.fill("#key", viewer)
+            other.click("#login-form button")
+            expect(other.locator("#live")).to_have_attribute("data-state", "live")
 
             publisher.publish(
                 f"{prefix}/d07/flood_gauge/{names.device(7)}/telemetry",
@@ -233,8 +242,12 @@ def test_real_hub_reading_over_a_rule_reddens_the_board_and_the_ack_sticks(
             expect(page.locator('tr[data-district="d03"] th')).to_have_attribute("data-worst", "ok")
             row = page.locator("#alerts tbody tr").first
             expect(row.locator(".status")).to_have_text("firing")
+            other_row = other.locator("#alerts tbody tr").first
+            expect(other_row.locator(".status")).to_have_text("firing", timeout=30_000)
             row.locator("button.ack").click()
             expect(row.locator(".status")).to_have_text("acknowledged")
+            # No reload on the other dashboard: the stream's event redraws it.
+            expect(other_row.locator(".status")).to_have_text("acknowledged", timeout=15_000)
             browser.close()
         alerts = hub.get("/api/v1/alerts", state="active")
         assert [(a["district"], a["status"]) for a in alerts] == [("d07", "acknowledged")]
