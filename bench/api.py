@@ -202,7 +202,7 @@ def one_run(args: argparse.Namespace, run: int, workdir: Path) -> dict[str, Any]
 
         def alerts_open() -> bool:
             body = hub.get("/api/v1/alerts", state="active", limit=1000)
-            return len(body) >= args.alerts
+            return bool(len(body) >= args.alerts)
 
         wait_for(alerts_open, timeout=120, interval=0.5, what=f"{args.alerts} active alerts")
         print(
