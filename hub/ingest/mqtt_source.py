@@ -1,10 +1,12 @@
 """The hub's MQTT session for ingest: the only module that speaks MQTT to receive.
 
-paho-mqtt 2.x, MQTT v5, driven by the asyncio loop (``add_reader`` /
+paho-mqtt 2.x, MQTT 5 (or 3.1.1 for brokers without it, such as the in-process
+amqtt fallback: ``MqttSettings.protocol``), driven by the asyncio loop (``add_reader`` /
 ``add_writer`` on its socket; ``loop_read`` / ``loop_write`` / ``loop_misc``):
 
-- a fixed client id, ``clean_start=False`` and a long session expiry, so the
-  broker keeps the subscriptions and queues messages while the hub is away;
+- a fixed client id, ``clean_start=False`` and a long session expiry (3.1.1:
+  ``clean_session=False``), so the broker keeps the subscriptions and queues
+  messages while the hub is away;
 - QoS 1 subscriptions to the telemetry and status topics, ``manual_ack=True``:
   a message is acknowledged only when the hub calls :meth:`MqttSource.ack`
   (after the journal made it durable), in arrival order;
@@ -64,6 +66,36 @@ MISC_INTERVAL_S = 1.0
 
 #: PUBACK packets by packet id, built once (65,535 x 4 bytes).
 _PUBACK = [b"\x40\x02" + mid.to_bytes(2, "big") for mid in range(65_536)]
+
+
+def _in_daemon_thread(loop: asyncio.AbstractEventLoop, call: Any) -> asyncio.Future[Any]:
+    """Run the blocking ``call`` in a daemon thread; its result arrives as a loop future.
+
+    Not the loop's default executor: ``asyncio.run`` waits for that executor's
+    threads on exit, so a hub stopped while connecting to an unreachable broker
+    would wait out the TCP connect timeout (5 s) before exiting.
+    """
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def run() -> None:
+        try:
+            outcome: tuple[bool, Any] = (True, call())
+        except Exception as exc:
+            outcome = (False, exc)
+        # A closed loop: the hub has stopped, and the process exits with the socket.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=run, name="hub.ingest.mqtt.connect", daemon=True).start()
+    return future
 
 
 class BrokerRefused(Exception):
@@ -203,7 +235,7 @@ class _Client(paho.Client):
 
 
 class MqttSource:
-    """Receives device messages over one persistent MQTT 5 session (QoS 1, manual ack).
+    """Receives device messages over one persistent MQTT session (QoS 1, manual ack).
 
     Use as an async context manager; it connects, and keeps reconnecting, in a
     background task. :meth:`next_batch` returns what arrived; :meth:`ack`
@@ -257,6 +289,7 @@ class MqttSource:
         self._misc_task: asyncio.Task[None] | None = None
         self.connections = 0
         self._closing = False
+        self._v5 = settings.protocol == "5"
 
     # ------------------------------------------------------------------ public API
 
@@ -300,7 +333,8 @@ class MqttSource:
             # sent before. Closing first, with its data unread, would reset the
             # connection and lose acks still in the broker's socket buffer.
             # Written by hand: paho's disconnect() closes the socket at once, unread
-            # data and all. MQTT 5 DISCONNECT, reason 0 implied by remaining length 0.
+            # data and all. MQTT 5 DISCONNECT, reason 0 implied by remaining length 0
+            # (the same two bytes are 3.1.1's DISCONNECT).
             sock.send(b"\xe0\x00")
             self._flush()
             if self._lost is not None:
@@ -355,7 +389,8 @@ class MqttSource:
             mid = message.mid
             if message.qos and unacked.get(mid) is message:
                 del unacked[mid]
-                # PUBACK, reason "success" implied by the 2-byte form (MQTT 5 §3.4.2.1).
+                # PUBACK, reason "success" implied by the 2-byte form (MQTT 5 §3.4.2.1;
+                # the same four bytes in 3.1.1).
                 acks.append(_PUBACK[mid])
         if acks:
             sock.send(b"".join(acks))
@@ -416,11 +451,11 @@ class MqttSource:
         self._suback = None
         # DNS, TCP connect and the TLS handshake block: run them off the loop. The
         # CONNECT packet is only buffered there; it leaves in _flush below.
-        connecting = loop.run_in_executor(None, client.reconnect)
+        connecting = _in_daemon_thread(loop, client.reconnect)
         try:
             await asyncio.shield(connecting)
         except asyncio.CancelledError:
-            connecting.add_done_callback(lambda _f: self._close_client_socket())
+            connecting.add_done_callback(self._abandoned_connect)
             raise
         sock = client.socket()
         assert isinstance(sock, _BufferedSocket)
@@ -434,13 +469,18 @@ class MqttSource:
             reason, session_present = await self._connack
         if reason.is_failure:
             raise BrokerRefused(f"CONNACK {reason}", reason=str(reason))
-        options = SubscribeOptions(
-            qos=1,
-            # Retained statuses only when the subscription is new, not on every reconnect.
-            retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB,
-        )
         self._suback = loop.create_future()
-        client.subscribe([(topic, options) for topic in self._subscriptions])
+        if self._v5:
+            options = SubscribeOptions(
+                qos=1,
+                # Retained statuses only when the subscription is new, not on every reconnect.
+                retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB,
+            )
+            client.subscribe([(topic, options) for topic in self._subscriptions])
+        else:
+            # 3.1.1 has no retain handling: the broker resends retained statuses on
+            # every subscribe; the registry takes a repeated status as a no-op.
+            client.subscribe([(topic, 1) for topic in self._subscriptions])
         self._flush()
         async with asyncio.timeout(HANDSHAKE_TIMEOUT_S):
             codes = await self._suback
@@ -463,7 +503,9 @@ class MqttSource:
             self._on_publish,
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=s.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5,
+            protocol=MQTTProtocolVersion.MQTTv5 if self._v5 else MQTTProtocolVersion.MQTTv311,
+            # 3.1.1's persistent session; MQTT 5 says it with clean_start and expiry below.
+            clean_session=None if self._v5 else False,
             reconnect_on_failure=False,
             manual_ack=True,
         )
@@ -471,17 +513,28 @@ class MqttSource:
             client.username_pw_set(self._username, self._password)
         if self._tls:
             client.tls_set(ca_certs=str(s.ca_file) if s.ca_file else None)
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        props.ReceiveMaximum = s.receive_maximum
-        client.connect_async(
-            self._host, self._port, s.keepalive_s, clean_start=False, properties=props
-        )
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = SESSION_EXPIRY_S
+            props.ReceiveMaximum = s.receive_maximum
+            client.connect_async(
+                self._host, self._port, s.keepalive_s, clean_start=False, properties=props
+            )
+        else:
+            # No receive-maximum in 3.1.1: the broker's own in-flight limit applies,
+            # and the queue limit pauses reading (TCP back-pressure) beyond it.
+            client.connect_async(self._host, self._port, s.keepalive_s)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         self._client = client
         return client
+
+    def _abandoned_connect(self, attempt: asyncio.Future[Any]) -> None:
+        """A connect attempt finished after the hub stopped waiting: close what it opened."""
+        if not attempt.cancelled():
+            attempt.exception()  # retrieved: the attempt no longer matters
+        self._close_client_socket()
 
     def _close_client_socket(self) -> None:
         if self._client is not None:

@@ -23,20 +23,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [
-        "mosquitto",
-        pytest.param(
-            "amqtt",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="amqtt 0.12 has no MQTT 5 and the ingest session speaks only MQTT 5 "
-                "until it honours HUB_MQTT__PROTOCOL=3.1.1 (EmbeddedBroker.mqtt_protocol)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("backend", ["mosquitto", "amqtt"])
 def test_hub_on_embedded_broker_tracks_readings_status_and_will(
     backend: str, tmp_path: Path, names: Names
 ) -> None:

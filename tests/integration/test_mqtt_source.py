@@ -86,16 +86,20 @@ def topic(names: Names, n: int = 0) -> str:
     return f"{names.topic_prefix()}/d01/flood_gauge/{names.device(n)}/telemetry"
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 async def test_receives_messages_in_order_with_topic_and_receive_time(
-    mosquitto: Mosquitto, publisher: Publisher, names: Names
+    mosquitto: Mosquitto, publisher: Publisher, names: Names, protocol: str
 ) -> None:
-    """Messages from one device arrive in publish order, as QoS 1 with packet ids."""
-    async with source_for(mosquitto.url, names) as source:
+    """One device's messages arrive in publish order, QoS 1 with packet ids, on MQTT 5 and 3.1.1."""
+    async with source_for(mosquitto.url, names, protocol=protocol) as source:
         assert await source.wait_connected(10)
         for i in range(500):
             publisher.publish(topic(names), i)
         batch = await collect(source, 500)
-        assert seqs(batch) == list(range(500))
+        # The payload is intact: 3.1.1 PUBLISH packets have no properties to skip.
+        assert [json.loads(m.payload) for m in batch] == [
+            {"seq": i, "metrics": {"x": i}} for i in range(500)
+        ]
         assert all(m.qos == 1 and m.mid > 0 and m.topic == topic(names) for m in batch)
         assert all(m.received_ms > 1_700_000_000_000 for m in batch)
         source.ack(batch)
@@ -117,11 +121,12 @@ async def test_status_topic_is_subscribed_and_other_topics_are_not(
         source.ack(batch)
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 async def test_unacked_messages_are_redelivered_to_the_persistent_session(
-    mosquitto: Mosquitto, publisher: Publisher, names: Names
+    mosquitto: Mosquitto, publisher: Publisher, names: Names, protocol: str
 ) -> None:
     """After a reconnect, the broker redelivers exactly the messages that were not acked."""
-    async with source_for(mosquitto.url, names) as first:
+    async with source_for(mosquitto.url, names, protocol=protocol) as first:
         assert await first.wait_connected(10)
         for i in range(10):
             publisher.publish(topic(names), i)
@@ -131,11 +136,11 @@ async def test_unacked_messages_are_redelivered_to_the_persistent_session(
     for i in range(10, 15):
         publisher.publish(topic(names), i)
     publisher.wait_all()
-    async with source_for(mosquitto.url, names) as second:
+    async with source_for(mosquitto.url, names, protocol=protocol) as second:
         again = await collect(second, 9)
         assert seqs(again) == list(range(6, 15))
         second.ack(again)
-    async with source_for(mosquitto.url, names) as third:
+    async with source_for(mosquitto.url, names, protocol=protocol) as third:
         assert await third.wait_connected(10)
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.5):
