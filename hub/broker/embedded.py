@@ -28,6 +28,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, Literal
 
+from hub.ingest.topics import subscriptions
 from hub.logging import get_logger
 from hub.settings import MqttSettings
 
@@ -261,6 +262,10 @@ class EmbeddedBroker:
             "timeout_disconnect_delay": 0,
             "plugins": {
                 "hub.broker.amqtt_auth.LoopbackAuthPlugin": {},
+                "hub.broker.amqtt_session.HubSessionPlugin": {
+                    "client_id": self._settings.client_id,
+                    "topics": subscriptions(self._settings.topic_prefix),
+                },
             },
         }
         broker = Broker(config)

@@ -241,3 +241,22 @@ async def test_non_loopback_listen_needs_credentials(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="hub devices credentials"):
         async with EmbeddedBroker(settings, tmp_path, backend="mosquitto"):
             pass
+
+
+async def test_amqtt_queues_readings_for_the_hub_before_its_session_connects(
+    tmp_path: Path,
+) -> None:
+    """The hub's session exists from the broker's start: devices' early readings wait for it."""
+    settings = MqttSettings(
+        embedded_listen=f"127.0.0.1:{free_port()}", client_id="hub-early", topic_prefix="city"
+    )
+    async with EmbeddedBroker(settings, tmp_path, backend="amqtt") as b:
+        dev = Client(b.url, "early-device")
+        await until(dev.connected.is_set)
+        infos = [dev.c.publish("city/d01/bridge/b7/telemetry", b"%d" % i, qos=1) for i in range(20)]
+        await until(lambda: all(i.is_published() for i in infos), what="published")
+        dev.close()
+        hub = Client(b.url, "hub-early", clean=False)
+        await until(lambda: len(hub.received) >= 20, what="readings sent before the hub came")
+        assert [int(p) for _, p, _ in hub.received] == list(range(20))
+        hub.close()
