@@ -260,3 +260,37 @@ async def test_amqtt_queues_readings_for_the_hub_before_its_session_connects(
         await until(lambda: len(hub.received) >= 20, what="readings sent before the hub came")
         assert [int(p) for _, p, _ in hub.received] == list(range(20))
         hub.close()
+
+
+async def test_alert_notifier_publishes_event_and_retained_state_through_amqtt(
+    tmp_path: Path,
+) -> None:
+    """The MQTT alert notifier (aiomqtt, MQTT 3.1.1) works on amqtt: event and retained state."""
+    from hub.clock import SystemClock
+    from hub.messages import Notification
+    from hub.notifiers.mqtt import MqttNotifier
+
+    settings = MqttSettings(embedded_listen=f"127.0.0.1:{free_port()}")
+    async with EmbeddedBroker(settings, tmp_path, backend="amqtt") as b:
+        watcher = Client(b.url, "board")
+        await until(watcher.connected.is_set)
+        watcher.c.subscribe("city/alerts/d02/#", qos=1)
+        await until(watcher.subscribed.is_set)
+        notifier = MqttNotifier("mqtt", b.url, "city", clock=SystemClock(), client_id="alerts")
+        alert = {"id": "a1", "status": "firing", "district": "d02", "source": "wm-d02-001"}
+        state = {"state": "alert", "severity": "critical", "alerts": ["a1"]}
+        await notifier.send(
+            Notification("n1", "mqtt", "a1", {"alert": alert, "source_state": state}, 0)
+        )
+        await notifier.close()
+        await until(lambda: len(watcher.received) >= 2, what="event and state")
+        topics = {t for t, _, _ in watcher.received}
+        assert topics == {"city/alerts/d02/wm-d02-001", "city/alerts/d02/wm-d02-001/state"}
+        watcher.close()
+        late = Client(b.url, "late-board")
+        await until(late.connected.is_set)
+        late.c.subscribe("city/alerts/d02/+/state", qos=1)
+        await until(lambda: late.received, what="retained state")
+        assert late.received[0][2] is True
+        assert b'"alert"' in late.received[0][1]
+        late.close()
