@@ -44,6 +44,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import orjson
+
 from hub import metrics
 from hub.clock import Clock
 from hub.logging import get_logger
@@ -68,8 +70,14 @@ SEQ_WINDOW = 1024
 #: A number pending this long is confirmed missing even if the window has not moved
 #: past it (a device that reports rarely must not hide its losses for days).
 GAP_GRACE_MS = 15 * 60 * 1000
-#: One compact encoder, reused: building one per call doubles the cost of a flush.
-_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _encode(value: Any) -> str:
+    """Compact JSON text. orjson: a flush encodes three documents per device, and with
+    the stdlib encoder a flush of 10,000 devices held the event loop for ~150 ms."""
+    return orjson.dumps(value).decode()
+
+
 #: A device is stale after this many expected intervals without a reading.
 STALE_INTERVALS = 3
 #: Labels of a device without metadata (shared, read-only).
@@ -170,10 +178,15 @@ class _Device:
     def seq_json(self) -> str | None:
         if self.seq_high is None and not self.gaps and not self.dups:
             return None
-        pending = [[s, t] for s, t in self.pending.items()]
-        return f'{{"high":{_encode(self.seq_high)},"high_ts":{self.seq_high_ts},' + (
-            f'"floor":{self.seq_floor},"pending":{_encode(pending)},'
-            f'"gaps":{self.gaps},"dups":{self.dups}}}'
+        return _encode(
+            {
+                "high": self.seq_high,
+                "high_ts": self.seq_high_ts,
+                "floor": self.seq_floor,
+                "pending": list(self.pending.items()),
+                "gaps": self.gaps,
+                "dups": self.dups,
+            }
         )
 
     def load_seq(self, text: str | None) -> None:
