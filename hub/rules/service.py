@@ -121,6 +121,12 @@ class RuleService:
         """Re-read every rule file; broken files keep their previous rules. Returns problems."""
         self.reloads += 1
         files, missing = expand_paths(self._all_paths())
+        if not files:
+            # Easy to miss: the default path is relative to the working directory.
+            log.warning(
+                "no rule files; only the built-in sensor-fault rule runs",
+                paths=[str(p.resolve()) for p in self._paths],
+            )
         results = [load_file(p) for p in files]
         combined = combine(results, missing)
         good: dict[Path, FileResult] = {}
