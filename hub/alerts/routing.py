@@ -38,6 +38,7 @@ from hub.ports import RuleProblem
 
 _DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+MAX_DURATION_MS = 10 * 366 * 24 * 3_600_000
 
 
 def parse_duration_ms(value: object) -> int:
@@ -47,7 +48,7 @@ def parse_duration_ms(value: object) -> int:
     if isinstance(value, int | float):
         if not math.isfinite(value) or value < 0:
             raise ValueError("must be a finite, non-negative number of seconds")
-        return round(value * 1000)
+        return _bounded(value * 1000)
     if not isinstance(value, str):
         raise ValueError("must be a duration such as 30s, 10m or 1h30m")  # noqa: TRY004  (pydantic wants ValueError)
     text = value.strip()
@@ -57,7 +58,14 @@ def parse_duration_ms(value: object) -> int:
     if not text or match is None:
         raise ValueError(f"{value!r} is not a duration such as 30s, 10m or 1h30m")
     d, h, m, s = (int(g) if g else 0 for g in match.groups())
-    return ((d * 24 + h) * 60 + m) * 60_000 + s * 1000
+    return _bounded(((d * 24 + h) * 60 + m) * 60_000 + s * 1000)
+
+
+def _bounded(ms: float) -> int:
+    # Schedules add durations to epoch milliseconds in SQLite's 64-bit integers.
+    if ms > MAX_DURATION_MS:
+        raise ValueError("must be at most 10 years")
+    return round(ms)
 
 
 DurationMs = Annotated[int, BeforeValidator(parse_duration_ms)]
