@@ -53,6 +53,8 @@ log = get_logger(__name__)
 #: How long a delivery worker sleeps when idle before looking at its queue again
 #: (it is woken at once by new notifications; this only bounds a missed wake-up).
 IDLE_POLL_S = 1.0
+#: How long a stopping delivery worker waits for sends already in flight to finish.
+STOP_GRACE_S = 2.0
 #: Rule events applied per transaction; between chunks the delivery workers get the
 #: event loop, so an alert storm does not hold back the first notifications.
 HANDLE_CHUNK = 50
@@ -457,24 +459,62 @@ class AlertManager:
                 tg.create_task(self._deliver(name, notifier), name=f"hub.alerts.outbox.{name}")
 
     async def _deliver(self, name: str, notifier: Sender) -> None:
+        """One receiver's queue, in order, with up to ``notifier.concurrency`` in flight.
+
+        A sliding window, not stop-and-wait: a queued notification goes out as soon as
+        a slot is free, and what has finished is settled together, one transaction
+        per wake-up. After a retryable failure nothing new goes out until the window
+        has drained; then the queue restarts from its head (the failed item, after
+        its backoff), so a receiver never sees a resolution before its firing.
+        """
         wake = self._wake[name]
-        limit = max(1, int(getattr(notifier, "concurrency", 1)))
-        while True:
-            now = self._clock.now_ms()
-            items, next_ms = notify_log.due(self._conn, name, now, limit)
-            if not items:
+        window = max(1, int(getattr(notifier, "concurrency", 1)))
+        inflight: dict[asyncio.Task[DeliveryError | None], OutboxItem] = {}
+        finished: list[tuple[OutboxItem, DeliveryError | None]] = []
+        issued = 0  # seq of the last item handed to the notifier
+        halted = False
+
+        def landed(task: asyncio.Task[DeliveryError | None]) -> None:
+            item = inflight.pop(task)
+            if not task.cancelled():  # cancelled (stopping): it stays queued
+                finished.append((item, task.result()))
+                wake.set()
+
+        try:
+            while True:
                 wake.clear()
+                if finished:
+                    halted |= self._settle_finished(name, finished)
+                if halted and not inflight:
+                    halted, issued = False, 0
+                now = self._clock.now_ms()
+                next_ms: int | None = None
+                if not halted and len(inflight) < window:
+                    items, next_ms = notify_log.due(
+                        self._conn, name, now, window - len(inflight), issued
+                    )
+                    for item in items:
+                        task = asyncio.create_task(self._send(notifier, item))
+                        inflight[task] = item
+                        task.add_done_callback(landed)
+                        issued = item.seq
                 timeout = IDLE_POLL_S
                 if next_ms is not None:
                     timeout = min(IDLE_POLL_S, max(0.0, (next_ms - now) / 1000))
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a
+                # cancellation that lands just as the event is set (stop would hang).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), timeout)
-                continue
-            results = await asyncio.gather(*(self._send(notifier, item) for item in items))
-            now = self._clock.now_ms()
-            with transaction(self._conn):
-                for item, error in zip(items, results, strict=True):
-                    self._settle(name, item, error, now)
+                    async with asyncio.timeout(timeout):
+                        await wake.wait()
+        finally:
+            if inflight:
+                # Stopping: sends already on the wire get a moment to be confirmed,
+                # so they are logged now rather than sent again after the restart.
+                await asyncio.wait(list(inflight), timeout=STOP_GRACE_S)
+                for task in list(inflight):
+                    task.cancel()
+            if finished:
+                self._settle_finished(name, finished)
 
     async def _send(self, notifier: Sender, item: OutboxItem) -> DeliveryError | None:
         try:
@@ -488,12 +528,28 @@ class AlertManager:
             return DeliveryError(repr(exc), retryable=False)
         return None
 
-    def _settle(self, name: str, item: OutboxItem, error: DeliveryError | None, now: int) -> None:
+    def _settle_finished(
+        self, name: str, finished: list[tuple[OutboxItem, DeliveryError | None]]
+    ) -> bool:
+        """Log what finished in one transaction (and empty ``finished``); True when a
+        retryable failure was among them."""
+        now = self._clock.now_ms()
+        done = list(finished)
+        finished.clear()
+        sent = [item for item, error in done if error is None]
+        with transaction(self._conn):
+            if sent:
+                notify_log.done_many(self._conn, sent, now, "sent")
+            for item, error in done:
+                if error is not None:
+                    self._settle_failure(name, item, error, now)
+        if sent:
+            metrics.NOTIFICATIONS.labels(name, "sent").inc(len(sent))
+        return any(error is not None and error.retryable for _, error in done)
+
+    def _settle_failure(self, name: str, item: OutboxItem, error: DeliveryError, now: int) -> None:
         n = item.notification
-        if error is None:
-            notify_log.done(self._conn, item, now, "sent")
-            metrics.NOTIFICATIONS.labels(name, "sent").inc()
-        elif error.retryable:
+        if error.retryable:
             due = notify_log.retry_later(self._conn, item, now, str(error))
             metrics.NOTIFICATIONS.labels(name, "retry").inc()
             log.warning(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -89,14 +89,15 @@ def enqueue(
 
 
 def due(
-    conn: sqlite3.Connection, receiver: str, now_ms: int, limit: int
+    conn: sqlite3.Connection, receiver: str, now_ms: int, limit: int, after_seq: int = 0
 ) -> tuple[list[OutboxItem], int | None]:
-    """Up to ``limit`` due items from the head of a receiver's queue (in order), and
-    when the head is next due if it is not due yet."""
+    """Up to ``limit`` due items of a receiver's queue in order, from the head or from
+    just after ``after_seq`` (the last item already handed out), stopping at the first
+    one not due yet; and when that one is due, if no item was."""
     rows = conn.execute(
         "SELECT seq, notification_id, receiver, alert_id, kind, payload, created_ms, attempt,"
-        " next_attempt_ms FROM outbox WHERE receiver = ? ORDER BY seq LIMIT ?",
-        (receiver, limit),
+        " next_attempt_ms FROM outbox WHERE receiver = ? AND seq > ? ORDER BY seq LIMIT ?",
+        (receiver, after_seq, limit),
     ).fetchall()
     items: list[OutboxItem] = []
     for r in rows:
@@ -125,23 +126,36 @@ def done(
     conn: sqlite3.Connection, item: OutboxItem, now_ms: int, outcome: str, detail: str = ""
 ) -> None:
     """Move an item to the log: ``sent``, or ``failed`` (non-retryable, dropped)."""
-    n = item.notification
-    conn.execute(
+    done_many(conn, [item], now_ms, outcome, detail)
+
+
+def done_many(
+    conn: sqlite3.Connection,
+    items: Sequence[OutboxItem],
+    now_ms: int,
+    outcome: str,
+    detail: str = "",
+) -> None:
+    """:func:`done` for many items with one statement each (a storm settles in bulk)."""
+    conn.executemany(
         "INSERT OR REPLACE INTO notify_log (notification_id, receiver, alert_id, kind,"
         " created_ms, done_ms, attempts, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            n.notification_id,
-            n.receiver,
-            n.alert_id,
-            item.kind,
-            n.created_ms,
-            now_ms,
-            n.attempt + 1,
-            outcome,
-            detail[:500],
-        ),
+        [
+            (
+                item.notification.notification_id,
+                item.notification.receiver,
+                item.notification.alert_id,
+                item.kind,
+                item.notification.created_ms,
+                now_ms,
+                item.notification.attempt + 1,
+                outcome,
+                detail[:500],
+            )
+            for item in items
+        ],
     )
-    conn.execute("DELETE FROM outbox WHERE seq = ?", (item.seq,))
+    conn.executemany("DELETE FROM outbox WHERE seq = ?", [(item.seq,) for item in items])
 
 
 def retry_later(conn: sqlite3.Connection, item: OutboxItem, now_ms: int, error: str) -> int:

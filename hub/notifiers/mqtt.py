@@ -51,9 +51,10 @@ def state_topic(prefix: str, district: str, source: str) -> str:
 class MqttNotifier:
     """Publishes alert events and retained source state with aiomqtt."""
 
-    # Notifications in flight at once (two publishes each). aiomqtt scans its pending
-    # calls on every publish, so much more than this costs CPU without adding speed.
-    concurrency = 32
+    # Notifications in flight at once (two publishes each): the outbox's sliding
+    # window. aiomqtt scans its pending calls on every publish, so far more than
+    # this costs CPU without adding speed.
+    concurrency = 128
 
     def __init__(
         self,

@@ -1,0 +1,141 @@
+"""The outbox's delivery worker: a sliding window of sends, settled in bulk, a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from hub.messages import Notification, RuleEvent
+from hub.ports import DeliveryError
+from tests.unit.alerts.conftest import Harness
+
+Ev = Callable[..., RuleEvent]
+
+ONE_RECEIVER = """
+receivers: [{name: ops, mqtt: {}}]
+route: {receivers: [ops], group_wait: 0s, repeat_interval: 1h}
+"""
+
+
+class Gated:
+    """A receiver whose sends wait until the test releases them, one by one."""
+
+    concurrency = 4
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.gates: dict[str, asyncio.Event] = {}
+        self.fail: set[str] = set()
+
+    async def send(self, notification: Notification) -> None:
+        source = str(notification.payload["alert"]["source"])  # type: ignore[index]
+        self.started.append(source)
+        gate = self.gates.setdefault(source, asyncio.Event())
+        await gate.wait()
+        if source in self.fail:
+            raise DeliveryError("broker went away", retryable=True)
+
+    async def close(self) -> None:
+        return None
+
+    def release(self, source: str) -> None:
+        self.gates.setdefault(source, asyncio.Event()).set()
+
+
+async def _until(condition: Callable[[], bool], limit_s: float = 5.0) -> None:
+    async with asyncio.timeout(limit_s):
+        while not condition():  # noqa: ASYNC110  (state changed by the worker task)
+            await asyncio.sleep(0.001)
+
+
+def _gated(harness_factory: Callable[..., Harness]) -> tuple[Harness, Gated]:
+    harness = harness_factory(ONE_RECEIVER)
+    gated = Gated()
+    harness.receivers["ops"] = gated  # type: ignore[assignment]
+    harness.new_manager()
+    return harness, gated
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+
+
+async def test_window_slides_instead_of_waiting_for_a_whole_batch(
+    harness_factory: Callable[..., Harness], ev: Ev
+) -> None:
+    """With 4 in flight, finishing one starts the 5th while the other 3 still wait."""
+    harness, gated = _gated(harness_factory)
+    await harness.manager.handle([ev(source=f"wm-{i}") for i in range(8)])
+    worker = asyncio.create_task(harness.manager.run())
+    try:
+        await _until(lambda: len(gated.started) == 4)
+        assert gated.started == ["wm-0", "wm-1", "wm-2", "wm-3"]
+        gated.release("wm-0")
+        await _until(lambda: len(gated.started) == 5)
+        assert gated.started[4] == "wm-4"
+        assert harness.manager.pending_notifications() == {"ops": 7}
+        for i in range(1, 8):
+            gated.release(f"wm-{i}")
+        await _until(lambda: harness.manager.pending_notifications() == {})
+        assert gated.started == [f"wm-{i}" for i in range(8)]
+    finally:
+        await _stop(worker)
+
+
+async def test_retryable_failure_stops_the_window_then_restarts_from_the_head(
+    harness_factory: Callable[..., Harness], ev: Ev
+) -> None:
+    """After a failure nothing new goes out; the failed one is retried first, once."""
+    harness, gated = _gated(harness_factory)
+    gated.fail.add("wm-0")
+    await harness.manager.handle([ev(source=f"wm-{i}") for i in range(6)])
+    worker = asyncio.create_task(harness.manager.run())
+    try:
+        await _until(lambda: len(gated.started) == 4)
+        gated.release("wm-0")  # fails: wm-4 and wm-5 must not start
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert len(gated.started) == 4
+        for i in (1, 2, 3):
+            gated.release(f"wm-{i}")
+        gated.fail.clear()
+        harness.clock.advance(2)  # past the first backoff (1 s +- 20 %)
+        await _until(lambda: len(gated.started) >= 5)
+        assert gated.started[4] == "wm-0"
+        gated.release("wm-4")
+        gated.release("wm-5")
+        await _until(lambda: harness.manager.pending_notifications() == {})
+    finally:
+        await _stop(worker)
+    assert sorted(gated.started) == sorted([*(f"wm-{i}" for i in range(6)), "wm-0"])
+    (sent,) = (
+        harness.conns[-1]
+        .execute("SELECT COUNT(*) FROM notify_log WHERE outcome = 'sent'")
+        .fetchone()
+    )
+    assert sent == 6
+
+
+async def test_stop_logs_sends_that_finish_in_the_grace_and_restart_resends_nothing(
+    harness_factory: Callable[..., Harness], ev: Ev
+) -> None:
+    """A send on the wire when the hub stops is logged if it completes; none is sent twice."""
+    harness, gated = _gated(harness_factory)
+    await harness.manager.handle([ev(source="wm-0"), ev(source="wm-1")])
+    worker = asyncio.create_task(harness.manager.run())
+    await _until(lambda: len(gated.started) == 2)
+    worker.cancel()
+    await asyncio.sleep(0)
+    gated.release("wm-0")
+    gated.release("wm-1")
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(worker, 5)
+    assert harness.manager.pending_notifications() == {}
+    await harness.manager.close()
+    harness.new_manager()  # the restart
+    gated.started.clear()
+    await harness.deliver()
+    assert gated.started == []
