@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from devices.catalog import load_catalog
@@ -32,7 +33,7 @@ DEADLINE_S = 90.0
 class Demo:
     """A `hub demo` child process whose output is read as it comes."""
 
-    def __init__(self, data_dir: Path, mqtt_port: int, api_port: int) -> None:
+    def __init__(self, data_dir: Path, mqtt_port: int, api_port: int, **settings: str) -> None:
         env = env_without_hub()
         env.update(
             HUB_DATA_DIR=str(data_dir),
@@ -41,6 +42,7 @@ class Demo:
             HUB_LOG__LEVEL="WARNING",
             PYTHONUNBUFFERED="1",
         )
+        env.update(settings)
         self.api = f"http://127.0.0.1:{api_port}"
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
@@ -128,6 +130,52 @@ def _scenario_alerts_seen(alerts: list[dict[str, Any]]) -> dict[str, bool]:
     }
 
 
+def _shows_fleet_and_scenario(demo: Demo, started: float) -> str:
+    """Within DEADLINE_S of ``started``: every asset type reporting, the scenario's alerts,
+    the fleet provisioned, nothing dead-lettered. Returns the admin key."""
+    asset_types = set(load_catalog().asset_types())
+    key = demo.key(timeout=DEADLINE_S)
+    assert f"dashboard  {demo.api}/" in demo.output()
+
+    def fleet_reporting() -> bool:
+        devices = demo.get(key, "/devices", limit=1000)
+        seen = {d["asset_type"] for d in devices if d["last_seen_ms"]}
+        return len(devices) >= 300 and seen == asset_types
+
+    wait_for(fleet_reporting, timeout=DEADLINE_S - (time.monotonic() - started), interval=1)
+
+    def scenario_alerts() -> bool:
+        return all(_scenario_alerts_seen(demo.get(key, "/alerts", limit=1000)).values())
+
+    try:
+        wait_for(
+            scenario_alerts,
+            timeout=max(1.0, DEADLINE_S - (time.monotonic() - started)),
+            interval=1,
+        )
+    except TimeoutError:
+        seen = _scenario_alerts_seen(demo.get(key, "/alerts", limit=1000))
+        raise AssertionError(f"scenario alerts after {DEADLINE_S:.0f} s: {seen}") from None
+    # Provisioned with the fleet's locations.
+    spec = next(s for s in build_fleet(320, 8) if s.device_id == "fg-d03-001")
+    detail = demo.get(key, "/devices/fg-d03-001")
+    assert detail["provisioned"] is True
+    assert detail["latitude"] == pytest.approx(spec.latitude)
+    assert detail["longitude"] == pytest.approx(spec.longitude)
+    # Everything the simulated fleet sent (births, wills, readings) was accepted.
+    health = httpx.get(f"{demo.api}/api/v1/health", timeout=10).json()
+    assert health["checks"]["dead_letters"] == {}
+    return key
+
+
+def _mosquitto_children(pid: int) -> list[str]:
+    return [
+        " ".join(child.cmdline())
+        for child in psutil.Process(pid).children(recursive=True)
+        if "mosquitto" in child.name()
+    ]
+
+
 def test_demo_shows_fleet_and_alerts_stops_cleanly_and_keeps_data(tmp_path: Path) -> None:
     """hub demo: devices of every type and the scenario's alerts in 90 s; SIGINT -> 0; data kept."""
     asset_types = set(load_catalog().asset_types())
@@ -135,37 +183,7 @@ def test_demo_shows_fleet_and_alerts_stops_cleanly_and_keeps_data(tmp_path: Path
     started = time.monotonic()
     demo = Demo(data_dir, free_port(), free_port())
     try:
-        key = demo.key(timeout=DEADLINE_S)
-        assert f"dashboard  {demo.api}/" in demo.output()
-
-        def fleet_reporting() -> bool:
-            devices = demo.get(key, "/devices", limit=1000)
-            seen = {d["asset_type"] for d in devices if d["last_seen_ms"]}
-            return len(devices) >= 300 and seen == asset_types
-
-        wait_for(fleet_reporting, timeout=DEADLINE_S - (time.monotonic() - started), interval=1)
-
-        def scenario_alerts() -> bool:
-            return all(_scenario_alerts_seen(demo.get(key, "/alerts", limit=1000)).values())
-
-        try:
-            wait_for(
-                scenario_alerts,
-                timeout=max(1.0, DEADLINE_S - (time.monotonic() - started)),
-                interval=1,
-            )
-        except TimeoutError:
-            seen = _scenario_alerts_seen(demo.get(key, "/alerts", limit=1000))
-            raise AssertionError(f"scenario alerts after {DEADLINE_S:.0f} s: {seen}") from None
-        # Provisioned with the fleet's locations.
-        spec = next(s for s in build_fleet(320, 8) if s.device_id == "fg-d03-001")
-        detail = demo.get(key, "/devices/fg-d03-001")
-        assert detail["provisioned"] is True
-        assert detail["latitude"] == pytest.approx(spec.latitude)
-        assert detail["longitude"] == pytest.approx(spec.longitude)
-        # Everything the simulated fleet sent (births, wills, readings) was accepted.
-        health = httpx.get(f"{demo.api}/api/v1/health", timeout=10).json()
-        assert health["checks"]["dead_letters"] == {}
+        key = _shows_fleet_and_scenario(demo, started)
         first_alerts = {a["id"] for a in demo.get(key, "/alerts", limit=1000)}
         assert demo.interrupt() == 0, demo.output()
         assert "stopped" in demo.output()
@@ -188,3 +206,18 @@ def test_demo_shows_fleet_and_alerts_stops_cleanly_and_keeps_data(tmp_path: Path
     finally:
         again.kill()
     assert (data_dir / "hub.db").exists()
+
+
+def test_demo_without_mosquitto_runs_on_the_in_process_broker(tmp_path: Path) -> None:
+    """hub demo on the in-process amqtt broker: fleet and alerts in 90 s; SIGINT -> 0."""
+    started = time.monotonic()
+    # What `auto` picks when no mosquitto binary is installed; forced here because
+    # this machine has one (hiding it from PATH would not: /usr/sbin is probed too).
+    demo = Demo(tmp_path / "var", free_port(), free_port(), HUB_MQTT__EMBEDDED_BROKER="amqtt")
+    try:
+        _shows_fleet_and_scenario(demo, started)
+        assert _mosquitto_children(demo.proc.pid) == []
+        assert demo.interrupt() == 0, demo.output()
+        assert "stopped" in demo.output()
+    finally:
+        demo.kill()
