@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
+
+from hub.alerts import manager as manager_module
 from hub.messages import Notification, RuleEvent
 from hub.ports import DeliveryError
 from tests.unit.alerts.conftest import Harness
@@ -139,3 +145,31 @@ async def test_stop_logs_sends_that_finish_in_the_grace_and_restart_resends_noth
     gated.started.clear()
     await harness.deliver()
     assert gated.started == []
+
+
+async def test_running_manager_checkpoints_the_wal_itself(
+    harness_factory: Callable[..., Harness], ev: Ev, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """While delivering, commits skip SQLite's checkpoint; a thread copies the WAL instead."""
+    monkeypatch.setattr(manager_module, "CHECKPOINT_S", 0.01)
+    harness = harness_factory(ONE_RECEIVER)
+    conn = harness.conns[-1]
+    worker = asyncio.create_task(harness.manager.run())
+    try:
+        await _until(lambda: conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0)
+        await harness.manager.handle([ev(source=f"wm-{i}") for i in range(20)])
+
+        def in_main_file() -> int:
+            # The database file alone, without its -wal: only checkpointed pages.
+            copy = tmp_path / "copy.db"
+            shutil.copyfile(harness.db, copy)
+            with contextlib.closing(sqlite3.connect(copy)) as c:
+                try:
+                    return int(c.execute("SELECT COUNT(*) FROM alerts").fetchone()[0])
+                except sqlite3.OperationalError:  # not even the schema checkpointed yet
+                    return -1
+
+        await _until(lambda: in_main_file() == 20)
+    finally:
+        await _stop(worker)
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
