@@ -309,13 +309,13 @@ class Hub:
                 if pending_offset is not None and (
                     self.clock.monotonic() - last_checkpoint >= LIVE_CHECKPOINT_S
                 ):
-                    self._checkpoint_live(reader, pending_offset)
+                    await self._checkpoint_live(reader, pending_offset)
                     pending_offset = None
                     last_checkpoint = self.clock.monotonic()
         finally:
             # A clean stop saves what was processed, so the next start replays nothing.
             if pending_offset is not None:
-                self._checkpoint_live(reader, pending_offset)
+                self._checkpoint_live_now(reader, pending_offset)
 
     async def _live_batch(self, messages: Sequence[object]) -> None:
         readings: list[Reading] = []
@@ -341,7 +341,13 @@ class Hub:
         if events:
             await self.alerts.handle(events)
 
-    def _checkpoint_live(self, reader: Any, offset: int) -> None:
+    async def _checkpoint_live(self, reader: Any, offset: int) -> None:
+        self.registry.flush()
+        await self.rules.checkpoint(offset)
+        reader.commit(offset)
+
+    def _checkpoint_live_now(self, reader: Any, offset: int) -> None:
+        """The same, blocking: for the clean stop, where the loop has nothing else to run."""
         self.registry.flush()
         self.rules.save_state(offset)
         reader.commit(offset)

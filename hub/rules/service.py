@@ -9,6 +9,7 @@ import difflib
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from hub.clock import Clock
 from hub.logging import get_logger
 from hub.messages import Reading, RuleEvent
 from hub.ports import Conflict, NotFound, RuleInvalid, RuleProblem, RuleSummary
-from hub.rules.engine import RuleEngine
+from hub.rules.engine import RuleEngine, compress_snapshot
 from hub.rules.loader import (
     RULE_SUFFIXES,
     FileResult,
@@ -306,15 +307,37 @@ class RuleService:
 
     def save_state(self, journal_offset: int) -> None:
         """Atomically write the engine snapshot with the journal offset it reflects."""
+        self._write_state(self._engine.snapshot(), journal_offset)
+
+    async def checkpoint(self, journal_offset: int) -> None:
+        """:meth:`save_state` without holding up the event loop.
+
+        The snapshot is built in steps (other tasks run in between), then
+        encoded, written and fsynced in a worker thread.
+        """
+        steps = self._engine.snapshot_steps()
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                raw = done.value
+                break
+            await asyncio.sleep(0)
+        await asyncio.to_thread(self._write_state, raw, journal_offset, compress=True)
+
+    def _write_state(self, snapshot: bytes, journal_offset: int, *, compress: bool = False) -> None:
+        if compress:
+            snapshot = compress_snapshot(snapshot)
         self._state_dir.mkdir(parents=True, exist_ok=True)
         header = json.dumps(
             {"format": 1, "journal_offset": journal_offset, "saved_ms": self._clock.now_ms()}
         ).encode()
-        data = header + b"\n" + self._engine.snapshot()
         path = self._state_dir / STATE_FILE
-        tmp = path.with_suffix(".tmp")
+        # A name per thread: a checkpoint cancelled at stop may still be writing
+        # while the stop writes its own; each replace is atomic, either is whole.
+        tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
         with tmp.open("wb") as fh:
-            fh.write(data)
+            fh.write(header + b"\n" + snapshot)
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(path)

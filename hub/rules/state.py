@@ -33,17 +33,9 @@ class Series:
         self.value = 0.0
         self.aux = aux
 
-    def dump(self, aux: Any) -> list[Any]:
-        """JSON-able form (``aux`` already converted by the kind)."""
-        return [
-            list(self.dev),
-            self.state,
-            self.since,
-            self.clear_since,
-            self.last_ts,
-            self.value,
-            aux,
-        ]
+    def dump(self, aux: Any) -> tuple[Any, ...]:
+        """JSON-able form (``aux`` already converted by the kind; tuples encode as arrays)."""
+        return (self.dev, self.state, self.since, self.clear_since, self.last_ts, self.value, aux)
 
     @classmethod
     def load(cls, data: list[Any], aux: Any) -> Series:

@@ -127,7 +127,7 @@ class Anomaly(Kind):
 
     def dump_aux(self, aux: Any) -> Any:
         """Window or EWMA list."""
-        return aux if self.ewma else aux.dump()
+        return list(aux) if self.ewma else aux.dump()
 
     def load_aux(self, data: Any) -> Any:
         """Inverse of dump_aux."""

@@ -124,8 +124,8 @@ class Kind:
         raise NotImplementedError
 
     def dump_aux(self, aux: Any) -> Any:
-        """JSON-able kind state."""
-        return aux
+        """JSON-able kind state, detached from the live one (a snapshot is encoded later)."""
+        return list(aux) if isinstance(aux, list) else aux
 
     def load_aux(self, data: Any) -> Any:
         """Inverse of :meth:`dump_aux`."""

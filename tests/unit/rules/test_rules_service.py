@@ -176,6 +176,25 @@ def test_restart_keeps_pending_and_firing_state(tmp_path: Path, rules_dir: Path)
     assert [(e.rule_id, e.state) for e in evs] == [("gas", RuleState.RESOLVED)]
 
 
+async def test_checkpoint_is_built_in_steps_and_restores_like_save_state(
+    tmp_path: Path, rules_dir: Path
+) -> None:
+    """The snapshot pauses every chunk of series; the async checkpoint writes a loadable one."""
+    clock = FakeClock(T0)
+    svc = make_service(tmp_path, rules_dir, clock)
+    for i in range(10):
+        svc.evaluate(reading(0, f"g{i}", water_level_m=3.5))  # ten pending series
+    series = svc.engine.series_count()
+    rules = len(svc.engine.counts())
+    pauses = sum(1 for _ in svc.engine.snapshot_steps(chunk=2))
+    assert pauses == series // 2 + rules  # a pause per chunk and after each rule's encoding
+    await svc.checkpoint(77)
+    svc.close()
+    again = make_service(tmp_path, rules_dir, clock)
+    assert again.load_state() == 77
+    assert again.engine.counts()["high"] == (0, 10)
+
+
 def test_changed_rule_does_not_restore_stale_state(tmp_path: Path, rules_dir: Path) -> None:
     """State of a rule whose file changed while the hub was down is not restored."""
     clock = FakeClock(T0)
