@@ -73,7 +73,7 @@ def one_run(args: argparse.Namespace, run: int, workdir: Path) -> dict[str, floa
     hub = HubProcess(workdir / f"hub-{run}", env)
     if args.profile:
         hub.wrap = [
-            *("py-spy", "record", "--rate", "200", "--format", "raw"),
+            *("py-spy", "record", "--rate", "200", "--gil", "--format", "raw"),
             *("-o", str(args.profile_out), "--"),
         ]
     hub.start()
@@ -164,7 +164,7 @@ def print_profile(collapsed: Path, top: int = 25) -> None:
     if not total:
         print("profile: no samples")
         return
-    print(f"profile ({total} samples at 200 Hz, {collapsed}):")
+    print(f"profile ({total} samples at 200 Hz of the thread holding the GIL, {collapsed}):")
     print("  by stage:")
     for stage, n in stage_time.most_common():
         print(f"    {n / total:6.1%}  {stage}")
