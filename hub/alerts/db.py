@@ -123,6 +123,14 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX notify_log_alert ON notify_log (alert_id)
     """,
+    # 2: digests. Notifications to digest receivers (webhook, Apprise, log) of one
+    # incident go out together, at most once per the route's group_interval.
+    """
+    ALTER TABLE alert_schedule ADD COLUMN group_interval_ms INTEGER NOT NULL DEFAULT 60000;
+    ALTER TABLE alert_receivers ADD COLUMN group_interval_ms INTEGER NOT NULL DEFAULT 60000;
+    ALTER TABLE outbox ADD COLUMN group_key TEXT NOT NULL DEFAULT '';
+    ALTER TABLE outbox ADD COLUMN group_ms INTEGER NOT NULL DEFAULT 0
+    """,
 ]
 
 

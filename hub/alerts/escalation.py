@@ -1,7 +1,8 @@
 """The per-alert notification schedule: group wait, repeats, escalation steps.
 
 Each route that matched an alert gets rows in ``alert_schedule``: stage 0 for the
-route's receivers (due after ``group_wait``), stage *k* for escalation step *k*
+route's receivers (due ``group_wait`` after its incident began, so a burst's alerts
+are due together), stage *k* for escalation step *k*
 (due ``after`` the alert started). A due row is notified and then moves on by
 ``repeat_interval`` (or stops when there is none). Acknowledging or resolving the
 alert stops every row. Times are absolute epoch milliseconds read from the clock,
@@ -29,6 +30,7 @@ class DueStep:
     send_resolved: bool
     fired: int
     repeat_ms: int
+    group_interval_ms: int = 60_000
 
 
 def schedule(
@@ -37,8 +39,13 @@ def schedule(
     plans: Sequence[RoutePlan],
     started_ms: int,
     now_ms: int,
+    group_start_ms: int | None = None,
 ) -> None:
-    """Add the rows of ``plans`` (rows that exist already are kept as they are)."""
+    """Add the rows of ``plans`` (rows that exist already are kept as they are).
+
+    ``group_start_ms``: when the alert's incident began (default: the alert's start).
+    """
+    group_start = started_ms if group_start_ms is None else group_start_ms
     rows: list[tuple[object, ...]] = []
     for plan in plans:
         if plan.receivers:
@@ -49,8 +56,9 @@ def schedule(
                     0,
                     json.dumps(plan.receivers),
                     int(plan.send_resolved),
-                    max(now_ms, started_ms + plan.group_wait_ms),
+                    max(now_ms, group_start + plan.group_wait_ms),
                     plan.repeat_ms,
+                    plan.group_interval_ms,
                 )
             )
         for k, (after_ms, receivers) in enumerate(plan.escalate, start=1):
@@ -63,11 +71,12 @@ def schedule(
                     int(plan.send_resolved),
                     max(now_ms, started_ms + after_ms),
                     plan.repeat_ms,
+                    plan.group_interval_ms,
                 )
             )
     conn.executemany(
         "INSERT OR IGNORE INTO alert_schedule (alert_id, route, stage, receivers,"
-        " send_resolved, next_ms, repeat_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        " send_resolved, next_ms, repeat_ms, group_interval_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
 
@@ -84,7 +93,9 @@ def due(
     conn: sqlite3.Connection, now_ms: int, alert_ids: Sequence[str] | None = None
 ) -> list[DueStep]:
     """Rows due now (of ``alert_ids`` only, when given), oldest first."""
-    columns = "alert_id, route, stage, receivers, send_resolved, fired, repeat_ms"
+    columns = (
+        "alert_id, route, stage, receivers, send_resolved, fired, repeat_ms, group_interval_ms"
+    )
     if alert_ids is None:
         rows = conn.execute(
             f"SELECT {columns} FROM alert_schedule"  # noqa: S608  (constant columns)
@@ -111,6 +122,7 @@ def due(
             send_resolved=bool(r["send_resolved"]),
             fired=r["fired"],
             repeat_ms=r["repeat_ms"],
+            group_interval_ms=r["group_interval_ms"],
         )
         for r in rows
     ]

@@ -20,20 +20,25 @@ def assign_incident(
     window_ms: int,
     labels: Mapping[str, str],
     now_ms: int,
-) -> str:
+) -> tuple[str, int]:
     """The incident a newly opened alert joins (an open or recently closed one of its
-    group), or a new one; counts the alert in. Runs inside the caller's transaction."""
+    group), or a new one; counts the alert in. Runs inside the caller's transaction.
+
+    Also returns when the incident's current burst began (its opening, or now when it
+    had no open alert): ``group_wait`` counts from there, as Alertmanager's does.
+    """
     grouped = group_labels(by, labels)
     key = json.dumps(grouped, sort_keys=True)
     row = conn.execute(
-        "SELECT id FROM incidents WHERE group_key = ?"
+        "SELECT id, opened_ms, open_count FROM incidents WHERE group_key = ?"
         " AND (closed_ms IS NULL OR closed_ms >= ?) AND last_ms >= ?"
         " ORDER BY last_ms DESC LIMIT 1",
         (key, now_ms - window_ms, now_ms - window_ms),
     ).fetchone()
     if row is None:
         row = conn.execute(
-            "SELECT id FROM incidents WHERE group_key = ? AND closed_ms IS NULL"
+            "SELECT id, opened_ms, open_count FROM incidents WHERE group_key = ?"
+            " AND closed_ms IS NULL"
             " ORDER BY last_ms DESC LIMIT 1",
             (key,),
         ).fetchone()
@@ -43,14 +48,14 @@ def assign_incident(
             " alert_count = alert_count + 1, open_count = open_count + 1 WHERE id = ?",
             (now_ms, row["id"]),
         )
-        return str(row["id"])
+        return str(row["id"]), int(row["opened_ms"]) if row["open_count"] > 0 else now_ms
     incident_id = "inc-" + uuid.uuid4().hex[:16]
     conn.execute(
         "INSERT INTO incidents (id, group_key, labels, opened_ms, last_ms, alert_count,"
         " open_count) VALUES (?, ?, ?, ?, ?, 1, 1)",
         (incident_id, key, key, now_ms, now_ms),
     )
-    return incident_id
+    return incident_id, now_ms
 
 
 def release_alert(conn: sqlite3.Connection, incident_id: str | None, now_ms: int) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import sqlite3
 import uuid
@@ -36,7 +37,7 @@ from hub.alerts.routing import RoutesFile, plan_routes
 from hub.alerts.silences import SilenceBook
 from hub.clock import Clock
 from hub.logging import get_logger
-from hub.messages import AlertEvent, AlertStatus, RuleEvent, RuleState, Severity
+from hub.messages import AlertEvent, AlertStatus, Notification, RuleEvent, RuleState, Severity
 from hub.ports import (
     AlertFilter,
     AlertRecord,
@@ -53,6 +54,12 @@ log = get_logger(__name__)
 #: How long a delivery worker sleeps when idle before looking at its queue again
 #: (it is woken at once by new notifications; this only bounds a missed wake-up).
 IDLE_POLL_S = 1.0
+#: Notifications per digest at most (a bigger incident sends several at once).
+DIGEST_MAX = 100
+#: A digest worker looks at its queue at most this often (seconds).
+DIGEST_SCAN_S = 0.2
+#: Incidents whose last digest time a digest worker remembers.
+DIGEST_MEMORY = 10_000
 #: How often the alert database's write-ahead log is copied into it (off the loop).
 CHECKPOINT_S = 1.0
 #: How long a stopping delivery worker waits for sends already in flight to finish.
@@ -104,6 +111,8 @@ class AlertManager:
             self._inhibitor.activate(row["id"], match_labels(row))
         self._wake: dict[str, asyncio.Event] = {name: asyncio.Event() for name in notifiers}
         self._pruned_ms = 0
+        #: Per digest receiver: when each incident's last digest went out.
+        self._digest_sent: dict[str, dict[str, int]] = {}
         self.bad_events = 0
 
     # ------------------------------------------------------------------ pipeline in
@@ -232,7 +241,7 @@ class AlertManager:
             "source": ev.source,
         }
         g = self._routes.grouping
-        incident_id = assign_incident(self._conn, g.by, g.window, identity, now)
+        incident_id, group_start = assign_incident(self._conn, g.by, g.window, identity, now)
         summary = ev.explanation.summary or ev.description or ev.rule_id
         self._conn.execute(
             "INSERT INTO alerts (id, rule_id, rule_version, status, severity, district,"
@@ -275,7 +284,7 @@ class AlertManager:
         )
         self._inhibitor.activate(alert_id, identity)
         plans = plan_routes(self._routes.route, identity, ev.severity)
-        escalation.schedule(self._conn, alert_id, plans, now, now)
+        escalation.schedule(self._conn, alert_id, plans, now, now, group_start)
         row = lifecycle.get_row(self._conn, alert_id)
         assert row is not None
         emitted.append((_event(row, AlertStatus.FIRING, now, "rule", summary), "firing"))
@@ -396,11 +405,13 @@ class AlertManager:
                 kind,
                 payload,
                 now,
+                group_key=row["incident_id"] or "",
+                group_ms=step.group_interval_ms,
             )
             self._conn.execute(
-                "INSERT OR IGNORE INTO alert_receivers (alert_id, receiver, send_resolved)"
-                " VALUES (?, ?, ?)",
-                (row["id"], receiver, int(step.send_resolved)),
+                "INSERT OR IGNORE INTO alert_receivers (alert_id, receiver, send_resolved,"
+                " group_interval_ms) VALUES (?, ?, ?, ?)",
+                (row["id"], receiver, int(step.send_resolved), step.group_interval_ms),
             )
         escalation.fired(self._conn, step, now)
         detail: dict[str, Any] = {
@@ -423,22 +434,25 @@ class AlertManager:
     ) -> None:
         """Tell the receivers already notified of this alert that it was acked / resolved."""
         receivers = self._conn.execute(
-            "SELECT receiver, send_resolved FROM alert_receivers WHERE alert_id = ?",
+            "SELECT receiver, send_resolved, group_interval_ms FROM alert_receivers"
+            " WHERE alert_id = ?",
             (row["id"],),
         ).fetchall()
-        wanted = [r["receiver"] for r in receivers if kind != "resolved" or r["send_resolved"]]
+        wanted = [r for r in receivers if kind != "resolved" or r["send_resolved"]]
         if not wanted:
             return
         payload = self._payload(row, kind, now, actor=actor, comment=comment)
-        for receiver in wanted:
+        for r in wanted:
             notify_log.enqueue(
                 self._conn,
-                f"{row['id']}:{receiver}:{kind}:{transition_id}",
-                receiver,
+                f"{row['id']}:{r['receiver']}:{kind}:{transition_id}",
+                r["receiver"],
                 row["id"],
                 kind,
                 payload,
                 now,
+                group_key=row["incident_id"] or "",
+                group_ms=r["group_interval_ms"],
             )
 
     # ------------------------------------------------------------------ delivery
@@ -458,7 +472,8 @@ class AlertManager:
             )
         async with asyncio.TaskGroup() as tg:
             for name, notifier in self._notifiers.items():
-                tg.create_task(self._deliver(name, notifier), name=f"hub.alerts.outbox.{name}")
+                worker = self._digests if getattr(notifier, "digest", False) else self._deliver
+                tg.create_task(worker(name, notifier), name=f"hub.alerts.outbox.{name}")
             tg.create_task(self._checkpoints(), name="hub.alerts.checkpoint")
 
     async def _checkpoints(self) -> None:
@@ -541,15 +556,56 @@ class AlertManager:
             if finished:
                 self._settle_finished(name, finished)
 
+    async def _digests(self, name: str, notifier: Sender) -> None:
+        """A digest receiver's queue (people: webhook, Apprise, log): per incident, what
+        is queued goes out as one notification, at most once per group_interval.
+
+        Each notification in a digest is logged by its own id, so dedup across
+        restarts works as for single notifications. The last digest time per
+        incident is kept in memory: after a restart the next digest may come early.
+        """
+        wake = self._wake[name]
+        last_sent = self._digest_sent.setdefault(name, {})
+        while True:
+            wake.clear()
+            now = self._clock.now_ms()
+            groups, next_ms = notify_log.digest_groups(self._conn, name, now, last_sent)
+            for key, items in groups:
+                error: DeliveryError | None = None
+                for start in range(0, len(items), DIGEST_MAX):
+                    chunk = items[start : start + DIGEST_MAX]
+                    error = await self._send_one(notifier, _digest(name, chunk, now))
+                    self._settle_finished(name, [(item, error) for item in chunk])
+                    if error is not None:
+                        break
+                if error is None:  # a failed one waits for its backoff instead
+                    last_sent[key] = self._clock.now_ms()
+            if len(last_sent) > DIGEST_MEMORY:
+                oldest = sorted(last_sent, key=last_sent.__getitem__)
+                for key in oldest[: len(last_sent) - DIGEST_MEMORY]:
+                    del last_sent[key]
+            timeout = IDLE_POLL_S
+            if next_ms is not None:
+                timeout = min(IDLE_POLL_S, max(0.0, (next_ms - now) / 1000))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await wake.wait()
+            # A storm wakes this worker for every chunk of rule events; batching
+            # is the point here, so look at the queue at most this often.
+            await asyncio.sleep(DIGEST_SCAN_S)
+
     async def _send(self, notifier: Sender, item: OutboxItem) -> DeliveryError | None:
+        return await self._send_one(notifier, item.notification)
+
+    async def _send_one(self, notifier: Sender, notification: Notification) -> DeliveryError | None:
         try:
-            await notifier.send(item.notification)
+            await notifier.send(notification)
         except DeliveryError as exc:
             return exc
         except (OSError, TimeoutError) as exc:
             return DeliveryError(repr(exc), retryable=True)
         except Exception as exc:  # a notifier bug: drop loudly rather than loop forever
-            log.exception("notifier failed unexpectedly", receiver=item.notification.receiver)
+            log.exception("notifier failed unexpectedly", receiver=notification.receiver)
             return DeliveryError(repr(exc), retryable=False)
         return None
 
@@ -760,6 +816,31 @@ class AlertManager:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _digest(receiver: str, items: Sequence[OutboxItem], now: int) -> Notification:
+    """One notification carrying ``items`` (one incident's): the item itself when alone."""
+    if len(items) == 1:
+        return items[0].notification
+    ids = [item.notification.notification_id for item in items]
+    last = items[-1].notification.payload
+    return Notification(
+        notification_id="digest-" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:32],
+        receiver=receiver,
+        alert_id=items[0].notification.alert_id,
+        payload={
+            "kind": "digest",
+            "ts_ms": now,
+            "incident": last.get("incident", {}),
+            "count": len(items),
+            "notifications": [
+                {"notification_id": item.notification.notification_id, **item.notification.payload}
+                for item in items
+            ],
+        },
+        created_ms=min(item.notification.created_ms for item in items),
+        attempt=max(item.notification.attempt for item in items),
+    )
 
 
 def _explanation_json(ev: RuleEvent) -> str:

@@ -33,6 +33,7 @@ class Sender(Protocol):
     """A notifier as the outbox sees it (hub.notifiers implement it)."""
 
     concurrency: int
+    digest: bool
 
     async def send(self, notification: Notification) -> None:
         """Deliver, or raise hub.ports.DeliveryError."""
@@ -67,12 +68,19 @@ def enqueue(
     kind: str,
     payload: Mapping[str, Any],
     now_ms: int,
+    *,
+    group_key: str = "",
+    group_ms: int = 0,
 ) -> bool:
-    """Queue one notification unless it was queued or sent before; True when queued."""
+    """Queue one notification unless it was queued or sent before; True when queued.
+
+    ``group_key`` (the incident) and ``group_ms`` (the route's group_interval) are
+    what a digest receiver batches by; other receivers ignore them.
+    """
     cur = conn.execute(
         "INSERT OR IGNORE INTO outbox (notification_id, receiver, alert_id, kind, payload,"
-        " created_ms, next_attempt_ms)"
-        " SELECT ?, ?, ?, ?, ?, ?, ?"
+        " created_ms, next_attempt_ms, group_key, group_ms)"
+        " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?"
         " WHERE NOT EXISTS (SELECT 1 FROM notify_log WHERE notification_id = ?)",
         (
             notification_id,
@@ -82,6 +90,8 @@ def enqueue(
             json.dumps(payload, separators=(",", ":"), default=str),
             now_ms,
             now_ms,
+            group_key,
+            group_ms,
             notification_id,
         ),
     )
@@ -105,21 +115,60 @@ def due(
             if not items:
                 return [], int(r["next_attempt_ms"])
             break
-        items.append(
-            OutboxItem(
-                seq=r["seq"],
-                kind=r["kind"],
-                notification=Notification(
-                    notification_id=r["notification_id"],
-                    receiver=r["receiver"],
-                    alert_id=r["alert_id"],
-                    payload=json.loads(r["payload"]),
-                    created_ms=r["created_ms"],
-                    attempt=r["attempt"],
-                ),
-            )
-        )
+        items.append(_item(r))
     return items, None
+
+
+def _item(r: sqlite3.Row) -> OutboxItem:
+    return OutboxItem(
+        seq=r["seq"],
+        kind=r["kind"],
+        notification=Notification(
+            notification_id=r["notification_id"],
+            receiver=r["receiver"],
+            alert_id=r["alert_id"],
+            payload=json.loads(r["payload"]),
+            created_ms=r["created_ms"],
+            attempt=r["attempt"],
+        ),
+    )
+
+
+def digest_groups(
+    conn: sqlite3.Connection, receiver: str, now_ms: int, last_sent: Mapping[str, int]
+) -> tuple[list[tuple[str, list[OutboxItem]]], int | None]:
+    """A digest receiver's queue by incident: the groups that may go out now (each in
+    queue order, oldest group first), and when the next held one may.
+
+    A group waits for ``group_ms`` after its last digest (``last_sent``) and for
+    its slowest retry, so one incident's notifications never overtake each other.
+    """
+    heads = conn.execute(
+        "SELECT CASE group_key WHEN '' THEN notification_id ELSE group_key END AS k,"
+        " MAX(next_attempt_ms) AS due, MIN(group_ms) AS hold, MIN(seq) AS first"
+        " FROM outbox WHERE receiver = ? GROUP BY k ORDER BY first",
+        (receiver,),
+    ).fetchall()
+    ready: list[str] = []
+    next_ms: int | None = None
+    for h in heads:
+        due = int(h["due"])
+        if h["k"] in last_sent:
+            due = max(due, last_sent[h["k"]] + int(h["hold"]))
+        if due <= now_ms:
+            ready.append(str(h["k"]))
+        else:
+            next_ms = due if next_ms is None else min(next_ms, due)
+    groups = []
+    for key in ready:
+        rows = conn.execute(
+            "SELECT seq, notification_id, receiver, alert_id, kind, payload, created_ms, attempt"
+            " FROM outbox WHERE receiver = ?"
+            " AND (group_key = ? OR (group_key = '' AND notification_id = ?)) ORDER BY seq",
+            (receiver, key, key),
+        ).fetchall()
+        groups.append((key, [_item(r) for r in rows]))
+    return groups, next_ms
 
 
 def done(

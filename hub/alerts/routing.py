@@ -159,6 +159,7 @@ class Route(_Model):
     receivers: list[str] = Field(default_factory=list)
     continue_: bool = Field(default=False, alias="continue")
     group_wait: DurationMs | None = None
+    group_interval: DurationMs | None = None
     repeat_interval: DurationMs | None = None
     send_resolved: bool | None = None
     escalate: list[EscalationStep] = Field(default_factory=list)
@@ -301,6 +302,8 @@ class RoutePlan:
     repeat_ms: int
     send_resolved: bool
     escalate: tuple[tuple[int, tuple[str, ...]], ...]
+    #: Digest receivers get at most one notification per incident this often.
+    group_interval_ms: int = 60_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,9 +311,12 @@ class _Inherited:
     group_wait_ms: int
     repeat_ms: int
     send_resolved: bool
+    group_interval_ms: int = 60_000
 
 
-_ROOT_DEFAULTS = _Inherited(group_wait_ms=0, repeat_ms=4 * 3_600_000, send_resolved=True)
+_ROOT_DEFAULTS = _Inherited(
+    group_wait_ms=0, repeat_ms=4 * 3_600_000, send_resolved=True, group_interval_ms=60_000
+)
 
 
 def plan_routes(root: Route, labels: Mapping[str, str], severity: Severity) -> list[RoutePlan]:
@@ -335,6 +341,9 @@ def _walk(
         send_resolved=(
             inherited.send_resolved if route.send_resolved is None else route.send_resolved
         ),
+        group_interval_ms=(
+            inherited.group_interval_ms if route.group_interval is None else route.group_interval
+        ),
     )
     found: list[RoutePlan] = []
     for i, child in enumerate(route.routes):
@@ -355,6 +364,7 @@ def _walk(
             repeat_ms=here.repeat_ms,
             send_resolved=here.send_resolved,
             escalate=tuple((s.after, tuple(s.receivers)) for s in route.escalate),
+            group_interval_ms=here.group_interval_ms,
         )
     ]
 

@@ -26,6 +26,7 @@ class AppriseNotifier:
     """Sends a title and body to every URL of the receiver."""
 
     concurrency = 1
+    digest = True  # people: one message per incident per group_interval
 
     def __init__(self, name: str, urls: Sequence[str], *, title_prefix: str = "") -> None:
         bad = bad_apprise_urls(urls)

@@ -55,6 +55,7 @@ class MqttNotifier:
     # window. aiomqtt scans its pending calls on every publish, so far more than
     # this costs CPU without adding speed.
     concurrency = 128
+    digest = False  # sirens and boards act on each alert's event
 
     def __init__(
         self,

@@ -36,6 +36,7 @@ class WebhookNotifier:
     """POSTs notifications to one URL."""
 
     concurrency = 1
+    digest = True  # people: one message per incident per group_interval
 
     def __init__(
         self,

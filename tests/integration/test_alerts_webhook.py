@@ -138,7 +138,9 @@ def _routes(url: str) -> str:
         f"      url: {url}\n"
         "      secret_env: FLOOD_HOOK_SECRET\n"
         "      timeout: 2s\n"
-        "route:\n  receivers: [flood-team]\n  group_wait: 0s\n"
+        # group_interval 0s: each notification goes out as soon as it is queued
+        # (the digest timing has its own tests).
+        "route:\n  receivers: [flood-team]\n  group_wait: 0s\n  group_interval: 0s\n"
     )
 
 
