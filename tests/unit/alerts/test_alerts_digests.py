@@ -13,6 +13,7 @@ from hub.alerts import manager as manager_module
 from hub.alerts import notify_log
 from hub.messages import Notification, RuleEvent, RuleState
 from hub.notifiers.base import render_text
+from hub.ports import DeliveryError
 from tests.unit.alerts.conftest import Harness, Recorder
 
 Ev = Callable[..., RuleEvent]
@@ -196,3 +197,25 @@ def test_digest_text_names_the_incident_and_lists_alerts() -> None:
     assert "wm-3" in body
     assert "... and 5 more" in body
     assert "wm-24" not in body
+
+
+async def test_digest_receiver_down_across_a_restart_gets_each_notification_once(
+    digest_harness: Harness, ev: Ev
+) -> None:
+    """A digest that failed waits in the outbox through a restart and arrives once, whole."""
+    h = digest_harness
+    team = _team(h)
+    team.fail = DeliveryError("503", retryable=True)
+    await h.manager.handle([ev(source=f"wm-{i}") for i in range(3)])
+    await _advance(h, 31)
+    assert team.attempts == 1
+    assert team.got == []
+    await h.manager.close()
+    h.new_manager()
+    team.fail = None
+    await _advance(h, 2)  # past the first backoff (1 s +- 20 %)
+    assert team.counts() == [3]
+    await _advance(h, 600)
+    assert team.counts() == [3]
+    inner = [n["notification_id"] for n in team.got[0].payload["notifications"]]  # type: ignore[index, union-attr]
+    assert len(set(inner)) == 3
