@@ -117,6 +117,7 @@ class Hub:
             clock=self.clock,
             expected_interval_s=self.catalog.expected_interval_s,
             on_status_change=self.events.publish,
+            flush_conn=self._connection(data_dir / STATE_DB),
         )
         self.rules = RuleService(
             s.rules,
@@ -342,7 +343,7 @@ class Hub:
             await self.alerts.handle(events)
 
     async def _checkpoint_live(self, reader: Any, offset: int) -> None:
-        self.registry.flush()
+        await self.registry.flush_async()
         await self.rules.checkpoint(offset)
         reader.commit(offset)
 

@@ -35,6 +35,7 @@ Rules, as documented for operators in docs/devices.md:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from bisect import bisect_left, insort
@@ -223,8 +224,12 @@ class Registry:
         clock: Clock,
         expected_interval_s: Callable[[str], float | None],
         on_status_change: Callable[[DeviceStatusEvent], None] | None = None,
+        flush_conn: sqlite3.Connection | None = None,
     ) -> None:
         self._conn = conn
+        # A second connection to the same database, used only by flush_async's
+        # worker thread (a connection must not be shared mid-transaction).
+        self._flush_conn = flush_conn
         self._clock = clock
         self._expected_interval_s = expected_interval_s
         self._on_status_change = on_status_change
@@ -475,10 +480,44 @@ class Registry:
 
     def flush(self) -> None:
         """Persist every device changed since the last flush, in one transaction."""
-        if not self._dirty:
+        self._write(self._take_dirty(), self._conn)
+
+    async def flush_async(self) -> None:
+        """:meth:`flush` from a worker thread, so the event loop is not held up.
+
+        10,000 changed devices take ~80 ms to encode and write; the live stage
+        flushes every 15 s. Without a ``flush_conn`` this is the blocking flush.
+        """
+        if self._flush_conn is None:
+            self.flush()
+            return
+        dirty = self._take_dirty()
+        if not dirty:
+            return
+        try:
+            await asyncio.to_thread(self._write, dirty, self._flush_conn)
+        except BaseException:
+            self._dirty |= dirty  # written next time
+            raise
+        # A device deleted through the API while the thread wrote may have been
+        # written back: delete it again, here on the loop, after the write.
+        gone = [(d,) for d in dirty if d not in self._devices]
+        if gone:
+            with _transaction(self._conn):
+                self._conn.executemany("DELETE FROM registry_devices WHERE device_id = ?", gone)
+
+    def _take_dirty(self) -> set[str]:
+        dirty, self._dirty = self._dirty, set()
+        return dirty
+
+    def _write(self, dirty: set[str], conn: sqlite3.Connection) -> None:
+        # May run in a worker thread while the loop changes devices: each field read
+        # and each orjson call is atomic under the GIL, and a device changed meanwhile
+        # is dirty again, so the next flush writes its newer state.
+        if not dirty:
             return
         rows = []
-        for device_id in self._dirty:
+        for device_id in dirty:
             dev = self._devices.get(device_id)
             if dev is None:
                 continue
@@ -498,8 +537,8 @@ class Registry:
             )
         # Provisioning columns are not overwritten here: they are written at once by
         # upsert/import (possibly by `hub devices import` in another process).
-        with _transaction(self._conn):
-            self._conn.executemany(
+        with _transaction(conn):
+            conn.executemany(
                 "INSERT INTO registry_devices (device_id, district, asset_type, created_ms,"
                 " status, status_ts_ms, last_seen_ms, latest, latest_ts, seq)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -508,7 +547,6 @@ class Registry:
                 " latest = excluded.latest, latest_ts = excluded.latest_ts, seq = excluded.seq",
                 rows,
             )
-        self._dirty.clear()
 
     def _load(self) -> None:
         for row in self._conn.execute("SELECT * FROM registry_devices"):

@@ -209,6 +209,32 @@ def test_flush_and_reload_keep_state(db: sqlite3.Connection, tmp_path: Path) -> 
     assert again.get_device("fg-1").seq_gaps == 1  # type: ignore[union-attr]
 
 
+async def test_flush_from_a_thread_keeps_state_and_deletions(
+    db: sqlite3.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """flush_async writes through its own connection; a device deleted meanwhile stays deleted."""
+    clock = FakeClock()
+    reg = Registry(
+        db,
+        clock=clock,
+        expected_interval_s=INTERVALS.get,
+        flush_conn=connect(tmp_path / "hub.db"),
+    )
+    reg.apply_readings([rd(0, 1000, device="fg-1"), rd(0, 1000, device="fg-2")])
+    write = reg._write
+
+    def write_then_delete(dirty: set[str], conn: sqlite3.Connection) -> None:
+        write(dirty, conn)
+        # The API deletes fg-2 while the worker thread is writing (after its rows).
+        reg._remove("fg-2")
+
+    monkeypatch.setattr(reg, "_write", write_then_delete)
+    await reg.flush_async()
+    again = make(connect(tmp_path / "hub.db"), clock)
+    assert again.get_device("fg-1") is not None
+    assert again.get_device("fg-2") is None
+
+
 def test_upsert_validates_and_delete_removes(db: sqlite3.Connection) -> None:
     """Bad names or coordinates are refused; delete removes a device, False when unknown."""
     reg = make(db, FakeClock())
