@@ -126,9 +126,7 @@ def test_for_exactly_met_on_an_anomaly(drive: Callable[..., Driver]) -> None:
         RuleState.PENDING
     ]
     assert d.read(1319.999, asset_type="bridge", strain_ue=400) == []
-    assert [e.state for e in d.read(1320, asset_type="bridge", strain_ue=400)] == [
-        RuleState.FIRING
-    ]
+    assert [e.state for e in d.read(1320, asset_type="bridge", strain_ue=400)] == [RuleState.FIRING]
 
 
 def test_gap_longer_than_the_window_restarts_the_warm_up(drive: Callable[..., Driver]) -> None:
