@@ -18,8 +18,8 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import secrets
 import sqlite3
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -230,7 +230,7 @@ class AlertManager:
             (ev.rule_id, ev.district, ev.source),
         ).fetchone()
         reopened_from = previous["id"] if previous is not None else None
-        alert_id = uuid.uuid4().hex
+        alert_id = _time_ordered_id(now)
         labels = {str(k): str(v) for k, v in ev.labels.items()}
         identity = {
             **labels,
@@ -816,6 +816,13 @@ class AlertManager:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _time_ordered_id(now_ms: int) -> str:
+    """32 hex digits like a UUID's, but starting with the time: the indexes keyed by
+    alert id (schedule, receivers, transitions, log) then grow at their end instead
+    of dirtying a random page each per alert, which matters as the tables grow."""
+    return f"{now_ms:012x}{secrets.token_hex(10)}"
 
 
 def _digest(receiver: str, items: Sequence[OutboxItem], now: int) -> Notification:
