@@ -62,6 +62,10 @@ DIGEST_SCAN_S = 0.2
 DIGEST_MEMORY = 10_000
 #: How often the alert database's write-ahead log is copied into it (off the loop).
 CHECKPOINT_S = 1.0
+#: Delivery results are logged in one transaction per this many, or this late at most
+#: (a crash in between re-sends them after the restart: at least once, as before).
+SETTLE_BATCH = 64
+SETTLE_DELAY_S = 0.02
 #: How long a stopping delivery worker waits for sends already in flight to finish.
 STOP_GRACE_S = 2.0
 #: Rule events applied per transaction; between chunks the delivery workers get the
@@ -513,6 +517,8 @@ class AlertManager:
         finished: list[tuple[OutboxItem, DeliveryError | None]] = []
         issued = 0  # seq of the last item handed to the notifier
         halted = False
+        loop = asyncio.get_running_loop()
+        unsettled_since: float | None = None  # loop time of the oldest unsettled result
 
         def landed(task: asyncio.Task[DeliveryError | None]) -> None:
             item = inflight.pop(task)
@@ -523,8 +529,20 @@ class AlertManager:
         try:
             while True:
                 wake.clear()
+                settle_in: float | None = None
                 if finished:
-                    halted |= self._settle_finished(name, finished)
+                    # Results are logged in batches (one commit for many), at most
+                    # SETTLE_DELAY_S late; at once when the window is empty or one failed.
+                    unsettled_since = unsettled_since or loop.time()
+                    settle_in = unsettled_since + SETTLE_DELAY_S - loop.time()
+                    if (
+                        not inflight
+                        or settle_in <= 0
+                        or len(finished) >= SETTLE_BATCH
+                        or any(error is not None for _, error in finished)
+                    ):
+                        halted |= self._settle_finished(name, finished)
+                        unsettled_since = settle_in = None
                 if halted and not inflight:
                     halted, issued = False, 0
                 now = self._clock.now_ms()
@@ -541,6 +559,8 @@ class AlertManager:
                 timeout = IDLE_POLL_S
                 if next_ms is not None:
                     timeout = min(IDLE_POLL_S, max(0.0, (next_ms - now) / 1000))
+                if settle_in is not None:
+                    timeout = min(timeout, max(0.0, settle_in))
                 # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a
                 # cancellation that lands just as the event is set (stop would hang).
                 with contextlib.suppress(TimeoutError):
