@@ -90,17 +90,22 @@ def stop(conn: sqlite3.Connection, alert_id: str) -> None:
 
 
 def due(
-    conn: sqlite3.Connection, now_ms: int, alert_ids: Sequence[str] | None = None
+    conn: sqlite3.Connection,
+    now_ms: int,
+    alert_ids: Sequence[str] | None = None,
+    limit: int = -1,
 ) -> list[DueStep]:
-    """Rows due now (of ``alert_ids`` only, when given), oldest first."""
+    """Rows due now (of ``alert_ids`` only, when given), oldest first; at most
+    ``limit`` of them when ``alert_ids`` is not given (-1: all)."""
     columns = (
         "alert_id, route, stage, receivers, send_resolved, fired, repeat_ms, group_interval_ms"
     )
     if alert_ids is None:
         rows = conn.execute(
             f"SELECT {columns} FROM alert_schedule"  # noqa: S608  (constant columns)
-            " WHERE next_ms IS NOT NULL AND next_ms <= ? ORDER BY next_ms, alert_id, stage",
-            (now_ms,),
+            " WHERE next_ms IS NOT NULL AND next_ms <= ? ORDER BY next_ms, alert_id, stage"
+            " LIMIT ?",
+            (now_ms, limit),
         ).fetchall()
     else:
         rows = []

@@ -71,6 +71,8 @@ STOP_GRACE_S = 2.0
 #: Rule events applied per transaction; between chunks the delivery workers get the
 #: event loop, so an alert storm does not hold back the first notifications.
 HANDLE_CHUNK = 50
+#: Chunks of due steps one tick handles at most (the rest waits for the next tick).
+MAX_TICK_CHUNKS = 400
 #: A silenced or inhibited step is looked at again this often (sooner when its
 #: silence ends, is expired, or the inhibiting alert resolves).
 MUTED_RECHECK_MS = 30_000
@@ -164,13 +166,23 @@ class AlertManager:
             ).fetchall()
             for row in rows:
                 self._resolve(row, now, "rule", "cleared and stayed clear (flapping hold)", emitted)
-            self._process_due(now, emitted)
             if now - self._pruned_ms >= PRUNE_EVERY_MS:
                 self._conn.execute(
                     "DELETE FROM notify_log WHERE done_ms < ?", (now - NOTIFY_LOG_RETENTION_MS,)
                 )
                 self._pruned_ms = now
         self._publish(emitted)
+        # Due steps in chunks, yielding between them: a storm's group_wait makes
+        # thousands due in the same second, and one transaction for all of them
+        # held the event loop (and every other alert) for ~0.1 s each second.
+        for _ in range(MAX_TICK_CHUNKS):
+            emitted = []
+            with transaction(self._conn):
+                processed = self._process_due(now, emitted, limit=HANDLE_CHUNK)
+            self._publish(emitted)
+            if processed < HANDLE_CHUNK:
+                break
+            await asyncio.sleep(0)
         for event in self._wake.values():
             event.set()
 
@@ -380,9 +392,15 @@ class AlertManager:
         }
 
     def _process_due(
-        self, now: int, emitted: list[Emitted], alert_ids: Sequence[str] | None = None
-    ) -> None:
-        for step in escalation.due(self._conn, now, alert_ids):
+        self,
+        now: int,
+        emitted: list[Emitted],
+        alert_ids: Sequence[str] | None = None,
+        limit: int = -1,
+    ) -> int:
+        """Notify (or mute, or drop) the due steps; returns how many there were."""
+        steps = escalation.due(self._conn, now, alert_ids, limit)
+        for step in steps:
             row = lifecycle.get_row(self._conn, step.alert_id)
             if row is None or row["status"] != "firing":
                 escalation.cancel(self._conn, step)
@@ -394,6 +412,7 @@ class AlertManager:
                 escalation.mute(self._conn, step, recheck if until is None else until)
                 continue
             self._notify_step(row, step, now, emitted)
+        return len(steps)
 
     def _notify_step(
         self, row: sqlite3.Row, step: DueStep, now: int, emitted: list[Emitted]

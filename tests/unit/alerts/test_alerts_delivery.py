@@ -174,3 +174,31 @@ async def test_running_manager_checkpoints_the_wal_itself(
     finally:
         await _stop(worker)
     assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+
+
+async def test_tick_handles_a_burst_of_due_steps_in_chunks_and_yields_between(
+    harness_factory: Callable[..., Harness], ev: Ev
+) -> None:
+    """120 alerts due at once after group_wait: all notified in one tick, in several chunks."""
+    harness = harness_factory(
+        "receivers: [{name: ops, mqtt: {}}]\n"
+        "route: {receivers: [ops], group_wait: 30s, repeat_interval: 1h}\n"
+    )
+    await harness.manager.handle([ev(source=f"wm-{i}") for i in range(120)])
+    assert harness.manager.pending_notifications() == {}
+    harness.clock.advance(30)
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    before = turns
+    await harness.manager.tick()
+    other.cancel()
+    assert harness.manager.pending_notifications() == {"ops": 120}
+    assert turns - before >= 120 // manager_module.HANDLE_CHUNK
