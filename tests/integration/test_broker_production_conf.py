@@ -103,7 +103,14 @@ def test_production_conf_accepts_devices_over_tls_only_as_themselves(tmp_path: P
             c.loop_stop()
     finally:
         broker.stop()
-    assert "Error" not in broker.log_tail(), broker.log_tail()
+    # A client that closes its socket without a TLS close_notify makes OpenSSL log an
+    # "unexpected eof": harmless, and a matter of timing. Any other error is a finding.
+    errors = [
+        line
+        for line in broker.log_tail().splitlines()
+        if "Error" in line and "unexpected eof while reading" not in line
+    ]
+    assert errors == [], broker.log_tail()
 
 
 def test_production_settings_file_loads_and_rejects_unknown_devices(
