@@ -71,8 +71,10 @@ STOP_GRACE_S = 2.0
 #: Rule events applied per transaction; between chunks the delivery workers get the
 #: event loop, so an alert storm does not hold back the first notifications.
 HANDLE_CHUNK = 50
-#: Chunks of due steps one tick handles at most (the rest waits for the next tick).
-MAX_TICK_CHUNKS = 400
+#: Due steps per transaction in a tick (~0.3 ms each), and chunks per tick at most
+#: (the rest waits for the next tick).
+TICK_CHUNK = 20
+MAX_TICK_CHUNKS = 1000
 #: A silenced or inhibited step is looked at again this often (sooner when its
 #: silence ends, is expired, or the inhibiting alert resolves).
 MUTED_RECHECK_MS = 30_000
@@ -178,9 +180,9 @@ class AlertManager:
         for _ in range(MAX_TICK_CHUNKS):
             emitted = []
             with transaction(self._conn):
-                processed = self._process_due(now, emitted, limit=HANDLE_CHUNK)
+                processed = self._process_due(now, emitted, limit=TICK_CHUNK)
             self._publish(emitted)
-            if processed < HANDLE_CHUNK:
+            if processed < TICK_CHUNK:
                 break
             await asyncio.sleep(0)
         for event in self._wake.values():
@@ -619,6 +621,7 @@ class AlertManager:
                         break
                 if error is None:  # a failed one waits for its backoff instead
                     last_sent[key] = self._clock.now_ms()
+                await asyncio.sleep(0)  # a log or quick receiver never yields by itself
             if len(last_sent) > DIGEST_MEMORY:
                 oldest = sorted(last_sent, key=last_sent.__getitem__)
                 for key in oldest[: len(last_sent) - DIGEST_MEMORY]:

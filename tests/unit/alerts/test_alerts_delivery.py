@@ -201,4 +201,4 @@ async def test_tick_handles_a_burst_of_due_steps_in_chunks_and_yields_between(
     await harness.manager.tick()
     other.cancel()
     assert harness.manager.pending_notifications() == {"ops": 120}
-    assert turns - before >= 120 // manager_module.HANDLE_CHUNK
+    assert turns - before >= 120 // manager_module.TICK_CHUNK

@@ -219,3 +219,26 @@ async def test_digest_receiver_down_across_a_restart_gets_each_notification_once
     assert team.counts() == [3]
     inner = [n["notification_id"] for n in team.got[0].payload["notifications"]]  # type: ignore[index, union-attr]
     assert len(set(inner)) == 3
+
+
+async def test_digest_worker_yields_between_incidents(digest_harness: Harness, ev: Ev) -> None:
+    """Many incidents due at once: other work runs between their digests."""
+    h = digest_harness
+    await h.manager.handle([ev(source=f"wm-{i}", district=f"d{i:02d}") for i in range(30)])
+    await _advance(h, 31)
+    team = _team(h)
+    assert team.counts() == [1] * 30
+    turns: list[int] = []
+
+    async def other_work() -> None:
+        while True:
+            turns.append(len(team.got))
+            await asyncio.sleep(0)
+
+    await h.manager.handle([ev(source=f"wm-{i}b", district=f"d{i:02d}") for i in range(30)])
+    other = asyncio.create_task(other_work())
+    await _advance(h, 301)  # past group_interval (5m) since the first digests
+    other.cancel()
+    assert team.counts() == [1] * 60
+    # other work ran while the 30 digests went out, not only before and after
+    assert len({n for n in turns if 30 < n < 60}) >= 10
