@@ -135,7 +135,7 @@ def one_run(args: argparse.Namespace, run: int, workdir: Path) -> dict[str, floa
         f"run {run}: {result['rate']:,.0f} readings/s end-to-end "
         f"({result['evaluated_rate']:,.0f}/s until the rules had seen them all) "
         f"(published at {result['publish_rate']:,.0f}/s), lost {result['lost']}, "
-        f"hub CPU {result['cpu_per_1000']:.3f} s/1000 readings, peak RSS {rss:.0f} MB",
+        f"hub CPU {result['cpu_per_1000']:.4f} s/1000 readings, peak RSS {rss:.0f} MB",
         flush=True,
     )
     return result
@@ -227,7 +227,7 @@ def main() -> None:
     print(
         f"median of {len(results)}: {med['rate']:,.0f} readings/s end-to-end "
         f"({med['evaluated_rate']:,.0f}/s evaluated by the rules), "
-        f"lost {med['lost']:.0f}, hub CPU {med['cpu_per_1000']:.3f} s per 1000 readings, "
+        f"lost {med['lost']:.0f}, hub CPU {med['cpu_per_1000']:.4f} s per 1000 readings, "
         f"peak RSS {med['peak_rss_mb']:.0f} MB "
         f"({args.readings:,} readings, {args.devices:,} devices, {args.districts} districts)"
     )

@@ -216,8 +216,15 @@ class RuleEngine:
                 continue
             cond = k.step(s, ts, values, reading)
             s.last_ts = ts
-            if cond is not None:
-                self._lifecycle(k, s, key, cond, ts, reading.received_ms, events)
+            if cond is None:
+                continue
+            # The common cases change nothing: skip the call (~15 % of engine CPU).
+            if cond:
+                if s.state == FIRING and s.clear_since < 0:
+                    continue
+            elif s.state == INACTIVE:
+                continue
+            self._lifecycle(k, s, key, cond, ts, reading.received_ms, events)
         self.evaluations += len(plan)
         if late:
             self.late_readings += 1
