@@ -178,7 +178,15 @@ async def test_fleet_publishes_contract_payloads_seq_and_retained_births(
         assert seqs == list(range(1, len(seqs) + 1)), device_id
         stamps = [r["ts"] for _, r, _ in readings]
         assert stamps == sorted(stamps)
-    # Clean stop: every device's last status is a retained "offline" with a time.
+
+    # Clean stop: every device's last status is a retained "offline" with a time. The
+    # fleet has them acknowledged by the broker; the collector may receive them later.
+    def all_offline() -> bool:
+        return all(
+            (sts := collect.statuses(d)) and sts[-1].get("state") == "offline" for d in per_device
+        )
+
+    await asyncio.to_thread(wait_for, all_offline, timeout=10, what="final offline statuses")
     finals = {d: collect.statuses(d)[-1] for d in per_device}
     assert all(s["state"] == "offline" and s["reason"] == "shutdown" for s in finals.values())
 
