@@ -239,3 +239,34 @@ def env_for(prefix: str, mqtt_url: str, **extra: str) -> dict[str, str]:
         "HUB_MQTT__CLIENT_ID": f"hub-{prefix}",
         **extra,
     }
+
+
+def hub_with_rules(
+    mosquitto_url: str,
+    prefix: str,
+    tmp_path: Path,
+    rules: str,
+    *,
+    file: str = "r.yaml",
+    **extra: str,
+) -> tuple[HubProcess, Path]:
+    """A hub (not started) evaluating ``rules`` from a folder of its own; and the rule file."""
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir(exist_ok=True)
+    rule_file = rules_dir / file
+    rule_file.write_text(rules)
+    env = env_for(
+        prefix,
+        mosquitto_url,
+        HUB_RULES__PATHS=str(rules_dir),
+        HUB_RULES__MANAGED_DIR=str(tmp_path / "managed"),
+        **extra,
+    )
+    return HubProcess(tmp_path / "hub", env), rule_file
+
+
+def alert_items(hub: HubProcess) -> list[dict[str, Any]]:
+    """Every alert the hub's API lists (first page)."""
+    alerts = hub.get("/api/v1/alerts")
+    items: list[dict[str, Any]] = alerts["items"] if isinstance(alerts, dict) else alerts
+    return items

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Names
-from tests.hubproc import HubProcess, Publisher, env_for
+from tests.hubproc import HubProcess, Publisher, alert_items, hub_with_rules
 from tests.services import Mosquitto, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -47,19 +47,9 @@ def test_windows_rebuilt_from_the_store_after_the_state_is_lost(
     mosquitto: Mosquitto, names: Names, tmp_path: Path
 ) -> None:
     """No state file: the first live reading is compared with levels only the store knew."""
-    rules_dir = tmp_path / "rules"
-    rules_dir.mkdir()
-    (rules_dir / "r.yaml").write_text(RULES)
     prefix, district, gauge = names.topic_prefix(), names.district(), names.device(0)
     topic = f"{prefix}/{district}/flood_gauge/{gauge}/telemetry"
-    env = env_for(
-        prefix,
-        mosquitto.url,
-        HUB_STORE__BACKEND="embedded",
-        HUB_RULES__PATHS=str(rules_dir),
-        HUB_RULES__MANAGED_DIR=str(tmp_path / "managed"),
-    )
-    hub = HubProcess(tmp_path / "hub", env)
+    hub, _ = hub_with_rules(mosquitto.url, prefix, tmp_path, RULES, HUB_STORE__BACKEND="embedded")
     state = hub.data_dir / "rules" / "state.bin"
     t0 = int(time.time() * 1000)
     pub = Publisher(mosquitto.url)
@@ -81,8 +71,7 @@ def test_windows_rebuilt_from_the_store_after_the_state_is_lost(
         pub.publish(topic, {"ts": t0, "seq": 10, "metrics": {"water_level_m": 1.6}})
         pub.wait_all()
         wait_for(lambda: _rule(hub)["firing"] == 1, timeout=30, what="rising fires")
-        alerts = hub.get("/api/v1/alerts")
-        items = alerts["items"] if isinstance(alerts, dict) else alerts
+        items = alert_items(hub)
         (alert,) = [a for a in items if a["rule_id"] == "rising" and a["district"] == district]
         assert alert["source"] == gauge
         assert "rule windows rebuilt from history" in hub.log_tail(200_000)

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import Names
-from tests.hubproc import HubProcess, Publisher, env_for
+from tests.hubproc import HubProcess, Publisher, alert_items, hub_with_rules
 from tests.services import Mosquitto, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -38,8 +38,7 @@ def _firing(hub: HubProcess, rule_id: str) -> int:
 
 
 def _alert_sources(hub: HubProcess, rule_id: str, district: str) -> list[str]:
-    alerts = hub.get("/api/v1/alerts")
-    items = alerts["items"] if isinstance(alerts, dict) else alerts
+    items = alert_items(hub)
     return sorted(
         a["source"] for a in items if a["rule_id"] == rule_id and a["district"] == district
     )
@@ -49,9 +48,6 @@ def test_labels_rule_fires_only_for_the_labelled_device(
     mosquitto: Mosquitto, names: Names, tmp_path: Path
 ) -> None:
     """criticality=high (from `hub devices import`, later from the API) selects the devices."""
-    rules_dir = tmp_path / "rules"
-    rules_dir.mkdir()
-    (rules_dir / "r.yaml").write_text(RULES)
     prefix, district = names.topic_prefix(), names.district()
     high, low, unknown = names.device(0), names.device(1), names.device(2)
     devices = tmp_path / "devices.yaml"
@@ -62,13 +58,7 @@ def test_labels_rule_fires_only_for_the_labelled_device(
         f"  - {{id: {low}, asset_type: flood_gauge, district: {district},"
         " metadata: {criticality: low}}\n"
     )
-    env = env_for(
-        prefix,
-        mosquitto.url,
-        HUB_RULES__PATHS=str(rules_dir),
-        HUB_RULES__MANAGED_DIR=str(tmp_path / "managed"),
-    )
-    hub = HubProcess(tmp_path / "hub", env)
+    hub, _ = hub_with_rules(mosquitto.url, prefix, tmp_path, RULES)
     hub.cli("devices", "import", str(devices))
     pub = Publisher(mosquitto.url)
     t0 = int(time.time() * 1000)

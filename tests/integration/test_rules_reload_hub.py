@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Names
-from tests.hubproc import HubProcess, Publisher, env_for
+from tests.hubproc import HubProcess, Publisher, alert_items, hub_with_rules
 from tests.services import Mosquitto, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -36,8 +36,7 @@ def _rule(hub: HubProcess) -> dict[str, Any]:
 
 
 def _firing_sources(hub: HubProcess, district: str) -> list[str]:
-    alerts = hub.get("/api/v1/alerts")
-    items = alerts["items"] if isinstance(alerts, dict) else alerts
+    items = alert_items(hub)
     return sorted(
         a["source"]
         for a in items
@@ -49,18 +48,8 @@ def test_edits_apply_live_and_a_broken_edit_keeps_the_old_rules(
     mosquitto: Mosquitto, names: Names, tmp_path: Path
 ) -> None:
     """value 3.0 -> 5.0 applies live; then `value: three` is reported while 5.0 keeps running."""
-    rules_dir = tmp_path / "rules"
-    rules_dir.mkdir()
-    rule_file = rules_dir / "flood.yaml"
-    rule_file.write_text(RULES)
     prefix, district = names.topic_prefix(), names.district()
-    env = env_for(
-        prefix,
-        mosquitto.url,
-        HUB_RULES__PATHS=str(rules_dir),
-        HUB_RULES__MANAGED_DIR=str(tmp_path / "managed"),
-    )
-    hub = HubProcess(tmp_path / "hub", env)
+    hub, rule_file = hub_with_rules(mosquitto.url, prefix, tmp_path, RULES, file="flood.yaml")
     pub = Publisher(mosquitto.url)
     t0 = int(time.time() * 1000)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Names
-from tests.hubproc import HubProcess, Publisher, env_for
+from tests.hubproc import HubProcess, Publisher, alert_items, hub_with_rules
 from tests.services import Mosquitto, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -59,19 +59,10 @@ def test_pending_and_firing_survive_a_sigkill(
     mosquitto: Mosquitto, names: Names, tmp_path: Path
 ) -> None:
     """Pending (for: 2m) fires at its original deadline and firing stays firing after SIGKILL."""
-    rules_dir = tmp_path / "rules"
-    rules_dir.mkdir()
-    (rules_dir / "r.yaml").write_text(RULES)
     prefix = names.topic_prefix()
     district = names.district()
     gauge, manhole = names.device(0), names.device(1)
-    env = env_for(
-        prefix,
-        mosquitto.url,
-        HUB_RULES__PATHS=str(rules_dir),
-        HUB_RULES__MANAGED_DIR=str(tmp_path / "managed"),
-    )
-    hub = HubProcess(tmp_path / "hub", env)
+    hub, _ = hub_with_rules(mosquitto.url, prefix, tmp_path, RULES)
     state = hub.data_dir / "rules" / "state.bin"
     t0 = int(time.time() * 1000)
     pub = Publisher(mosquitto.url)
@@ -101,8 +92,7 @@ def test_pending_and_firing_survive_a_sigkill(
         )
         pub.wait_all()
         wait_for(lambda: _counts(hub, "high") == (1, 0), timeout=30, what="high firing")
-        alerts = hub.get("/api/v1/alerts")
-        items = alerts["items"] if isinstance(alerts, dict) else alerts
+        items = alert_items(hub)
         mine = sorted((a["rule_id"], a["source"]) for a in items if a["district"] == district)
         assert mine == [("gas", manhole), ("high", gauge)]
     finally:
