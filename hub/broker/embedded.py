@@ -40,6 +40,7 @@ Backend = Literal["auto", "mosquitto", "amqtt"]
 #: holds ~1 min of a 15k msgs/s city (or hours of a demo fleet) while the hub is down.
 MAX_INFLIGHT_MESSAGES = 2000
 MAX_QUEUED_MESSAGES = 1_000_000
+MAX_QUEUED_BYTES = 1024**3
 #: How long a Mosquitto child may take to listen, and to stop on SIGTERM.
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
@@ -207,7 +208,9 @@ class EmbeddedBroker:
             "persistent_client_expiration 14d\n"
             f"max_inflight_messages {MAX_INFLIGHT_MESSAGES}\n"
             f"max_queued_messages {MAX_QUEUED_MESSAGES}\n"
-            "max_queued_bytes 0\n"
+            # A bound in bytes as well as in messages, as in production.conf: a
+            # flood of large messages while the hub is down must not fill memory.
+            f"max_queued_bytes {MAX_QUEUED_BYTES}\n"
             "set_tcp_nodelay true\n"
             "log_dest stderr\n"
             "log_type error\nlog_type warning\n"
