@@ -51,6 +51,11 @@ ALERTS = Counter("hub_alert_transitions_total", "Alert transitions", ["status", 
 NOTIFICATIONS = Counter(
     "hub_notifications_total", "Notification deliveries", ["receiver", "outcome"]
 )
+EVENT_LOOP_LAG_SECONDS = Histogram(
+    "hub_event_loop_lag_seconds",
+    "How late a 100 ms timer fires: how long the event loop was held by other work",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
 ALERT_LATENCY_SECONDS = Histogram(
     "hub_alert_latency_seconds",
     "From the triggering reading's arrival to the alert event's publication",

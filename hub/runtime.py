@@ -62,6 +62,8 @@ INGEST_PIPELINE_DEPTH = 8
 LIVE_CHECKPOINT_S = 15.0
 #: Timer cadence for `no_data`, `for:` completion, escalation and stale devices.
 TICK_S = 1.0
+#: Cadence of the event-loop lag probe (hub_event_loop_lag_seconds).
+LOOP_LAG_PROBE_S = 0.1
 #: Cold start: how long the live stage waits for the store before it starts with
 #: empty rule windows (alerts must not wait for an InfluxDB outage).
 PRIME_STORE_WAIT_S = 10.0
@@ -168,6 +170,7 @@ class Hub:
         tg.create_task(self._store_consumer(), name="hub.store.sink")
         tg.create_task(self._live_consumer(), name="hub.live")
         tg.create_task(self._timers(), name="hub.timers")
+        tg.create_task(_watch_loop_lag(), name="hub.loop_lag")
         tg.create_task(self.alerts.run(), name="hub.alerts.outbox")
         if s.rules.watch:
             tg.create_task(self.rules.watch(), name="hub.rules.watch")
@@ -459,6 +462,16 @@ class _Server(uvicorn.Server):
 
     def install_signal_handlers(self) -> None:
         return
+
+
+async def _watch_loop_lag() -> None:
+    """Observe how late a short timer fires: every stage shares this one loop, so its
+    lag is added to every reading's and every alert's latency (and shows stalls)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        began = loop.time()
+        await asyncio.sleep(LOOP_LAG_PROBE_S)
+        metrics.EVENT_LOOP_LAG_SECONDS.observe(max(0.0, loop.time() - began - LOOP_LAG_PROBE_S))
 
 
 def _decode_all(blobs: Sequence[bytes]) -> list[object]:

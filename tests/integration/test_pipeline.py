@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from hub.clock import SystemClock
@@ -256,6 +257,13 @@ def test_malformed_input_goes_to_dead_letters_and_nothing_else_is_lost(
         health = hub.health()
         assert health["checks"]["tasks"]["running"] is True
         assert influxdb.count(db, "flood_gauge") == good
+        # Prometheus shows the rejections by reason, and the event-loop lag probe runs.
+        text = httpx.get(f"{hub.url}/metrics", timeout=5).text
+        samples = dict(
+            line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+        )
+        assert float(samples['hub_rejected_total{reason="invalid_json"}']) >= 1
+        assert float(samples["hub_event_loop_lag_seconds_count"]) >= 1
     finally:
         assert hub.stop() == 0, hub.log_tail()
 
