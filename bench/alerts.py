@@ -325,6 +325,9 @@ def one_run(args: argparse.Namespace, run: int, work: Path) -> dict[str, float]:
     done = time.monotonic()
     cpu1 = proc.cpu_times()
     metrics = httpx.get(f"{hub.url}/metrics", timeout=10).text
+    # For a closer look afterwards: the hub's metrics, and when each trigger left.
+    (work / f"metrics-{run}.txt").write_text(metrics)
+    (work / f"sent-{run}.json").write_text(json.dumps(sent))
     bg_still_running = args.background_rate > 0 and not background
     if args.background_rate > 0:
         loader.join(args.warmup + args.storm_seconds + args.drain + 60)
@@ -342,6 +345,17 @@ def one_run(args: argparse.Namespace, run: int, work: Path) -> dict[str, float]:
         for arrived, p in got
         if p.get("event") == "firing" and str(p["source"]) in sent
     ]
+    # Where the time goes: trigger publish -> alert opened (broker, ingest, journal,
+    # rules, alert manager queue) and alert opened -> event received (commit,
+    # outbox, notifier, broker). started_ms is the hub's clock, on the same machine.
+    opened = [
+        (p["started_ms"] / 1000 - sent[str(p["source"])]) * 1000
+        for _, p in got
+        if p.get("event") == "firing" and str(p["source"]) in sent
+    ]
+    delivered = [
+        arrived * 1000 - p["started_ms"] for arrived, p in got if p.get("event") == "firing"
+    ]
     last = max((a for a, _ in got), default=time.time())
     first = min(sent.values())
     cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
@@ -356,6 +370,10 @@ def one_run(args: argparse.Namespace, run: int, work: Path) -> dict[str, float]:
         "p95": percentile(latencies, 95) if latencies else float("nan"),
         "p99": percentile(latencies, 99) if latencies else float("nan"),
         "max": max(latencies, default=float("nan")),
+        "open_p50": percentile(opened, 50) if opened else float("nan"),
+        "open_p99": percentile(opened, 99) if opened else float("nan"),
+        "deliver_p50": percentile(delivered, 50) if delivered else float("nan"),
+        "deliver_p99": percentile(delivered, 99) if delivered else float("nan"),
         "throughput": len(firing) / max(last - first, 1e-9),
         "storm_s": published - wall0,
         "hub_cpu": cpu / max(done - wall0, 1e-9) * 100,
@@ -367,7 +385,10 @@ def one_run(args: argparse.Namespace, run: int, work: Path) -> dict[str, float]:
         f" {result['storm_s']:.1f} s; notifications sent {result['sent']:.0f}, events received"
         f" {result['received']:.0f}, duplicates {result['duplicates']:.0f}, missing"
         f" {result['missing']:.0f}; latency ms p50 {result['p50']:.1f} p95 {result['p95']:.1f}"
-        f" p99 {result['p99']:.1f} max {result['max']:.1f}; {result['throughput']:.0f} alerts/s"
+        f" p99 {result['p99']:.1f} max {result['max']:.1f} (to alert opened p50"
+        f" {result['open_p50']:.1f} p99 {result['open_p99']:.1f}; opened to received p50"
+        f" {result['deliver_p50']:.1f} p99 {result['deliver_p99']:.1f});"
+        f" {result['throughput']:.0f} alerts/s"
         f" (first trigger -> last event); hub CPU {result['hub_cpu']:.0f} %;"
         f" background {result['background']:.0f} readings/s"
         f"{' (still running at the last event)' if bg_still_running else ''},"
@@ -427,6 +448,11 @@ def main() -> None:
     print(
         f"latency ms (trigger publish -> alert event received): p50 {med('p50'):.1f}"
         f"  p95 {med('p95'):.1f}  p99 {med('p99'):.1f}  max {med('max'):.1f}"
+    )
+    print(
+        f"  of which publish -> alert opened: p50 {med('open_p50'):.1f}  p99"
+        f" {med('open_p99'):.1f}; opened -> event received: p50 {med('deliver_p50'):.1f}"
+        f"  p99 {med('deliver_p99'):.1f}"
     )
     print(f"throughput:          {med('throughput'):.0f} alerts/s (first trigger -> last event)")
     print(

@@ -42,6 +42,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from hub import metrics
+from hub.aio import in_daemon_thread
 from hub.clock import Clock
 from hub.ingest.topics import subscriptions as default_subscriptions
 from hub.logging import get_logger
@@ -66,36 +67,6 @@ MISC_INTERVAL_S = 1.0
 
 #: PUBACK packets by packet id, built once (65,535 x 4 bytes).
 _PUBACK = [b"\x40\x02" + mid.to_bytes(2, "big") for mid in range(65_536)]
-
-
-def _in_daemon_thread(loop: asyncio.AbstractEventLoop, call: Any) -> asyncio.Future[Any]:
-    """Run the blocking ``call`` in a daemon thread; its result arrives as a loop future.
-
-    Not the loop's default executor: ``asyncio.run`` waits for that executor's
-    threads on exit, so a hub stopped while connecting to an unreachable broker
-    would wait out the TCP connect timeout (5 s) before exiting.
-    """
-    future: asyncio.Future[Any] = loop.create_future()
-
-    def settle(ok: bool, value: Any) -> None:
-        if future.done():
-            return
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
-
-    def run() -> None:
-        try:
-            outcome: tuple[bool, Any] = (True, call())
-        except Exception as exc:
-            outcome = (False, exc)
-        # A closed loop: the hub has stopped, and the process exits with the socket.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(settle, *outcome)
-
-    threading.Thread(target=run, name="hub.ingest.mqtt.connect", daemon=True).start()
-    return future
 
 
 class BrokerRefused(Exception):
@@ -451,7 +422,7 @@ class MqttSource:
         self._suback = None
         # DNS, TCP connect and the TLS handshake block: run them off the loop. The
         # CONNECT packet is only buffered there; it leaves in _flush below.
-        connecting = _in_daemon_thread(loop, client.reconnect)
+        connecting = in_daemon_thread(loop, client.reconnect, "hub.ingest.mqtt.connect")
         try:
             await asyncio.shield(connecting)
         except asyncio.CancelledError:

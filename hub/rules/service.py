@@ -310,19 +310,28 @@ class RuleService:
         self._write_state(self._engine.snapshot(), journal_offset)
 
     async def checkpoint(self, journal_offset: int) -> None:
-        """:meth:`save_state` without holding up the event loop.
+        """:meth:`save_state` without holding up the event loop: :meth:`snapshot`,
+        then :meth:`write_snapshot`."""
+        await self.write_snapshot(await self.snapshot(), journal_offset)
 
-        The snapshot is built in steps (other tasks run in between), then
-        encoded, written and fsynced in a worker thread.
+    async def snapshot(self) -> bytes:
+        """The engine's state now, built in steps (other tasks run in between).
+
+        The caller must not evaluate readings until this returns: the snapshot
+        has to match one journal offset.
         """
         steps = self._engine.snapshot_steps()
         while True:
             try:
                 next(steps)
             except StopIteration as done:
-                raw = done.value
-                break
+                raw: bytes = done.value
+                return raw
             await asyncio.sleep(0)
+
+    async def write_snapshot(self, raw: bytes, journal_offset: int) -> None:
+        """Compress, write and fsync a :meth:`snapshot` in a worker thread; evaluation
+        may go on meanwhile."""
         await asyncio.to_thread(self._write_state, raw, journal_offset, compress=True)
 
     def _write_state(self, snapshot: bytes, journal_offset: int, *, compress: bool = False) -> None:
