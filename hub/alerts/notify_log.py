@@ -14,12 +14,13 @@ drop such a repeat by its ``notification_id``.
 
 from __future__ import annotations
 
-import json
 import random
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+import orjson
 
 from hub.messages import Notification
 
@@ -87,7 +88,7 @@ def enqueue(
             receiver,
             alert_id,
             kind,
-            json.dumps(payload, separators=(",", ":"), default=str),
+            orjson.dumps(payload, default=str, option=orjson.OPT_NON_STR_KEYS).decode(),
             now_ms,
             now_ms,
             group_key,
@@ -127,7 +128,7 @@ def _item(r: sqlite3.Row) -> OutboxItem:
             notification_id=r["notification_id"],
             receiver=r["receiver"],
             alert_id=r["alert_id"],
-            payload=json.loads(r["payload"]),
+            payload=orjson.loads(r["payload"]),
             created_ms=r["created_ms"],
             attempt=r["attempt"],
         ),

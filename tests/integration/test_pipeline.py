@@ -409,3 +409,49 @@ def test_status_birth_and_last_will_reach_the_registry(
         assert detail["latest"]["strain_ue"] == 120.5
     finally:
         assert hub.stop() == 0, hub.log_tail()
+
+
+def test_a_trickle_of_readings_is_stored_in_batches_by_age(
+    mosquitto: Mosquitto, names: Names, tmp_path: Path
+) -> None:
+    """Readings arriving one by one, each in its own journal commit, reach the store
+    in one write per ``flush_interval_ms``, not one write per commit (which cost more
+    CPU at 5,000 readings/s than everything else the hub does with them)."""
+    prefix = names.topic_prefix()
+    env = env_for(
+        prefix,
+        mosquitto.url,
+        HUB_STORE__BACKEND="embedded",
+        HUB_DATA_DIR=str(tmp_path / "hub"),
+        HUB_INFLUX__FLUSH_INTERVAL_MS="5000",
+    )
+    hub = HubProcess(tmp_path / "hub", env)
+    hub.start()
+
+    def samples() -> dict[str, float]:
+        text = httpx.get(f"{hub.url}/metrics", timeout=5).text
+        pairs = (line.rsplit(" ", 1) for line in text.splitlines() if line[:1] not in ("", "#"))
+        return {name: float(value) for name, value in pairs}
+
+    try:
+        pub = Publisher(mosquitto.url)
+        topic = f"{prefix}/d01/flood_gauge/{names.device(1)}/telemetry"
+        base = _recent_base()
+        for i in range(12):
+            pub.publish(topic, {"ts": base + i, "seq": i, "metrics": {"water_level_m": 1.0}})
+            # The next one only once the hub has taken this one: a commit each.
+            wait_for(
+                lambda n=i + 1: samples().get("hub_readings_accepted_total", 0) >= n,
+                timeout=10,
+                what=f"reading {i} accepted",
+            )
+        pub.close()
+        wait_for(
+            lambda: samples().get("hub_store_points_written_total", 0) >= 12,
+            timeout=30,
+            what="12 points stored",
+        )
+        writes = samples()["hub_store_batch_size_count"]
+        assert 1 <= writes <= 2, f"{writes:.0f} store writes for 12 readings"
+    finally:
+        assert hub.stop() == 0, hub.log_tail()
