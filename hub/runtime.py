@@ -21,7 +21,7 @@ import contextlib
 import gc
 import signal
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -334,13 +334,14 @@ class Hub:
                     and persisting is None
                     and self.clock.monotonic() - last_checkpoint >= LIVE_CHECKPOINT_S
                 ):
-                    # Only the snapshot holds up evaluation (it must match the
-                    # offset); its write and fsync, and the registry's, run while
-                    # readings go on being evaluated, so a checkpoint does not
-                    # delay the alerts that arrive during it.
-                    raw = await self.rules.snapshot()
+                    # The rule state is captured here, at this offset; building,
+                    # writing and fsyncing it (and the registry) run while readings
+                    # go on being evaluated (the engine copies a series before it
+                    # changes), so a checkpoint does not delay the alerts that
+                    # arrive during it.
                     persisting = asyncio.create_task(
-                        self._persist_live(reader, raw, processed), name="hub.live.checkpoint"
+                        self._persist_live(reader, self.rules.begin_snapshot(), processed),
+                        name="hub.live.checkpoint",
                     )
                     pending = False
                     last_checkpoint = self.clock.monotonic()
@@ -377,8 +378,12 @@ class Hub:
         if events:
             await self.alerts.handle(events)
 
-    async def _persist_live(self, reader: Any, raw: bytes, offset: int) -> None:
-        """The checkpoint's I/O: registry and rule state durable, then the offset."""
+    async def _persist_live(
+        self, reader: Any, snapshot: Generator[None, None, bytes], offset: int
+    ) -> None:
+        """Build the captured rule snapshot, make it and the registry durable, then
+        commit the offset."""
+        raw = await self.rules.snapshot(snapshot)
         await self.registry.flush_async()
         await self.rules.write_snapshot(raw, offset)
         reader.commit(offset)

@@ -64,6 +64,8 @@ class RuleEngine:
         self._labels_version = labels_version
         self._labels_seen = labels_version() if labels_version is not None else 0
         self._kinds: dict[str, Kind] = {}
+        #: The snapshot being built, if any (copy-on-write: see snapshot_steps).
+        self._snap: _Snapshot | None = None
         self._by_asset: dict[str, list[Kind]] = {}
         self._any_asset: list[Kind] = []
         self._areas_of: dict[str, list[Area]] = {}
@@ -204,10 +206,13 @@ class RuleEngine:
             dev = self._devs[key] = (reading.district, reading.asset_type, reading.device_id)
         events: list[RuleEvent] = []
         late = False
+        snap = self._snap
         for k in plan:
             s = k.series.get(key)
             if s is None:
                 s = k.series[key] = Series(dev, k.new_aux())
+            elif snap is not None:
+                snap.keep(k, key)
             last = s.last_ts
             if ts < last:
                 late = True
@@ -395,6 +400,8 @@ class RuleEngine:
                     continue
                 asset = next(m.dev[1] for m in per.values() if m.dev[2] == members[0])
                 s = a.series[district] = Series((district, asset, AREA_SOURCE), [])
+            elif self._snap is not None:
+                self._snap.keep(a, district)
             s.aux = members
             s.value = float(len(members))
             s.last_ts = max(s.last_ts, ts)
@@ -417,6 +424,8 @@ class RuleEngine:
             if k is None or s is None:
                 self._timers.discard((rid, key))
                 continue
+            if self._snap is not None:
+                self._snap.keep(k, key)
             if s.state == PENDING and now_ms - s.since >= k.for_ms:
                 if k.timer_native or now_ms - s.last_ts <= self._stale_ms(s):
                     self._fire(k, s, key, now_ms, 0, out)
@@ -432,6 +441,8 @@ class RuleEngine:
                 self._timers.discard((rid, key))
         for nd in self._no_data:
             for key, s in nd.series.items():
+                if self._snap is not None:
+                    self._snap.keep(nd, key)  # silent() records how long it has been
                 silent = nd.silent(s, now_ms)
                 if silent or s.state != INACTIVE:
                     self._lifecycle(nd, s, key, silent, now_ms, 0, out)
@@ -494,31 +505,35 @@ class RuleEngine:
     def snapshot_steps(self, chunk: int = 0) -> Generator[None, None, bytes]:
         """The snapshot as JSON, built in steps: ``yield`` every ``chunk`` series.
 
+        The state is captured when this is called; run the steps to the end, or
+        ``close()`` them and call :meth:`discard_snapshot`.
+
         With 100,000 series the whole dump takes some 0.5 s of CPU; a caller on
-        the event loop resumes it step by step so ingest, alerts and the API
-        are not held up, then compresses the result (:func:`compress_snapshot`,
-        which releases the GIL) in a worker thread. Each rule is encoded on
-        its own, so no single step holds the loop for the whole document.
-        A timer tick between steps may change a series already dumped: the
-        restart then repeats that transition, which the alert manager dedups.
+        the event loop resumes it step by step, then compresses the result
+        (:func:`compress_snapshot`, which releases the GIL) in a worker thread.
+
+        The snapshot is the state at the moment this generator first runs, even
+        when readings are evaluated and timers tick between the steps: a series
+        about to change that is not dumped yet is dumped first (copy on write).
+        So the live stage goes on evaluating while its checkpoint is built, and
+        the snapshot still matches the journal offset of that moment. One
+        snapshot at a time.
         """
-        chunk = chunk or SNAPSHOT_CHUNK
-        head = orjson.dumps({"format": SNAPSHOT_FORMAT, "now": self._now})
-        parts: list[bytes] = []
-        n = 0
-        for rid, k in list(self._kinds.items()):
-            series: dict[str, Any] = {}
-            for key, s in list(k.series.items()):
-                series[key] = s.dump(k.dump_aux(s.aux))
-                n += 1
-                if n % chunk == 0:
-                    yield
-            parts.append(
-                orjson.dumps(rid) + b":" + orjson.dumps({"version": k.version, "series": series})
-            )
-            yield
-        # {"format":1,"now":...} + ,"rules":{...}}: one JSON object, assembled.
-        return head[:-1] + b',"rules":{' + b",".join(parts) + b"}}"
+        if self._snap is not None:
+            raise RuntimeError("a snapshot is already being built")
+        # Taken now, at the call, not when the steps first run.
+        snap = self._snap = _Snapshot(self._kinds, self._now)
+        return self._build(snap, chunk or SNAPSHOT_CHUNK)
+
+    def _build(self, snap: _Snapshot, chunk: int) -> Generator[None, None, bytes]:
+        try:
+            return (yield from snap.build(chunk))
+        finally:
+            self.discard_snapshot()
+
+    def discard_snapshot(self) -> None:
+        """Forget the snapshot being built (its steps were abandoned)."""
+        self._snap = None
 
     def restore(self, data: bytes) -> None:
         """Load a :meth:`snapshot`; rules whose version changed since start from scratch."""
@@ -552,6 +567,47 @@ class RuleEngine:
                     if s.state != INACTIVE:
                         per.setdefault(s.dev[0], {})[key] = s
             self._members[target] = per
+
+
+class _Snapshot:
+    """A snapshot being built: per rule, the series not dumped yet and those dumped."""
+
+    def __init__(self, kinds: Mapping[str, Kind], now: int) -> None:
+        self.head = orjson.dumps({"format": SNAPSHOT_FORMAT, "now": now})
+        self.rules = [(rid, k, list(k.series)) for rid, k in kinds.items()]
+        # id(kind) -> (the kind, series not dumped yet, dumped series); a shallow
+        # copy of each series dict, so series added later are not in the snapshot.
+        self.todo: dict[int, tuple[Kind, dict[str, Series], dict[str, Any]]] = {
+            id(k): (k, dict(k.series), {}) for k in kinds.values()
+        }
+
+    def keep(self, k: Kind, key: str) -> None:
+        """Dump ``key``'s series of rule ``k`` now, before it changes (once)."""
+        entry = self.todo.get(id(k))
+        if entry is not None:
+            s = entry[1].pop(key, None)
+            if s is not None:
+                entry[2][key] = s.dump(k.dump_aux(s.aux))
+
+    def build(self, chunk: int) -> Generator[None, None, bytes]:
+        parts: list[bytes] = []
+        n = 0
+        for rid, k, keys in self.rules:
+            _, todo, dumped = self.todo[id(k)]
+            while todo:
+                key, s = todo.popitem()
+                dumped[key] = s.dump(k.dump_aux(s.aux))
+                n += 1
+                if n % chunk == 0:
+                    yield
+            del self.todo[id(k)]
+            series = {key: dumped[key] for key in keys}
+            parts.append(
+                orjson.dumps(rid) + b":" + orjson.dumps({"version": k.version, "series": series})
+            )
+            yield
+        # {"format":1,"now":...} + ,"rules":{...}}: one JSON object, assembled.
+        return self.head[:-1] + b',"rules":{' + b",".join(parts) + b"}}"
 
 
 def compress_snapshot(raw: bytes) -> bytes:

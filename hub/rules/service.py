@@ -10,7 +10,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -314,20 +314,26 @@ class RuleService:
         then :meth:`write_snapshot`."""
         await self.write_snapshot(await self.snapshot(), journal_offset)
 
-    async def snapshot(self) -> bytes:
-        """The engine's state now, built in steps (other tasks run in between).
+    def begin_snapshot(self) -> Generator[None, None, bytes]:
+        """Capture the engine's state now; :meth:`snapshot` builds it in steps later,
+        while readings go on being evaluated (the engine copies a series on write)."""
+        return self._engine.snapshot_steps()
 
-        The caller must not evaluate readings until this returns: the snapshot
-        has to match one journal offset.
-        """
-        steps = self._engine.snapshot_steps()
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                raw: bytes = done.value
-                return raw
-            await asyncio.sleep(0)
+    async def snapshot(self, steps: Generator[None, None, bytes] | None = None) -> bytes:
+        """Build a snapshot (``steps`` from :meth:`begin_snapshot`, or one taken now)
+        in steps, letting other tasks run in between."""
+        steps = steps if steps is not None else self._engine.snapshot_steps()
+        try:
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    raw: bytes = done.value
+                    return raw
+                await asyncio.sleep(0)
+        finally:
+            steps.close()
+            self._engine.discard_snapshot()
 
     async def write_snapshot(self, raw: bytes, journal_offset: int) -> None:
         """Compress, write and fsync a :meth:`snapshot` in a worker thread; evaluation
