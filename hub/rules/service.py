@@ -319,9 +319,11 @@ class RuleService:
         while readings go on being evaluated (the engine copies a series on write)."""
         return self._engine.snapshot_steps()
 
-    async def snapshot(self, steps: Generator[None, None, bytes] | None = None) -> bytes:
+    async def snapshot(
+        self, steps: Generator[None, None, bytes] | None = None, *, pause_s: float = 0.0
+    ) -> bytes:
         """Build a snapshot (``steps`` from :meth:`begin_snapshot`, or one taken now)
-        in steps, letting other tasks run in between."""
+        in steps, letting other tasks run in between (for ``pause_s`` at least)."""
         steps = steps if steps is not None else self._engine.snapshot_steps()
         try:
             while True:
@@ -330,7 +332,7 @@ class RuleService:
                 except StopIteration as done:
                     raw: bytes = done.value
                     return raw
-                await asyncio.sleep(0)
+                await asyncio.sleep(pause_s)
         finally:
             steps.close()
             self._engine.discard_snapshot()
