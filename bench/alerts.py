@@ -15,7 +15,10 @@ few seconds of background only; then the storm.
 **Latency** is from the triggering reading's PUBLISH leaving the storm publisher
 to the alert event arriving at the subscriber: broker -> hub ingest -> journal
 (fsync) -> rules -> alert manager (SQLite) -> outbox -> MQTT notifier -> broker
--> subscriber.
+-> subscriber. It also prints the latency as issue 4 defines it: from the
+triggering reading's arrival in the hub (``reading_received_ms`` in the event) to
+the alert event arriving at the subscriber; that leaves out the broker's queue
+and the hub's socket buffer before ingest, so it is never the larger figure.
 
 **What the storm is.** 10,000 alerts in the same millisecond cannot each arrive
 within 50 ms: the hub does ~0.3 ms of work per alert. The default storm is a city
@@ -356,6 +359,12 @@ def one_run(args: argparse.Namespace, run: int, work: Path) -> dict[str, float]:
     delivered = [
         arrived * 1000 - p["started_ms"] for arrived, p in got if p.get("event") == "firing"
     ]
+    # Issue 4's definition: from the triggering reading's arrival in the hub.
+    from_arrival = [
+        arrived * 1000 - p["reading_received_ms"]
+        for arrived, p in got
+        if p.get("event") == "firing" and p.get("reading_received_ms")
+    ]
     last = max((a for a, _ in got), default=time.time())
     first = min(sent.values())
     cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
@@ -370,6 +379,9 @@ def one_run(args: argparse.Namespace, run: int, work: Path) -> dict[str, float]:
         "p95": percentile(latencies, 95) if latencies else float("nan"),
         "p99": percentile(latencies, 99) if latencies else float("nan"),
         "max": max(latencies, default=float("nan")),
+        "arrival_p50": percentile(from_arrival, 50) if from_arrival else float("nan"),
+        "arrival_p95": percentile(from_arrival, 95) if from_arrival else float("nan"),
+        "arrival_p99": percentile(from_arrival, 99) if from_arrival else float("nan"),
         "open_p50": percentile(opened, 50) if opened else float("nan"),
         "open_p99": percentile(opened, 99) if opened else float("nan"),
         "deliver_p50": percentile(delivered, 50) if delivered else float("nan"),
@@ -385,7 +397,9 @@ def one_run(args: argparse.Namespace, run: int, work: Path) -> dict[str, float]:
         f" {result['storm_s']:.1f} s; notifications sent {result['sent']:.0f}, events received"
         f" {result['received']:.0f}, duplicates {result['duplicates']:.0f}, missing"
         f" {result['missing']:.0f}; latency ms p50 {result['p50']:.1f} p95 {result['p95']:.1f}"
-        f" p99 {result['p99']:.1f} max {result['max']:.1f} (to alert opened p50"
+        f" p99 {result['p99']:.1f} max {result['max']:.1f}; from arrival in the hub p50"
+        f" {result['arrival_p50']:.1f} p95 {result['arrival_p95']:.1f} p99"
+        f" {result['arrival_p99']:.1f} (to alert opened p50"
         f" {result['open_p50']:.1f} p99 {result['open_p99']:.1f}; opened to received p50"
         f" {result['deliver_p50']:.1f} p99 {result['deliver_p99']:.1f});"
         f" {result['throughput']:.0f} alerts/s"
@@ -448,6 +462,11 @@ def main() -> None:
     print(
         f"latency ms (trigger publish -> alert event received): p50 {med('p50'):.1f}"
         f"  p95 {med('p95'):.1f}  p99 {med('p99'):.1f}  max {med('max'):.1f}"
+    )
+    print(
+        f"latency ms (reading's arrival in the hub -> alert event received, issue 4's"
+        f" definition): p50 {med('arrival_p50'):.1f}  p95 {med('arrival_p95'):.1f}"
+        f"  p99 {med('arrival_p99'):.1f}"
     )
     print(
         f"  of which publish -> alert opened: p50 {med('open_p50'):.1f}  p99"

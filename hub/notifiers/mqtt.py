@@ -320,6 +320,11 @@ def _event_payload(notification: Notification, alert: Mapping[str, Any]) -> dict
     event["actor"] = notification.payload.get("actor", "hub")
     event["comment"] = notification.payload.get("comment", "")
     event["notification_id"] = notification.notification_id
+    received = notification.payload.get("reading_received_ms")
+    if received:
+        # When the triggering reading reached the hub: with `ts`, how long detection
+        # took (and, against the receiver's clock, delivery too).
+        event["reading_received_ms"] = received
     step = notification.payload.get("escalation_step")
     if step:
         event["escalation_step"] = step
