@@ -14,6 +14,7 @@ from hub import metrics
 from hub.clock import FakeClock
 from hub.messages import Reading, StatusUpdate
 from hub.ports import UNRESTRICTED, DeviceFilter, DeviceStatusEvent, Scope
+from hub.registry import registry as registry_module
 from hub.registry.registry import GAP_GRACE_MS, SEQ_WINDOW, Registry
 from hub.sqlite import connect
 
@@ -233,6 +234,40 @@ async def test_flush_from_a_thread_keeps_state_and_deletions(
     again = make(connect(tmp_path / "hub.db"), clock)
     assert again.get_device("fg-1") is not None
     assert again.get_device("fg-2") is None
+
+
+async def test_flush_from_a_thread_goes_in_chunks_and_keeps_what_failed_dirty(
+    db: sqlite3.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The background flush writes a few devices per transaction; when one chunk fails,
+    its devices and the rest are written by the next flush."""
+    monkeypatch.setattr(registry_module, "FLUSH_CHUNK", 2)
+    monkeypatch.setattr(registry_module, "FLUSH_PAUSE_S", 0.0)
+    clock = FakeClock()
+    reg = Registry(
+        db, clock=clock, expected_interval_s=INTERVALS.get, flush_conn=connect(tmp_path / "hub.db")
+    )
+    devices = [f"fg-{i}" for i in range(5)]
+    reg.apply_readings([rd(0, 1000, device=d) for d in devices])
+    write = reg._write
+    chunks: list[int] = []
+
+    def second_chunk_fails(dirty: set[str], conn: sqlite3.Connection) -> None:
+        chunks.append(len(dirty))
+        if len(chunks) == 2:
+            raise sqlite3.OperationalError("disk I/O error")
+        write(dirty, conn)
+
+    monkeypatch.setattr(reg, "_write", second_chunk_fails)
+    with pytest.raises(sqlite3.OperationalError):
+        await reg.flush_async()
+    assert chunks == [2, 2]
+    stored = make(connect(tmp_path / "hub.db"), clock)
+    assert sum(stored.get_device(d) is not None for d in devices) == 2
+    await reg.flush_async()  # the three not written, in two chunks
+    assert chunks == [2, 2, 2, 1]
+    stored = make(connect(tmp_path / "hub.db"), clock)
+    assert all(stored.get_device(d) is not None for d in devices)
 
 
 def test_upsert_validates_and_delete_removes(db: sqlite3.Connection) -> None:
