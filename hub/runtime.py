@@ -337,11 +337,11 @@ class Hub:
                     and persisting is None
                     and self.clock.monotonic() - last_checkpoint >= LIVE_CHECKPOINT_S
                 ):
-                    # The rule state is captured here, at this offset; building,
-                    # writing and fsyncing it (and the registry) run while readings
-                    # go on being evaluated (the engine copies a series before it
-                    # changes), so a checkpoint does not delay the alerts that
-                    # arrive during it.
+                    # Registry and rule state are captured here, at this offset;
+                    # building, writing and fsyncing them run while readings go on
+                    # being evaluated (both copy what changes before it is written),
+                    # so a checkpoint does not delay the alerts that arrive during it.
+                    self.registry.begin_flush()
                     persisting = asyncio.create_task(
                         self._persist_live(reader, self.rules.begin_snapshot(), processed),
                         name="hub.live.checkpoint",

@@ -219,6 +219,43 @@ class _Cell:
         self.stale = 0
 
 
+#: A device's row in ``registry_devices``, as the flush writes it.
+_Row = tuple[str, str, str, int, str, "int | None", "int | None", str, str, "str | None"]
+
+
+def _row(device_id: str, dev: _Device) -> _Row:
+    return (
+        device_id,
+        dev.district,
+        dev.asset_type,
+        dev.created_ms,
+        dev.status,
+        dev.status_ts,
+        dev.last_seen,
+        _encode(dev.latest),
+        _encode(dev.latest_ts),
+        dev.seq_json(),
+    )
+
+
+def _write_rows(rows: Sequence[_Row], conn: sqlite3.Connection) -> None:
+    """Upsert device rows (built on the loop; this may run in a worker thread)."""
+    if not rows:
+        return
+    # Provisioning columns are not overwritten here: they are written at once by
+    # upsert/import (possibly by `hub devices import` in another process).
+    with _transaction(conn):
+        conn.executemany(
+            "INSERT INTO registry_devices (device_id, district, asset_type, created_ms,"
+            " status, status_ts_ms, last_seen_ms, latest, latest_ts, seq)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT(device_id) DO UPDATE SET status = excluded.status,"
+            " status_ts_ms = excluded.status_ts_ms, last_seen_ms = excluded.last_seen_ms,"
+            " latest = excluded.latest, latest_ts = excluded.latest_ts, seq = excluded.seq",
+            rows,
+        )
+
+
 class Registry:
     """Device state for the API and the runtime (implements ``hub.ports.DeviceRegistryPort``)."""
 
@@ -240,6 +277,10 @@ class Registry:
         self._on_status_change = on_status_change
         self._devices: dict[str, _Device] = {}
         self._dirty: set[str] = set()
+        #: A background flush under way: devices it has yet to write, and the rows of
+        #: those that changed since it began (copied before the change).
+        self._flushing: set[str] | None = None
+        self._captured: dict[str, _Row] = {}
         self._with_pending: set[str] = set()
         # Read-side indexes, so the API's lists and status board never scan or sort
         # every device per request: counts per (district, asset type), and device ids
@@ -258,12 +299,15 @@ class Registry:
         """Last seen, latest values per metric and seq accounting for a batch of readings."""
         devices = self._devices
         dirty = self._dirty
+        flushing = self._flushing
         dups = 0
         for r in readings:
             device_id = r.device_id
             dev = devices.get(device_id)
             if dev is None:
                 dev = self._auto_register(r)
+            elif flushing is not None and device_id in flushing:
+                self._keep_for_flush(device_id, dev)
             received = r.received_ms or r.ts_ms
             last_seen = dev.last_seen
             if last_seen is None or received > last_seen:
@@ -388,6 +432,9 @@ class Registry:
         _discard_sorted(self._order, device_id)
         self._leave_district(device_id, dev.district)
         self._dirty.discard(device_id)
+        if self._flushing is not None:
+            self._flushing.discard(device_id)
+        self._captured.pop(device_id, None)
         self._with_pending.discard(device_id)
 
     def _leave_district(self, device_id: str, district: str) -> None:
@@ -419,6 +466,8 @@ class Registry:
                 self._add(st.device_id, dev)
             if dev.status_ts is not None and st.ts_ms < dev.status_ts:
                 continue
+            if self._flushing is not None and st.device_id in self._flushing:
+                self._keep_for_flush(st.device_id, dev)
             dev.status_ts = st.ts_ms
             self._dirty.add(st.device_id)
             if dev.status != st.state:
@@ -465,6 +514,8 @@ class Registry:
                 continue
             expired = [s for s, t in pending_dev.pending.items() if now_ms - t >= GAP_GRACE_MS]
             if expired:
+                if self._flushing is not None and device_id in self._flushing:
+                    self._keep_for_flush(device_id, pending_dev)
                 for s in expired:
                     del pending_dev.pending[s]
                 self._confirm(pending_dev, len(expired))
@@ -487,82 +538,75 @@ class Registry:
         """Persist every device changed since the last flush, in one transaction."""
         self._write(self._take_dirty(), self._conn)
 
-    async def flush_async(self) -> None:
-        """:meth:`flush` from a worker thread, so the event loop is not held up.
+    def begin_flush(self) -> None:
+        """Capture the state :meth:`flush_async` writes: every device changed until
+        now, as it is now (a device that changes before it is written is copied
+        first). The live stage calls this at its checkpoint's journal offset."""
+        if self._flushing is None:
+            self._flushing = self._take_dirty()
+            self._captured = {}
 
-        10,000 changed devices take ~80 ms to encode and write; the live stage
-        flushes every 15 s, in chunks of :data:`FLUSH_CHUNK` devices with a pause
-        between them. Without a ``flush_conn`` this is the blocking flush.
+    async def flush_async(self) -> None:
+        """Write what :meth:`begin_flush` captured (begun now if it was not), in a
+        worker thread, so the event loop is not held up.
+
+        Rows are built on the loop and written by the thread in chunks of
+        :data:`FLUSH_CHUNK` devices with a pause between them: 10,000 changed
+        devices at once held the GIL for ~150 ms. The devices are written as they
+        were at :meth:`begin_flush`, so the registry matches the checkpoint's
+        offset and a replay after a crash counts nothing twice. Without a
+        ``flush_conn`` this is the blocking flush.
         """
         if self._flush_conn is None:
+            self._flushing = None
             self.flush()
             return
-        dirty = self._take_dirty()
-        if not dirty:
-            return
-        ids = list(dirty)
+        self.begin_flush()
+        todo, captured = self._flushing, self._captured
+        assert todo is not None
+        ids = [*captured, *todo]
         written = 0
         try:
-            # In chunks, with pauses: the flush is spread out instead of taking the
-            # GIL from the loop for a whole burst (a crash in between leaves some
-            # devices newer than others; the journal replay brings them all up).
             while written < len(ids):
                 if written:
                     await asyncio.sleep(FLUSH_PAUSE_S)
-                part = set(ids[written : written + FLUSH_CHUNK])
-                await asyncio.to_thread(self._write, part, self._flush_conn)
+                part = ids[written : written + FLUSH_CHUNK]
+                rows = []
+                for device_id in part:
+                    row = captured.pop(device_id, None)
+                    if row is None and device_id in todo:
+                        dev = self._devices.get(device_id)
+                        row = _row(device_id, dev) if dev is not None else None
+                    todo.discard(device_id)
+                    if row is not None:
+                        rows.append(row)
+                await asyncio.to_thread(_write_rows, rows, self._flush_conn)
                 written += len(part)
         except BaseException:
             self._dirty.update(ids[written:])  # written next time
             raise
+        finally:
+            self._flushing, self._captured = None, {}
         # A device deleted through the API while the thread wrote may have been
         # written back: delete it again, here on the loop, after the write.
-        gone = [(d,) for d in dirty if d not in self._devices]
+        gone = [(d,) for d in ids if d not in self._devices]
         if gone:
             with _transaction(self._conn):
                 self._conn.executemany("DELETE FROM registry_devices WHERE device_id = ?", gone)
+
+    def _keep_for_flush(self, device_id: str, dev: _Device) -> None:
+        """``device_id`` is about to change: copy the row the flush under way writes."""
+        assert self._flushing is not None
+        self._flushing.discard(device_id)
+        self._captured[device_id] = _row(device_id, dev)
 
     def _take_dirty(self) -> set[str]:
         dirty, self._dirty = self._dirty, set()
         return dirty
 
     def _write(self, dirty: set[str], conn: sqlite3.Connection) -> None:
-        # May run in a worker thread while the loop changes devices: each field read
-        # and each orjson call is atomic under the GIL, and a device changed meanwhile
-        # is dirty again, so the next flush writes its newer state.
-        if not dirty:
-            return
-        rows = []
-        for device_id in dirty:
-            dev = self._devices.get(device_id)
-            if dev is None:
-                continue
-            rows.append(
-                (
-                    device_id,
-                    dev.district,
-                    dev.asset_type,
-                    dev.created_ms,
-                    dev.status,
-                    dev.status_ts,
-                    dev.last_seen,
-                    _encode(dev.latest),
-                    _encode(dev.latest_ts),
-                    dev.seq_json(),
-                )
-            )
-        # Provisioning columns are not overwritten here: they are written at once by
-        # upsert/import (possibly by `hub devices import` in another process).
-        with _transaction(conn):
-            conn.executemany(
-                "INSERT INTO registry_devices (device_id, district, asset_type, created_ms,"
-                " status, status_ts_ms, last_seen_ms, latest, latest_ts, seq)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(device_id) DO UPDATE SET status = excluded.status,"
-                " status_ts_ms = excluded.status_ts_ms, last_seen_ms = excluded.last_seen_ms,"
-                " latest = excluded.latest, latest_ts = excluded.latest_ts, seq = excluded.seq",
-                rows,
-            )
+        rows = [_row(d, dev) for d in dirty if (dev := self._devices.get(d)) is not None]
+        _write_rows(rows, conn)
 
     def _load(self) -> None:
         for row in self._conn.execute("SELECT * FROM registry_devices"):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -222,14 +224,14 @@ async def test_flush_from_a_thread_keeps_state_and_deletions(
         flush_conn=connect(tmp_path / "hub.db"),
     )
     reg.apply_readings([rd(0, 1000, device="fg-1"), rd(0, 1000, device="fg-2")])
-    write = reg._write
+    write = registry_module._write_rows
 
-    def write_then_delete(dirty: set[str], conn: sqlite3.Connection) -> None:
-        write(dirty, conn)
+    def write_then_delete(rows: Sequence[Any], conn: sqlite3.Connection) -> None:
+        write(rows, conn)
         # The API deletes fg-2 while the worker thread is writing (after its rows).
         reg._remove("fg-2")
 
-    monkeypatch.setattr(reg, "_write", write_then_delete)
+    monkeypatch.setattr(registry_module, "_write_rows", write_then_delete)
     await reg.flush_async()
     again = make(connect(tmp_path / "hub.db"), clock)
     assert again.get_device("fg-1") is not None
@@ -249,16 +251,16 @@ async def test_flush_from_a_thread_goes_in_chunks_and_keeps_what_failed_dirty(
     )
     devices = [f"fg-{i}" for i in range(5)]
     reg.apply_readings([rd(0, 1000, device=d) for d in devices])
-    write = reg._write
+    write = registry_module._write_rows
     chunks: list[int] = []
 
-    def second_chunk_fails(dirty: set[str], conn: sqlite3.Connection) -> None:
-        chunks.append(len(dirty))
+    def second_chunk_fails(rows: Sequence[Any], conn: sqlite3.Connection) -> None:
+        chunks.append(len(rows))
         if len(chunks) == 2:
             raise sqlite3.OperationalError("disk I/O error")
-        write(dirty, conn)
+        write(rows, conn)
 
-    monkeypatch.setattr(reg, "_write", second_chunk_fails)
+    monkeypatch.setattr(registry_module, "_write_rows", second_chunk_fails)
     with pytest.raises(sqlite3.OperationalError):
         await reg.flush_async()
     assert chunks == [2, 2]
@@ -268,6 +270,34 @@ async def test_flush_from_a_thread_goes_in_chunks_and_keeps_what_failed_dirty(
     assert chunks == [2, 2, 2, 1]
     stored = make(connect(tmp_path / "hub.db"), clock)
     assert all(stored.get_device(d) is not None for d in devices)
+
+
+async def test_flush_writes_devices_as_they_were_when_it_began(
+    db: sqlite3.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Readings applied while a flush is under way do not reach it: the stored registry
+    matches the checkpoint's journal offset, so a replay from there counts nothing twice."""
+    monkeypatch.setattr(registry_module, "FLUSH_CHUNK", 1)
+    clock = FakeClock()
+    reg = Registry(
+        db, clock=clock, expected_interval_s=INTERVALS.get, flush_conn=connect(tmp_path / "hub.db")
+    )
+    reg.apply_readings([rd(s, 1000 + s, device=d) for d in ("fg-1", "fg-2") for s in (0, 1)])
+    reg.begin_flush()  # the checkpoint: seq 0-1 of both
+    flushing = asyncio.create_task(reg.flush_async())
+    await asyncio.sleep(0)  # the first chunk is on its way
+    reg.apply_readings([rd(2, 1002, device="fg-1"), rd(2, 1002, device="fg-2")])
+    await flushing
+    stored = make(connect(tmp_path / "hub.db"), clock)
+    # The journal replay from the checkpoint: seq 2 again, counted once, in order.
+    stored.apply_readings([rd(2, 1002, device="fg-1"), rd(2, 1002, device="fg-2")])
+    for d in ("fg-1", "fg-2"):
+        info = stored.get_device(d)
+        assert info is not None
+        assert (info.seq_gaps, info.seq_duplicates, info.last_seen_ms) == (0, 0, 1002), d
+    await reg.flush_async()  # the newer state is dirty, for the next flush
+    again = make(connect(tmp_path / "hub.db"), clock)
+    assert again.get_device("fg-2").last_seen_ms == 1002  # type: ignore[union-attr]
 
 
 def test_upsert_validates_and_delete_removes(db: sqlite3.Connection) -> None:
