@@ -41,7 +41,7 @@ from hub.ingest.mqtt_source import MqttSource
 from hub.ingest.topics import subscriptions
 from hub.journal import Journal
 from hub.logging import get_logger
-from hub.messages import RawMessage, Reading, Rejection, RuleEvent, StatusUpdate
+from hub.messages import RawMessage, Reading, Rejection, StatusUpdate
 from hub.ports import HealthReport
 from hub.registry.registry import Registry
 from hub.responders import build_alert_manager
@@ -374,9 +374,7 @@ class Hub:
             self.registry.apply_readings(readings)
         if rejections:
             self.dead_letters.add(rejections)
-        events: list[RuleEvent] = []
-        for reading in readings:
-            events.extend(self.rules.evaluate(reading))
+        events = self.rules.evaluate_many(readings) if readings else []
         metrics.READINGS_EVALUATED.inc(len(readings))
         if events:
             await self.alerts.handle(events)

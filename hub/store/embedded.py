@@ -31,9 +31,11 @@ import json
 import math
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from hub.logging import get_logger
 from hub.messages import MetricValue, Reading
@@ -81,7 +83,16 @@ _INSERT = (
     " (asset_type, device_id, ts_ms, district, seq, quality, out_of_range, metrics)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+_json_dumps = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+
+def _dumps(values: Mapping[str, MetricValue]) -> str:
+    """The metrics column: compact JSON (orjson, several times faster; the stdlib for
+    what orjson refuses, such as an integer beyond 64 bits)."""
+    try:
+        return orjson.dumps(values).decode()
+    except orjson.JSONEncodeError:
+        return _json_dumps(values)
 
 
 class EmbeddedStore:

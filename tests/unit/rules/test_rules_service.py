@@ -249,3 +249,20 @@ def test_json_and_commented_bodies_become_valid_files(tmp_path: Path, rules_dir:
     svc.create_rule("# why: the pump station\n" + BODY.replace("low-pressure", "c"), actor="a")
     assert svc.problems() == []
     assert {"j", "c"} <= {r.id for r in svc.list_rules() if r.managed}
+
+
+def test_evaluate_many_is_evaluate_in_order(tmp_path: Path, rules_dir: Path) -> None:
+    """A batch gives the events one-by-one evaluation gives, in the same order."""
+    readings = [
+        reading(t, f"g{i}", water_level_m=v)
+        for t, v in ((0, 3.5), (60, 3.6), (200, 1.0))
+        for i in range(3)
+    ]
+    one = make_service(tmp_path / "one", rules_dir, FakeClock(T0))
+    batch = make_service(tmp_path / "batch", rules_dir, FakeClock(T0))
+    expected = [e for r in readings for e in one.evaluate(r)]
+    got = batch.evaluate_many(readings)
+    assert expected  # the readings do change rule states
+    assert [(e.rule_id, e.source, e.state, e.ts_ms) for e in got] == [
+        (e.rule_id, e.source, e.state, e.ts_ms) for e in expected
+    ]
