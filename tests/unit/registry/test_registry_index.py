@@ -152,3 +152,37 @@ def test_counts_per_district_and_asset_type() -> None:
     assert list(reg.device_counts(Scope(districts=frozenset({"d02"})))) == [("d02", "bridge")]
     reg.delete_device("d")
     assert ("d02", "bridge") not in reg.device_counts(UNRESTRICTED)
+
+
+def test_staleness_is_found_in_slices_and_the_gauge_counts_everyone(
+    monkeypatch: Any,
+) -> None:
+    """Each tick looks at a slice of the devices, in turn: every silent device is stale
+    after enough ticks, and the hub_devices gauge counts all devices on every tick."""
+    from hub import metrics
+    from hub.registry import registry as registry_module
+
+    monkeypatch.setattr(registry_module, "STALE_SCAN_PER_TICK", 2)
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    clock = FakeClock()
+    reg = _make(conn, clock)
+    now = clock.now_ms()
+    reg.apply_readings(
+        [
+            Reading("d01", "flood_gauge", f"fg-{i}", now, {"v": 1.0}, received_ms=now)
+            for i in range(5)
+        ]
+    )
+    clock.advance(4 * 60.0)
+
+    def stale() -> int:
+        return reg.device_counts(UNRESTRICTED)[("d01", "flood_gauge")].stale
+
+    seen = []
+    for _ in range(3):
+        reg.tick(clock.now_ms())
+        seen.append(stale())
+        assert metrics.DEVICES.labels(status="online")._value.get() == 5
+    assert seen == [2, 4, 5]
+    assert metrics.DEVICES.labels(status="stale")._value.get() == 5
