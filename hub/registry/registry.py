@@ -39,7 +39,7 @@ import asyncio
 import json
 import sqlite3
 from bisect import bisect_left, insort
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -79,10 +79,10 @@ def _encode(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-#: The background flush writes this many devices per transaction and pauses this
-#: long between them: 10,000 changed devices at once held the GIL (and so the event
-#: loop, and the alerts on it) at half speed for ~150 ms every checkpoint.
-FLUSH_CHUNK = 500
+#: The background flush builds and writes this many devices at a time and pauses
+#: between them (by default this long): 10,000 changed devices at once held the
+#: event loop (and the alerts on it) for ~150 ms every checkpoint.
+FLUSH_CHUNK = 200
 FLUSH_PAUSE_S = 0.01
 #: A device is stale after this many expected intervals without a reading.
 STALE_INTERVALS = 3
@@ -559,16 +559,16 @@ class Registry:
             self._flushing = self._take_dirty()
             self._captured = {}
 
-    async def flush_async(self) -> None:
+    async def flush_async(self, pause: Callable[[], Awaitable[None]] | None = None) -> None:
         """Write what :meth:`begin_flush` captured (begun now if it was not), in a
         worker thread, so the event loop is not held up.
 
         Rows are built on the loop and written by the thread in chunks of
-        :data:`FLUSH_CHUNK` devices with a pause between them: 10,000 changed
-        devices at once held the GIL for ~150 ms. The devices are written as they
-        were at :meth:`begin_flush`, so the registry matches the checkpoint's
-        offset and a replay after a crash counts nothing twice. Without a
-        ``flush_conn`` this is the blocking flush.
+        :data:`FLUSH_CHUNK` devices, with ``pause()`` (default: a short sleep)
+        between them: 10,000 changed devices at once held the loop ~150 ms. The
+        devices are written as they were at :meth:`begin_flush`, so the registry
+        matches the checkpoint's offset and a replay after a crash counts nothing
+        twice. Without a ``flush_conn`` this is the blocking flush.
         """
         if self._flush_conn is None:
             self._flushing = None
@@ -582,7 +582,7 @@ class Registry:
         try:
             while written < len(ids):
                 if written:
-                    await asyncio.sleep(FLUSH_PAUSE_S)
+                    await (pause() if pause is not None else asyncio.sleep(FLUSH_PAUSE_S))
                 part = ids[written : written + FLUSH_CHUNK]
                 rows = []
                 for device_id in part:

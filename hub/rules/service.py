@@ -10,7 +10,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -328,16 +328,20 @@ class RuleService:
         then :meth:`write_snapshot`."""
         await self.write_snapshot(await self.snapshot(), journal_offset)
 
-    def begin_snapshot(self) -> Generator[None, None, bytes]:
-        """Capture the engine's state now; :meth:`snapshot` builds it in steps later,
-        while readings go on being evaluated (the engine copies a series on write)."""
-        return self._engine.snapshot_steps()
+    def begin_snapshot(self, chunk: int = 0) -> Generator[None, None, bytes]:
+        """Capture the engine's state now; :meth:`snapshot` builds it in steps of
+        ``chunk`` series later, while readings go on being evaluated (the engine
+        copies a series on write)."""
+        return self._engine.snapshot_steps(chunk)
 
     async def snapshot(
-        self, steps: Generator[None, None, bytes] | None = None, *, pause_s: float = 0.0
+        self,
+        steps: Generator[None, None, bytes] | None = None,
+        *,
+        pause: Callable[[], Awaitable[None]] | None = None,
     ) -> bytes:
         """Build a snapshot (``steps`` from :meth:`begin_snapshot`, or one taken now)
-        in steps, letting other tasks run in between (for ``pause_s`` at least)."""
+        in steps, running ``pause()`` (default: one turn of the loop) in between."""
         steps = steps if steps is not None else self._engine.snapshot_steps()
         try:
             while True:
@@ -346,7 +350,7 @@ class RuleService:
                 except StopIteration as done:
                     raw: bytes = done.value
                     return raw
-                await asyncio.sleep(pause_s)
+                await (pause() if pause is not None else asyncio.sleep(0))
         finally:
             steps.close()
             self._engine.discard_snapshot()
