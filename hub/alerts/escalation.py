@@ -11,10 +11,11 @@ so a restarted manager continues the schedule on time.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import orjson
 
 from hub.alerts.routing import RoutePlan
 
@@ -54,7 +55,7 @@ def schedule(
                     alert_id,
                     plan.path,
                     0,
-                    json.dumps(plan.receivers),
+                    orjson.dumps(plan.receivers).decode(),
                     int(plan.send_resolved),
                     max(now_ms, group_start + plan.group_wait_ms),
                     plan.repeat_ms,
@@ -67,7 +68,7 @@ def schedule(
                     alert_id,
                     plan.path,
                     k,
-                    json.dumps(receivers),
+                    orjson.dumps(receivers).decode(),
                     int(plan.send_resolved),
                     max(now_ms, started_ms + after_ms),
                     plan.repeat_ms,
@@ -123,7 +124,7 @@ def due(
             alert_id=r["alert_id"],
             route=r["route"],
             stage=r["stage"],
-            receivers=tuple(json.loads(r["receivers"])),
+            receivers=tuple(orjson.loads(r["receivers"])),
             send_resolved=bool(r["send_resolved"]),
             fired=r["fired"],
             repeat_ms=r["repeat_ms"],

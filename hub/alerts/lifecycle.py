@@ -10,11 +10,17 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from hub.messages import Severity
 from hub.ports import AlertRecord, Transition
 
 #: Statuses of alerts that are still open.
 ACTIVE = ("firing", "acknowledged")
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def series_key(rule_id: str, district: str, source: str) -> str:
@@ -25,7 +31,7 @@ def series_key(rule_id: str, district: str, source: str) -> str:
 def match_labels(row: sqlite3.Row | Mapping[str, Any]) -> dict[str, str]:
     """What routes, silences and inhibit rules match: the alert's labels plus its
     identity (district, asset_type, severity, rule_id, source)."""
-    labels: dict[str, str] = dict(json.loads(row["labels"])) if row["labels"] else {}
+    labels: dict[str, str] = dict(orjson.loads(row["labels"])) if row["labels"] else {}
     labels.update(
         district=row["district"],
         asset_type=row["asset_type"],
@@ -74,8 +80,8 @@ def alert_dict(row: sqlite3.Row) -> dict[str, Any]:
         "source": row["source"],
         "summary": row["summary"],
         "description": row["description"],
-        "labels": json.loads(row["labels"]),
-        "explanation": json.loads(row["explanation"]),
+        "labels": orjson.loads(row["labels"]),
+        "explanation": orjson.loads(row["explanation"]),
         "started_ms": row["started_ms"],
         "updated_ms": row["updated_ms"],
         "acknowledged_ms": row["acknowledged_ms"],
@@ -106,7 +112,14 @@ def add_transition(
     cur = conn.execute(
         "INSERT INTO alert_transitions (alert_id, ts_ms, status, actor, comment, detail)"
         " VALUES (?, ?, ?, ?, ?, ?)",
-        (alert_id, ts_ms, status, actor, comment, json.dumps(dict(detail or {}), default=str)),
+        (
+            alert_id,
+            ts_ms,
+            status,
+            actor,
+            comment,
+            _json(dict(detail or {})),
+        ),
     )
     return int(cur.lastrowid or 0)
 

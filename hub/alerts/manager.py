@@ -23,6 +23,8 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from hub import metrics
 from hub.alerts import escalation, lifecycle, notify_log
 from hub.alerts.cap import cap_messages, render_cap, render_feed
@@ -894,7 +896,7 @@ def _digest(receiver: str, items: Sequence[OutboxItem], now: int) -> Notificatio
 
 def _explanation_json(ev: RuleEvent) -> str:
     e = ev.explanation
-    return json.dumps(
+    return orjson.dumps(
         {
             "summary": e.summary,
             "threshold": e.threshold,
@@ -904,7 +906,8 @@ def _explanation_json(ev: RuleEvent) -> str:
             "ts_ms": ev.ts_ms,
         },
         default=str,
-    )
+        option=orjson.OPT_NON_STR_KEYS,
+    ).decode()
 
 
 def _event(row: sqlite3.Row, status: AlertStatus, now: int, actor: str, comment: str) -> AlertEvent:
@@ -918,7 +921,7 @@ def _event(row: sqlite3.Row, status: AlertStatus, now: int, actor: str, comment:
         source=row["source"],
         ts_ms=now,
         summary=row["summary"],
-        labels=json.loads(row["labels"]),
+        labels=orjson.loads(row["labels"]),
         actor=actor,
         comment=comment,
         reopened_from=row["reopened_from"],
