@@ -110,7 +110,8 @@ def due(
         ).fetchall()
     else:
         rows = []
-        for alert_id in alert_ids:
+        # Once each: a series firing twice in one batch touches its alert twice.
+        for alert_id in dict.fromkeys(alert_ids):
             rows.extend(
                 conn.execute(
                     f"SELECT {columns} FROM alert_schedule"  # noqa: S608  (constant columns)

@@ -40,6 +40,18 @@ async def test_repeated_firing_sends_once_within_repeat_interval(harness, ev: Ev
     assert "updated" in [t.status for t in harness.manager.timeline(alerts[0].id)]
 
 
+async def test_firing_twice_in_one_batch_notifies_and_records_once(harness, ev: Ev) -> None:
+    """Two firing events of one series in the same batch: one alert, one notification,
+    one "notified" step in its timeline (each due step is looked at once)."""
+    await harness.manager.handle([ev(), ev()])
+    await harness.deliver()
+    alerts = harness.manager.list_alerts(AlertFilter(), UNRESTRICTED)
+    assert len(alerts) == 1
+    assert harness.receivers["ops"].kinds() == ["firing"]
+    steps = [t.status for t in harness.manager.timeline(alerts[0].id)]
+    assert steps == ["firing", "updated", "notified"]
+
+
 async def test_repeat_after_repeat_interval(harness, ev: Ev) -> None:
     """An unacknowledged alert is sent again once repeat_interval has passed."""
     await harness.manager.handle([ev(asset_type="bridge")])
