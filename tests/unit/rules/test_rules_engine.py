@@ -40,9 +40,11 @@ steps = st.lists(
 )
 
 
-def _run(drive: Callable[..., Driver], ops: list[tuple[str, int, str, float]]) -> Driver:
-    d = drive(MIXED)
-    now = 0
+Ops = list[tuple[str, int, str, float]]
+
+
+def _play(d: Driver, ops: Ops, now: int = 0, after: Callable[[int], None] | None = None) -> int:
+    """Apply ``ops`` from time ``now`` (calling ``after(now)`` after each); the end time."""
     for op, dt, dev, v in ops:
         if op == "tick":
             now += abs(dt)
@@ -51,6 +53,14 @@ def _run(drive: Callable[..., Driver], ops: list[tuple[str, int, str, float]]) -
             at = now + dt
             now = max(now, at)
             d.read(max(0, at), dev, asset_type="x", v=round(v, 1))
+        if after is not None:
+            after(now)
+    return now
+
+
+def _run(drive: Callable[..., Driver], ops: Ops) -> Driver:
+    d = drive(MIXED)
+    _play(d, ops)
     return d
 
 
@@ -82,24 +92,15 @@ def test_resolve_never_precedes_fire_and_no_double_fire(
 
 @settings(max_examples=60, deadline=None)
 @given(steps, st.integers(min_value=0, max_value=80))
-def test_snapshot_restore_is_transparent(ops: list[tuple[str, int, str, float]], cut: int) -> None:
+def test_snapshot_restore_is_transparent(ops: Ops, cut: int) -> None:
     """Snapshot at any point, restore into a new engine: the same events follow."""
     a = _run(make_driver, ops)
-    b = _run(make_driver, ops[:cut])
+    b = make_driver(MIXED)
+    now = _play(b, ops[:cut])
     c = make_driver(MIXED)
     c.engine.restore(b.engine.snapshot())
     c.events = list(b.events)
-    now = 0
-    for op, dt, _dev, _v in ops[:cut]:
-        now = now + abs(dt) if op == "tick" else max(now, now + dt)
-    for op, dt, dev, v in ops[cut:]:
-        if op == "tick":
-            now += abs(dt)
-            c.tick(now)
-        else:
-            at = now + dt
-            now = max(now, at)
-            c.read(max(0, at), dev, asset_type="x", v=round(v, 1))
+    _play(c, ops[cut:], now)
     strip = [(e.rule_id, e.source, e.state, e.ts_ms, e.explanation.summary) for e in a.events]
     assert strip == [
         (e.rule_id, e.source, e.state, e.ts_ms, e.explanation.summary) for e in c.events
@@ -124,30 +125,20 @@ def test_snapshot_is_the_state_when_taken_while_evaluation_goes_on(
     for byte the snapshot of an engine that stopped where it was taken."""
     stopped = _run(make_driver, ops[:cut])
     want = _finish(stopped.engine.snapshot_steps(chunk=1))
-    d = _run(make_driver, ops[:cut])
+    d = make_driver(MIXED)
+    now = _play(d, ops[:cut])
     building = d.engine.snapshot_steps(chunk=1)
     built: list[bytes] = []
 
-    def step() -> None:
-        if not built:
+    def step(now: int) -> None:
+        d.read(now, "g9", asset_type="x", v=7.0)  # a series born after the snapshot
+        if not built:  # then a step of the snapshot, then more evaluation
             try:
                 next(building)
             except StopIteration as done:
                 built.append(done.value)
 
-    now = 0
-    for op, dt, _dev, _v in ops[:cut]:
-        now = now + abs(dt) if op == "tick" else max(now, now + dt)
-    for op, dt, dev, v in ops[cut:]:
-        step()  # a step, then more evaluation
-        if op == "tick":
-            now += abs(dt)
-            d.tick(now)
-        else:
-            at = now + dt
-            now = max(now, at)
-            d.read(max(0, at), dev, asset_type="x", v=round(v, 1))
-        d.read(now, "g9", asset_type="x", v=7.0)  # a series born after the snapshot
+    _play(d, ops[cut:], now, after=step)
     if not built:
         built.append(_finish(building))
     assert built[0] == want
