@@ -495,12 +495,7 @@ class RuleEngine:
 
     def snapshot(self) -> bytes:
         """Every rule's series state (compressed JSON), keyed by rule id and version."""
-        steps = self.snapshot_steps()
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return compress_snapshot(done.value)
+        return compress_snapshot(run_steps(self.snapshot_steps()))
 
     def snapshot_steps(self, chunk: int = 0) -> Generator[None, None, bytes]:
         """The snapshot as JSON, built in steps: ``yield`` every ``chunk`` series.
@@ -608,6 +603,23 @@ class _Snapshot:
             yield
         # {"format":1,"now":...} + ,"rules":{...}}: one JSON object, assembled.
         return self.head[:-1] + b',"rules":{' + b",".join(parts) + b"}}"
+
+
+def step(steps: Generator[None, None, bytes]) -> bytes | None:
+    """Take one step of :meth:`RuleEngine.snapshot_steps`: the snapshot once built."""
+    try:
+        next(steps)
+    except StopIteration as done:
+        raw: bytes = done.value
+        return raw
+    return None
+
+
+def run_steps(steps: Generator[None, None, bytes]) -> bytes:
+    """Run :meth:`RuleEngine.snapshot_steps` to the end, without pausing."""
+    while (raw := step(steps)) is None:
+        pass
+    return raw
 
 
 def compress_snapshot(raw: bytes) -> bytes:

@@ -20,6 +20,7 @@ from hub.logging import get_logger
 from hub.messages import Reading, RuleEvent
 from hub.ports import Conflict, NotFound, RuleInvalid, RuleProblem, RuleSummary
 from hub.rules.engine import RuleEngine, compress_snapshot
+from hub.rules.engine import step as snapshot_step
 from hub.rules.loader import (
     RULE_SUFFIXES,
     FileResult,
@@ -323,11 +324,6 @@ class RuleService:
         """Atomically write the engine snapshot with the journal offset it reflects."""
         self._write_state(self._engine.snapshot(), journal_offset)
 
-    async def checkpoint(self, journal_offset: int) -> None:
-        """:meth:`save_state` without holding up the event loop: :meth:`snapshot`,
-        then :meth:`write_snapshot`."""
-        await self.write_snapshot(await self.snapshot(), journal_offset)
-
     def begin_snapshot(self, chunk: int = 0) -> Generator[None, None, bytes]:
         """Capture the engine's state now; :meth:`snapshot` builds it in steps of
         ``chunk`` series later, while readings go on being evaluated (the engine
@@ -344,13 +340,9 @@ class RuleService:
         in steps, running ``pause()`` (default: one turn of the loop) in between."""
         steps = steps if steps is not None else self._engine.snapshot_steps()
         try:
-            while True:
-                try:
-                    next(steps)
-                except StopIteration as done:
-                    raw: bytes = done.value
-                    return raw
+            while (raw := snapshot_step(steps)) is None:
                 await (pause() if pause is not None else asyncio.sleep(0))
+            return raw
         finally:
             steps.close()
             self._engine.discard_snapshot()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rules_helpers import T0, Driver, make_driver, rules_from
 
 from hub.messages import Reading, RuleState
+from hub.rules.engine import run_steps
 
 MIXED = """
 rules:
@@ -107,15 +108,6 @@ def test_snapshot_restore_is_transparent(ops: Ops, cut: int) -> None:
     ]
 
 
-def _finish(steps: Generator[None, None, bytes]) -> bytes:
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            raw: bytes = done.value
-            return raw
-
-
 @settings(max_examples=60, deadline=None)
 @given(steps, st.integers(min_value=0, max_value=80))
 def test_snapshot_is_the_state_when_taken_while_evaluation_goes_on(
@@ -124,7 +116,7 @@ def test_snapshot_is_the_state_when_taken_while_evaluation_goes_on(
     """Readings and ticks between a snapshot's steps do not leak into it: it is byte
     for byte the snapshot of an engine that stopped where it was taken."""
     stopped = _run(make_driver, ops[:cut])
-    want = _finish(stopped.engine.snapshot_steps(chunk=1))
+    want = run_steps(stopped.engine.snapshot_steps(chunk=1))
     d = make_driver(MIXED)
     now = _play(d, ops[:cut])
     building = d.engine.snapshot_steps(chunk=1)
@@ -140,9 +132,9 @@ def test_snapshot_is_the_state_when_taken_while_evaluation_goes_on(
 
     _play(d, ops[cut:], now, after=step)
     if not built:
-        built.append(_finish(building))
+        built.append(run_steps(building))
     assert built[0] == want
-    assert _finish(d.engine.snapshot_steps()) != want or not ops[cut:]
+    assert run_steps(d.engine.snapshot_steps()) != want or not ops[cut:]
 
 
 RULE_A = """

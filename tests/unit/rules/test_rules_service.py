@@ -179,7 +179,7 @@ def test_restart_keeps_pending_and_firing_state(tmp_path: Path, rules_dir: Path)
 async def test_checkpoint_is_built_in_steps_and_restores_like_save_state(
     tmp_path: Path, rules_dir: Path
 ) -> None:
-    """The snapshot pauses every chunk of series; the async checkpoint writes a loadable one."""
+    """The snapshot pauses every chunk of series; snapshot then write gives a loadable file."""
     clock = FakeClock(T0)
     svc = make_service(tmp_path, rules_dir, clock)
     for i in range(10):
@@ -188,7 +188,7 @@ async def test_checkpoint_is_built_in_steps_and_restores_like_save_state(
     rules = len(svc.engine.counts())
     pauses = sum(1 for _ in svc.engine.snapshot_steps(chunk=2))
     assert pauses == series // 2 + rules  # a pause per chunk and after each rule's encoding
-    await svc.checkpoint(77)
+    await svc.write_snapshot(await svc.snapshot(), 77)
     svc.close()
     again = make_service(tmp_path, rules_dir, clock)
     assert again.load_state() == 77
