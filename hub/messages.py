@@ -51,7 +51,12 @@ class Severity(enum.IntEnum):
     @property
     def label(self) -> str:
         """The lower-case name used in files, payloads and the API."""
-        return self.name.lower()
+        return _SEVERITY_LABELS[self]
+
+
+#: Severity labels by value: ``label`` is read for every alert event and payload,
+#: and the enum's ``name`` property is slow on Python 3.11.
+_SEVERITY_LABELS = tuple(s.name.lower() for s in Severity)
 
 
 @dataclass(frozen=True, slots=True)

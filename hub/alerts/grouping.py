@@ -3,15 +3,11 @@ and arrive within the grouping window of each other belong to one incident."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import uuid
 from collections.abc import Mapping, Sequence
-
-
-def group_labels(by: Sequence[str], labels: Mapping[str, str]) -> dict[str, str]:
-    """The grouping labels of an alert (absent labels group as empty)."""
-    return {k: labels.get(k, "") for k in by}
 
 
 def assign_incident(
@@ -27,8 +23,7 @@ def assign_incident(
     Also returns when the incident's current burst began (its opening, or now when it
     had no open alert): ``group_wait`` counts from there, as Alertmanager's does.
     """
-    grouped = group_labels(by, labels)
-    key = json.dumps(grouped, sort_keys=True)
+    key = _group_key(tuple(sorted((k, labels.get(k, "")) for k in by)))
     row = conn.execute(
         "SELECT id, opened_ms, open_count FROM incidents WHERE group_key = ?"
         " AND (closed_ms IS NULL OR closed_ms >= ?) AND last_ms >= ?"
@@ -56,6 +51,14 @@ def assign_incident(
         (incident_id, key, key, now_ms, now_ms),
     )
     return incident_id, now_ms
+
+
+@functools.lru_cache(maxsize=4096)
+def _group_key(items: tuple[tuple[str, str], ...]) -> str:
+    """The incidents' ``group_key`` (and ``labels``) column: the grouping labels as
+    sorted JSON. The format is the one stored since the first version (stdlib json's
+    spacing), so alerts after an upgrade still join the incidents open before it."""
+    return json.dumps(dict(items), sort_keys=True)
 
 
 def release_alert(conn: sqlite3.Connection, incident_id: str | None, now_ms: int) -> None:

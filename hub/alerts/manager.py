@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import secrets
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
@@ -35,7 +34,7 @@ from hub.alerts.grouping import assign_incident, incident_summary, release_alert
 from hub.alerts.inhibition import Inhibitor
 from hub.alerts.lifecycle import ACTIVE, alert_dict, match_labels, series_key, to_record
 from hub.alerts.notify_log import OutboxItem, Sender
-from hub.alerts.routing import RoutesFile, plan_routes
+from hub.alerts.routing import RoutePlanner, RoutesFile
 from hub.alerts.silences import SilenceBook
 from hub.clock import Clock
 from hub.logging import get_logger
@@ -115,6 +114,7 @@ class AlertManager:
         self._locate = locate
         self._sender = sender
         migrate_alerts(conn)
+        self._planner = RoutePlanner(routes.route)
         self._silences = SilenceBook(conn, routes.maintenance)
         self._inhibitor = Inhibitor(routes.inhibit)
         for row in conn.execute("SELECT * FROM alerts WHERE status IN ('firing', 'acknowledged')"):
@@ -278,7 +278,7 @@ class AlertManager:
                 ev.source,
                 summary,
                 ev.description,
-                json.dumps(labels, sort_keys=True),
+                orjson.dumps(labels, option=orjson.OPT_SORT_KEYS).decode(),
                 _explanation_json(ev),
                 now,
                 now,
@@ -303,11 +303,24 @@ class AlertManager:
             },
         )
         self._inhibitor.activate(alert_id, identity)
-        plans = plan_routes(self._routes.route, identity, ev.severity)
+        plans = self._planner.plan(identity, ev.severity)
         escalation.schedule(self._conn, alert_id, plans, now, now, group_start)
-        row = lifecycle.get_row(self._conn, alert_id)
-        assert row is not None
-        emitted.append((_event(row, AlertStatus.FIRING, now, "rule", summary), "firing"))
+        event = AlertEvent(
+            alert_id=alert_id,
+            rule_id=ev.rule_id,
+            status=AlertStatus.FIRING,
+            severity=ev.severity,
+            district=ev.district,
+            asset_type=ev.asset_type,
+            source=ev.source,
+            ts_ms=now,
+            summary=summary,
+            labels=labels,
+            actor="rule",
+            comment=summary,
+            reopened_from=reopened_from,
+        )
+        emitted.append((event, "firing"))
         return alert_id
 
     def _update(self, row: sqlite3.Row, ev: RuleEvent, now: int, emitted: list[Emitted]) -> None:
@@ -337,7 +350,7 @@ class AlertManager:
         if ev.severity > old and fresh["status"] == "firing":
             # A worse severity may match routes the old one did not (e.g. escalation
             # for emergencies); routes already scheduled keep their repeat timing.
-            plans = plan_routes(self._routes.route, match_labels(fresh), ev.severity)
+            plans = self._planner.plan(match_labels(fresh), ev.severity)
             escalation.schedule(self._conn, row["id"], plans, row["started_ms"], now)
         emitted.append(
             (_event(fresh, AlertStatus(fresh["status"]), now, "rule", "updated"), "updated")

@@ -324,6 +324,40 @@ def plan_routes(root: Route, labels: Mapping[str, str], severity: Severity) -> l
     return _walk(root, "root", labels, severity, _ROOT_DEFAULTS, is_root=True)
 
 
+class RoutePlanner:
+    """:func:`plan_routes` for one tree, remembered by what the tree looks at.
+
+    A plan depends only on the severity and the labels some node matches on, so
+    the alerts of a storm (which differ by source, rarely by those) share a few
+    plans instead of walking the tree each (~50 µs an alert).
+    """
+
+    #: Plans remembered at most (then forgotten all at once).
+    SIZE = 4096
+
+    def __init__(self, root: Route) -> None:
+        self._root = root
+        self._keys = tuple(sorted(_match_keys(root)))
+        self._plans: dict[tuple[object, ...], tuple[RoutePlan, ...]] = {}
+
+    def plan(self, labels: Mapping[str, str], severity: Severity) -> tuple[RoutePlan, ...]:
+        """The same as ``plan_routes(root, labels, severity)``."""
+        key = (int(severity), *(labels.get(k) for k in self._keys))
+        plans = self._plans.get(key)
+        if plans is None:
+            if len(self._plans) >= self.SIZE:
+                self._plans.clear()
+            plans = self._plans[key] = tuple(plan_routes(self._root, labels, severity))
+        return plans
+
+
+def _match_keys(route: Route) -> set[str]:
+    keys = set(route.match)
+    for child in route.routes:
+        keys |= _match_keys(child)
+    return keys
+
+
 def _walk(
     route: Route,
     path: str,

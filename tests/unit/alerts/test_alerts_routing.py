@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hub.alerts.routing import (
+    RoutePlanner,
     RoutesInvalid,
     load_routes,
     parse_duration_ms,
@@ -153,6 +154,36 @@ def test_first_match_wins_unless_continue_and_children_inherit() -> None:
     assert [p.receivers for p in mid] == [("a",)]
     root = plan_routes(routes.route, _labels(district="d09"), Severity.INFO)
     assert [p.receivers for p in root] == [("d",)]
+
+
+@given(
+    alerts=st.lists(
+        st.tuples(
+            st.sampled_from(["d01", "d02", "d09"]),
+            st.sampled_from(["wm-1", "wm-7", "b-1", "fg-3"]),
+            st.sampled_from(list(Severity)),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_planner_remembers_plans_without_changing_them(
+    alerts: list[tuple[str, str, Severity, bool]],
+) -> None:
+    """The memo keys on what the tree matches (district, source) and the severity:
+    every answer is the tree's own, whatever came before, and labels the tree
+    never looks at do not make a new plan."""
+    routes, problems, _ = parse_routes(TREE, "t.yaml")
+    assert routes is not None, problems
+    planner = RoutePlanner(routes.route)
+    for district, source, severity, extra in alerts:
+        labels = _labels(district=district, source=source, severity=severity.label)
+        if extra:
+            labels["pump"] = "p-9"  # a label no route matches on
+        assert list(planner.plan(labels, severity)) == plan_routes(routes.route, labels, severity)
+    wm = _labels(source="wm-1")
+    assert planner.plan(wm, Severity.INFO) is planner.plan({**wm, "rule_id": "x"}, Severity.INFO)
 
 
 def test_root_route_with_matchers_is_refused() -> None:
