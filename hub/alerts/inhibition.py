@@ -29,6 +29,10 @@ class Inhibitor:
         if self.is_source(labels):
             self._sources[alert_id] = dict(labels)
 
+    def is_active(self, alert_id: str) -> bool:
+        """True when the alert is one of the active inhibiting alerts."""
+        return alert_id in self._sources
+
     def deactivate(self, alert_id: str) -> bool:
         """An alert resolved; True when it was inhibiting (muted alerts need a new look)."""
         return self._sources.pop(alert_id, None) is not None

@@ -302,7 +302,6 @@ class AlertManager:
                 "reopened_from": reopened_from,
             },
         )
-        self._inhibitor.activate(alert_id, identity)
         plans = self._planner.plan(identity, ev.severity)
         escalation.schedule(self._conn, alert_id, plans, now, now, group_start)
         event = AlertEvent(
@@ -321,6 +320,9 @@ class AlertManager:
             reopened_from=reopened_from,
         )
         emitted.append((event, "firing"))
+        # Last, once nothing above can fail: a failed event's savepoint rolls back
+        # the database, and the inhibitor must not keep an alert that is not there.
+        self._inhibitor.activate(alert_id, identity)
         return alert_id
 
     def _update(self, row: sqlite3.Row, ev: RuleEvent, now: int, emitted: list[Emitted]) -> None:
@@ -367,12 +369,15 @@ class AlertManager:
         tid = lifecycle.add_transition(self._conn, row["id"], now, "resolved", actor, comment)
         escalation.stop(self._conn, row["id"])
         release_alert(self._conn, row["incident_id"], now)
-        if self._inhibitor.deactivate(row["id"]):
+        inhibiting = self._inhibitor.is_active(row["id"])
+        if inhibiting:
             escalation.wake_muted(self._conn, now)
         fresh = lifecycle.get_row(self._conn, row["id"])
         assert fresh is not None
         self._follow_up(fresh, "resolved", tid, now, actor, comment)
         emitted.append((_event(fresh, AlertStatus.RESOLVED, now, actor, comment), "resolved"))
+        if inhibiting:  # last, as in _open: only once nothing above can fail
+            self._inhibitor.deactivate(row["id"])
         return fresh
 
     # ------------------------------------------------------------------ notifications
