@@ -69,7 +69,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.loadgen import _connect, _varint, publish_readings  # noqa: E402
 from tests.hubproc import HubProcess, env_for  # noqa: E402
-from tests.services import Mosquitto, wait_for  # noqa: E402
+from tests.services import InfluxDB1, Mosquitto, wait_for  # noqa: E402
 
 PREFIX = "bench"
 RULES = """
@@ -274,12 +274,24 @@ def one_run(args: argparse.Namespace, run: int, work: Path) -> dict[str, float]:
     (work / "rules").mkdir(exist_ok=True)
     (work / "rules" / "bench.yaml").write_text(RULES)
     (work / "routes.yaml").write_text(ROUTES)
+    store: dict[str, str] = {}
+    influx: InfluxDB1 | None = None
+    if args.store == "influxdb":
+        # As in production: the telemetry goes to InfluxDB, in a process of its own.
+        influx = InfluxDB1(work / f"influx-{run}")
+        influx.start()
+        store = {
+            "HUB_STORE__BACKEND": "influxdb",
+            "HUB_INFLUX__URL": influx.url,
+            "HUB_INFLUX__DATABASE": "bench",
+        }
     env = env_for(
         PREFIX,
         broker.url,
         HUB_RULES__PATHS=str(work / "rules"),
         HUB_ALERTS__ROUTES_PATH=str(work / "routes.yaml"),
         HUB_LOG__LEVEL="WARNING",
+        **store,
     )
     hub = HubProcess(work / f"hub-{run}", env)
     if args.profile:
@@ -339,6 +351,8 @@ def one_run(args: argparse.Namespace, run: int, work: Path) -> dict[str, float]:
     sub.stop()
     hub.stop()
     broker.stop()
+    if influx is not None:
+        influx.stop()
 
     got = sub.received()
     ids = Counter(str(p["notification_id"]) for _, p in got)
@@ -433,6 +447,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for events")
     parser.add_argument("--profile", type=Path, help="write a pyinstrument profile of the hub")
+    parser.add_argument(
+        "--store",
+        choices=["embedded", "influxdb"],
+        default="embedded",
+        help="where the hub stores telemetry: its embedded SQLite store (the default"
+        " set-up, in the hub's process) or a real InfluxDB 1.x (production's)",
+    )
     parser.add_argument(
         "--broker-conf",
         default="autosave_interval 1800",
