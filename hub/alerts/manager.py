@@ -69,9 +69,12 @@ SETTLE_BATCH = 64
 SETTLE_DELAY_S = 0.02
 #: How long a stopping delivery worker waits for sends already in flight to finish.
 STOP_GRACE_S = 2.0
-#: Rule events applied per transaction; between chunks the delivery workers get the
-#: event loop, so an alert storm does not hold back the first notifications.
+#: Rule events applied per transaction; before each chunk the delivery workers get
+#: the event loop, so an alert storm does not hold back the first notifications.
 HANDLE_CHUNK = 50
+#: How long a chunk of rule events waits at most for the delivery workers to hand
+#: over what is queued (see ``_let_delivery_catch_up``).
+CATCH_UP_S = 0.1
 #: Due steps per transaction in a tick (~0.3 ms each), and chunks per tick at most
 #: (the rest waits for the next tick).
 TICK_CHUNK = 20
@@ -120,6 +123,9 @@ class AlertManager:
         for row in conn.execute("SELECT * FROM alerts WHERE status IN ('firing', 'acknowledged')"):
             self._inhibitor.activate(row["id"], match_labels(row))
         self._wake: dict[str, asyncio.Event] = {name: asyncio.Event() for name in notifiers}
+        #: Per running (non-digest) delivery worker: set while it has handed over all
+        #: it can (its queue is empty, not due yet, or halted after a failure).
+        self._caught_up: dict[str, asyncio.Event] = {}
         self._pruned_ms = 0
         #: Per digest receiver: when each incident's last digest went out.
         self._digest_sent: dict[str, dict[str, int]] = {}
@@ -130,9 +136,39 @@ class AlertManager:
     async def handle(self, events: Sequence[RuleEvent]) -> None:
         """Apply rule state changes; notifications due now are queued at once."""
         for start in range(0, len(events), HANDLE_CHUNK):
-            if start:
-                await asyncio.sleep(0)  # let the delivery workers send what is queued
+            await self._let_delivery_catch_up()
             self._handle_chunk(events[start : start + HANDLE_CHUNK])
+
+    async def _let_delivery_catch_up(self) -> None:
+        """Before opening more alerts, let the delivery workers hand over what is queued.
+
+        In a storm bigger than the hub can take, opening alerts and delivering them
+        compete for the one event loop. With one turn of the loop between chunks,
+        delivery fell behind (each notification needs several turns: issue, publish,
+        PUBACK), and an alert waited seconds in the outbox while later ones were
+        opened. Now the opening waits, so alerts go out in the order they came and the
+        backlog stays in the journal, unread. The wait ends as soon as each worker has
+        handed over all it can, including when its receiver is failing (halted or
+        backing off): a broken receiver never holds back the others' alerts. It is
+        bounded by CATCH_UP_S, for a receiver that is slow but alive.
+        """
+        waiting = [e for e in self._caught_up.values() if not e.is_set()]
+        if not waiting:
+            await asyncio.sleep(0)  # one turn of the loop, as before
+            return
+        # A worker hands over by creating its send tasks, then sets its event: those
+        # tasks are scheduled ahead of this one, so they are on the wire first.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CATCH_UP_S):
+                for event in waiting:
+                    await event.wait()
+
+    def _wake_workers(self) -> None:
+        """New notifications may be due: every delivery worker looks at its queue."""
+        for event in self._caught_up.values():
+            event.clear()
+        for wake in self._wake.values():
+            wake.set()
 
     def _handle_chunk(self, events: Sequence[RuleEvent]) -> None:
         now = self._clock.now_ms()
@@ -187,8 +223,7 @@ class AlertManager:
             if processed < TICK_CHUNK:
                 break
             await asyncio.sleep(0)
-        for event in self._wake.values():
-            event.set()
+        self._wake_workers()
 
     def _publish(self, emitted: Sequence[Emitted]) -> None:
         for event, kind in emitted:
@@ -198,8 +233,7 @@ class AlertManager:
             except Exception:  # a broken listener must not break the alert pipeline
                 log.exception("alert event listener failed", alert_id=event.alert_id)
         if emitted:
-            for wake in self._wake.values():
-                wake.set()
+            self._wake_workers()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -553,6 +587,7 @@ class AlertManager:
         its backoff), so a receiver never sees a resolution before its firing.
         """
         wake = self._wake[name]
+        caught_up = self._caught_up[name] = asyncio.Event()
         window = max(1, int(getattr(notifier, "concurrency", 1)))
         inflight: dict[asyncio.Task[DeliveryError | None], OutboxItem] = {}
         finished: list[tuple[OutboxItem, DeliveryError | None]] = []
@@ -588,15 +623,18 @@ class AlertManager:
                     halted, issued = False, 0
                 now = self._clock.now_ms()
                 next_ms: int | None = None
+                drained = halted  # nothing more can be handed over until it is woken
                 if not halted and len(inflight) < window:
-                    items, next_ms = notify_log.due(
-                        self._conn, name, now, window - len(inflight), issued
-                    )
+                    free = window - len(inflight)
+                    items, next_ms = notify_log.due(self._conn, name, now, free, issued)
                     for item in items:
                         task = asyncio.create_task(self._send(notifier, item))
                         inflight[task] = item
                         task.add_done_callback(landed)
                         issued = item.seq
+                    drained = len(items) < free
+                if drained:
+                    caught_up.set()
                 timeout = IDLE_POLL_S
                 if next_ms is not None:
                     timeout = min(IDLE_POLL_S, max(0.0, (next_ms - now) / 1000))
@@ -608,6 +646,8 @@ class AlertManager:
                     async with asyncio.timeout(timeout):
                         await wake.wait()
         finally:
+            del self._caught_up[name]
+            caught_up.set()
             if inflight:
                 # Stopping: sends already on the wire get a moment to be confirmed,
                 # so they are logged now rather than sent again after the restart.

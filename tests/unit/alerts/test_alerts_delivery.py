@@ -13,7 +13,7 @@ import pytest
 
 from hub.alerts import manager as manager_module
 from hub.messages import Notification, RuleEvent
-from hub.ports import DeliveryError
+from hub.ports import UNRESTRICTED, AlertFilter, DeliveryError
 from tests.unit.alerts.conftest import Harness
 
 Ev = Callable[..., RuleEvent]
@@ -204,3 +204,68 @@ async def test_tick_handles_a_burst_of_due_steps_in_chunks_and_yields_between(
     other.cancel()
     assert harness.manager.pending_notifications() == {"ops": 120}
     assert turns - before >= 120 // manager_module.TICK_CHUNK
+
+
+class RoundTrip:
+    """A receiver that takes a few turns of the loop per send, like a PUBACK does;
+    it notes how many alerts were open when each send began."""
+
+    concurrency = 128
+
+    def __init__(self, opened: Callable[[], int]) -> None:
+        self.opened = opened
+        self.open_at_send: list[int] = []
+
+    async def send(self, notification: Notification) -> None:
+        self.open_at_send.append(self.opened())
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_storm_is_delivered_as_it_is_opened_not_after(
+    harness_factory: Callable[..., Harness], ev: Ev
+) -> None:
+    """Each chunk of alerts is handed to the receiver before the next chunk opens:
+    a storm bigger than the loop can take must not leave its first alerts waiting
+    in the outbox while later ones are opened (they waited seconds in bench/alerts.py)."""
+    harness = harness_factory(ONE_RECEIVER)
+    receiver = RoundTrip(lambda: len(harness.events))
+    harness.receivers["ops"] = receiver  # type: ignore[assignment]
+    harness.new_manager()
+    chunk = manager_module.HANDLE_CHUNK
+    worker = asyncio.create_task(harness.manager.run())
+    try:
+        await _until(lambda: bool(harness.manager._caught_up))  # the worker is up
+        await harness.manager.handle([ev(source=f"wm-{i}") for i in range(10 * chunk)])
+        await _until(lambda: len(receiver.open_at_send) == 10 * chunk)
+    finally:
+        await _stop(worker)
+    ahead = [opened - i for i, opened in enumerate(receiver.open_at_send)]
+    assert max(ahead) <= chunk, f"delivery fell {max(ahead)} alerts behind the opening"
+
+
+async def test_a_failing_receiver_does_not_hold_back_opening(
+    harness_factory: Callable[..., Harness], ev: Ev, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A halted worker (retryable failure, backing off) counts as caught up: the next
+    chunks open without waiting for it (here, a wait would be 2 s per chunk)."""
+    monkeypatch.setattr(manager_module, "CATCH_UP_S", 2.0)
+    harness, gated = _gated(harness_factory)
+    gated.fail.add("wm-0")
+    worker = asyncio.create_task(harness.manager.run())
+    try:
+        await _until(lambda: bool(harness.manager._caught_up))
+        await harness.manager.handle([ev(source="wm-0")])
+        await _until(lambda: gated.started == ["wm-0"])
+        gated.release("wm-0")  # fails: the worker halts and backs off
+        await _until(harness.manager._caught_up["ops"].is_set)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await harness.manager.handle([ev(source=f"wm-{i}") for i in range(1, 4 * 50)])
+        assert loop.time() - began < 2.0
+    finally:
+        await _stop(worker)
+    assert len(harness.manager.list_alerts(AlertFilter(), UNRESTRICTED)) == 200
