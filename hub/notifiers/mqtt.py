@@ -139,7 +139,13 @@ class _Session:
         self._fail(ConnectionError(f"connection lost: {reason}"))
 
     def _want_write(self, client: paho.Client, _u: Any, sock: Any) -> None:
-        self.loop.add_writer(sock, client.loop_write)
+        # paho has a packet to send: send it now rather than at the loop's next turn
+        # (in a storm that turn comes after the next chunk of alerts is opened, tens
+        # of ms later). Only what the socket does not take waits for the writer
+        # callback, so the writer is rarely registered and unregistered.
+        client.loop_write()
+        if client.want_write() and client.socket() is not None:  # None: write failed, closed
+            self.loop.add_writer(sock, client.loop_write)
 
     def _wrote(self, _c: paho.Client, _u: Any, sock: Any) -> None:
         with contextlib.suppress(ValueError, OSError):
