@@ -143,21 +143,21 @@ class AlertManager:
         """Before opening more alerts, let the delivery workers hand over what is queued.
 
         In a storm bigger than the hub can take, opening alerts and delivering them
-        compete for the one event loop. With one turn of the loop between chunks,
-        delivery fell behind (each notification needs several turns: issue, publish,
-        PUBACK), and an alert waited seconds in the outbox while later ones were
-        opened. Now the opening waits, so alerts go out in the order they came and the
-        backlog stays in the journal, unread. The wait ends as soon as each worker has
-        handed over all it can, including when its receiver is failing (halted or
-        backing off): a broken receiver never holds back the others' alerts. It is
-        bounded by CATCH_UP_S, for a receiver that is slow but alive.
+        compete for the one event loop. With only one turn of the loop between
+        chunks, delivery fell further and further behind (a notification needs
+        several turns: issue, publish, PUBACK; its window filled up), and an alert
+        waited seconds in the outbox while later ones were opened. Now, after that
+        turn, the opening waits while a worker still has due notifications it could
+        not hand over: delivery stays within a chunk or two of the opening, and the
+        backlog of a storm stays in the journal, unread, in arrival order. A worker
+        whose receiver is failing (halted, backing off) has nothing to hand over, so
+        a broken receiver never holds back the others' alerts; a slow but alive one
+        holds each chunk back for CATCH_UP_S at most.
         """
+        await asyncio.sleep(0)  # the workers hand over what the last chunk queued
         waiting = [e for e in self._caught_up.values() if not e.is_set()]
         if not waiting:
-            await asyncio.sleep(0)  # one turn of the loop, as before
             return
-        # A worker hands over by creating its send tasks, then sets its event: those
-        # tasks are scheduled ahead of this one, so they are on the wire first.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CATCH_UP_S):
                 for event in waiting:
