@@ -69,6 +69,12 @@ CHECKPOINT_CHUNK = 500
 CHECKPOINT_PAUSE_S = 0.04
 #: Timer cadence for `no_data`, `for:` completion, escalation and stale devices.
 TICK_S = 1.0
+#: The live stage is "behind" with this many journal bytes unread (~1,000 readings);
+#: then the store consumer holds its write back for up to STORE_YIELD_S, filling a
+#: bigger batch: its writes compete with the alert path for the one core, and a
+#: bigger batch costs less per point. The journal keeps the readings meanwhile.
+LIVE_BEHIND_BYTES = 256 * 1024
+STORE_YIELD_S = 2.0
 #: Cadence of the event-loop lag probe (hub_event_loop_lag_seconds).
 LOOP_LAG_PROBE_S = 0.1
 #: Cold start: how long the live stage waits for the store before it starts with
@@ -279,9 +285,11 @@ class Hub:
             # Batched by size and age: a write per journal group commit (every few
             # ms) cost more CPU at 5,000 readings/s than everything else the hub
             # does with them; the store is read by people and dashboards, for whom
-            # flush_interval_ms of delay is nothing.
+            # flush_interval_ms of delay is nothing. While the live stage is behind
+            # (a storm beyond what the hub takes), up to STORE_YIELD_S.
             records, end_offset = list(batch.records), batch.end_offset
-            deadline = loop.time() + timeout
+            live_unread = self.journal.head_offset - self._live_reader.position
+            deadline = loop.time() + store_batch_age(timeout, live_unread)
             while len(records) < max_records and (left := deadline - loop.time()) > 0:
                 more = await reader.read(max_records - len(records), left)
                 if not more.records:  # the age limit, or the journal is closing
@@ -534,6 +542,15 @@ def _decode_all(blobs: Sequence[bytes]) -> list[object]:
         except Exception as exc:  # a corrupt record must not stop the consumers
             log.exception("undecodable journal record skipped", error=repr(exc), size=len(blob))
     return out
+
+
+def store_batch_age(flush_interval_s: float, live_unread_bytes: int) -> float:
+    """How long the store consumer fills a batch before writing it: the configured
+    flush interval, or STORE_YIELD_S while the live stage (rules, alerts) has more
+    than LIVE_BEHIND_BYTES of the journal left to read."""
+    if live_unread_bytes > LIVE_BEHIND_BYTES:
+        return max(flush_interval_s, STORE_YIELD_S)
+    return flush_interval_s
 
 
 def _unknown(raw: RawMessage, reading: Reading) -> Rejection:
