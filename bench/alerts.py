@@ -34,11 +34,14 @@ p50/p95/p99/max, throughput, the background rate achieved and the hub's CPU use.
 
     python3 bench/alerts.py                         # 3 runs, 10,000 alerts, 5,000 readings/s
     python3 bench/alerts.py --storm-seconds 0       # all at once: throughput
+    python3 bench/alerts.py --store influxdb        # telemetry to a real InfluxDB, as in production
     python3 bench/alerts.py --runs 1 --alerts 2000 --incidents 40
     python3 bench/alerts.py --runs 1 --profile /tmp/hub-profile.txt   # pyinstrument of the hub
 
 The machine's cores are shared by Mosquitto, the load generator, the subscriber
-and the hub: the figures are for that, not for a hub with a core of its own.
+and the hub (and InfluxDB with ``--store influxdb``): the figures are for that, not
+for a hub with a core of its own. bench/alert_manager.py measures the alert manager
+stage alone, to a few per cent.
 """
 
 from __future__ import annotations
