@@ -297,6 +297,7 @@ class AlertManager:
         g = self._routes.grouping
         incident_id, group_start = assign_incident(self._conn, g.by, g.window, identity, now)
         summary = ev.explanation.summary or ev.description or ev.rule_id
+        labels_json = orjson.dumps(labels, option=orjson.OPT_SORT_KEYS).decode()
         self._conn.execute(
             "INSERT INTO alerts (id, rule_id, rule_version, status, severity, district,"
             " asset_type, source, summary, description, labels, explanation, started_ms,"
@@ -312,7 +313,7 @@ class AlertManager:
                 ev.source,
                 summary,
                 ev.description,
-                orjson.dumps(labels, option=orjson.OPT_SORT_KEYS).decode(),
+                labels_json,
                 _explanation_json(ev),
                 now,
                 now,
@@ -338,22 +339,19 @@ class AlertManager:
         )
         plans = self._planner.plan(identity, ev.severity)
         escalation.schedule(self._conn, alert_id, plans, now, now, group_start)
-        event = AlertEvent(
-            alert_id=alert_id,
-            rule_id=ev.rule_id,
-            status=AlertStatus.FIRING,
-            severity=ev.severity,
-            district=ev.district,
-            asset_type=ev.asset_type,
-            source=ev.source,
-            ts_ms=now,
-            summary=summary,
-            labels=labels,
-            actor="rule",
-            comment=summary,
-            reopened_from=reopened_from,
-        )
-        emitted.append((event, "firing"))
+        # The event from what was just inserted, rather than reading the row back.
+        opened = {
+            "id": alert_id,
+            "rule_id": ev.rule_id,
+            "severity": int(ev.severity),
+            "district": ev.district,
+            "asset_type": ev.asset_type,
+            "source": ev.source,
+            "summary": summary,
+            "labels": labels_json,
+            "reopened_from": reopened_from,
+        }
+        emitted.append((_event(opened, AlertStatus.FIRING, now, "rule", summary), "firing"))
         # Last, once nothing above can fail: a failed event's savepoint rolls back
         # the database, and the inhibitor must not keep an alert that is not there.
         self._inhibitor.activate(alert_id, identity)
@@ -968,7 +966,9 @@ def _explanation_json(ev: RuleEvent) -> str:
     ).decode()
 
 
-def _event(row: sqlite3.Row, status: AlertStatus, now: int, actor: str, comment: str) -> AlertEvent:
+def _event(
+    row: sqlite3.Row | Mapping[str, Any], status: AlertStatus, now: int, actor: str, comment: str
+) -> AlertEvent:
     return AlertEvent(
         alert_id=row["id"],
         rule_id=row["rule_id"],
