@@ -33,9 +33,9 @@ class Inhibitor:
         """True when the alert is one of the active inhibiting alerts."""
         return alert_id in self._sources
 
-    def deactivate(self, alert_id: str) -> bool:
-        """An alert resolved; True when it was inhibiting (muted alerts need a new look)."""
-        return self._sources.pop(alert_id, None) is not None
+    def deactivate(self, alert_id: str) -> None:
+        """An alert resolved: it inhibits nothing any more."""
+        self._sources.pop(alert_id, None)
 
     def inhibited_by(self, alert_id: str, labels: Mapping[str, str]) -> str | None:
         """The id of an active alert that inhibits this one, or None."""
