@@ -6,12 +6,17 @@ the sink simply keeps retrying, with capped, jittered exponential backoff, until
 it is back or the task is cancelled. Nothing is dropped: what the store refuses
 for good (a field type conflict, a name the layout cannot hold) is returned for
 the dead-letter store, with the store's reason.
+
+What the sink does is reported to a :class:`SinkObserver`: by default the hub's
+Prometheus metrics; in the store writer process (hub.store.writer) a collector
+whose figures travel to the hub, which serves them.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Literal, Protocol
 
 from tenacity import (
     AsyncRetrying,
@@ -24,7 +29,7 @@ from tenacity import (
 from hub import metrics
 from hub.clock import Clock
 from hub.logging import get_logger
-from hub.messages import Reading
+from hub.messages import Reading, Rejection
 from hub.settings import InfluxSettings
 from hub.store.base import StoreUnavailable, TelemetryStore
 
@@ -34,6 +39,47 @@ log = get_logger(__name__)
 #: doubles, jittered, never above RETRY_MAX_S (an outage is noticed within it).
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 30.0
+
+#: Why a write failed: points refused for good, a store bug isolated, an outage.
+FailureKind = Literal["refused", "error", "unavailable"]
+
+
+class SinkObserver(Protocol):
+    """What the sink reports as it writes (the store metrics of docs/storage.md)."""
+
+    def written(self, batch_size: int, seconds: float, points: int) -> None:
+        """A batch landed: its size, the write's duration, the points written."""
+
+    def failed(self, kind: FailureKind, count: int) -> None:
+        """``count`` failures of ``kind``."""
+
+
+class MetricsObserver:
+    """The default observer: the hub's Prometheus metrics."""
+
+    def written(self, batch_size: int, seconds: float, points: int) -> None:
+        """Observe a landed batch."""
+        metrics.STORE_WRITE_SECONDS.observe(seconds)
+        metrics.STORE_BATCH_SIZE.observe(batch_size)
+        metrics.STORE_POINTS_WRITTEN.inc(points)
+
+    def failed(self, kind: FailureKind, count: int) -> None:
+        """Count failures."""
+        metrics.STORE_WRITE_ERRORS.labels(kind=kind).inc(count)
+
+
+def refusal(reading: Reading, why: str, received_ms: int) -> Rejection:
+    """The dead letter of a reading the store refused for good (reason ``store_refused``)."""
+    metrics_text = ",".join(f"{k}={v}" for k, v in reading.metrics.items())
+    return Rejection(
+        topic=f"store:{reading.asset_type}/{reading.device_id}",
+        reason="store_refused",
+        detail=why,
+        payload=f"ts={reading.ts_ms} seq={reading.seq} {metrics_text}".encode()[:1024],
+        received_ms=received_ms,
+        device_id=reading.device_id,
+        district=reading.district,
+    )
 
 
 class StoreSink:
@@ -47,8 +93,10 @@ class StoreSink:
         clock: Clock,
         retry_min_s: float = RETRY_MIN_S,
         retry_max_s: float = RETRY_MAX_S,
+        observer: SinkObserver | None = None,
     ) -> None:
         self.store = store
+        self.observer: SinkObserver = observer or MetricsObserver()
         self.batch_size = settings.batch_size
         self.clock = clock
         self.retry_min_s = retry_min_s
@@ -82,12 +130,11 @@ class StoreSink:
                     raise
                 except Exception as exc:  # a store bug must not stop the sink: isolate it
                     return await self._isolate(batch, exc)
-                metrics.STORE_WRITE_SECONDS.observe(time.perf_counter() - began)
-        metrics.STORE_BATCH_SIZE.observe(len(batch))
-        metrics.STORE_POINTS_WRITTEN.inc(result.written)
+                seconds = time.perf_counter() - began
+        self.observer.written(len(batch), seconds, result.written)
         self._recovered()
         if result.refused:
-            metrics.STORE_WRITE_ERRORS.labels(kind="refused").inc(len(result.refused))
+            self.observer.failed("refused", len(result.refused))
             first = result.refused[0]
             log.warning(
                 "store refused readings; they go to dead letters",
@@ -100,7 +147,7 @@ class StoreSink:
 
     async def _isolate(self, batch: Sequence[Reading], exc: Exception) -> list[tuple[Reading, str]]:
         """Split a batch that makes the store fail unexpectedly, down to the reading at fault."""
-        metrics.STORE_WRITE_ERRORS.labels(kind="error").inc()
+        self.observer.failed("error", 1)
         if len(batch) == 1:
             log.error(
                 "store failed on a reading; refused", device=batch[0].device_id, error=repr(exc)
@@ -112,7 +159,7 @@ class StoreSink:
     def _on_unavailable(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
         self.last_error = str(exc) if exc is not None else "store unavailable"
-        metrics.STORE_WRITE_ERRORS.labels(kind="unavailable").inc()
+        self.observer.failed("unavailable", 1)
         if self.healthy:
             self.healthy = False
             self._outage_since = self.clock.monotonic()
