@@ -3,7 +3,8 @@
 Read top to bottom, ``Hub.__aenter__`` is DESIGN.md's flow::
 
     broker -> ingest (MQTT session) -> decode -> journal (group commit) -> ack
-           -> consumer "store": store sink (InfluxDB or embedded)
+           -> consumer "store": store sink (InfluxDB or embedded), by default in the
+                                store writer process (hub.store.writer), on another core
            -> consumer "live":  registry, dead letters, rule engine -> alert manager -> notifiers
     API + dashboard read the registry, store, alerts and rules.
 
@@ -21,7 +22,7 @@ import contextlib
 import gc
 import signal
 import sqlite3
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,8 @@ from hub.settings import Settings
 from hub.sqlite import STATE_DB, connect
 from hub.store.base import StoreUnavailable, TelemetryStore
 from hub.store.factory import make_store
-from hub.store.sink import StoreSink
+from hub.store.sink import StoreSink, refusal
+from hub.store.writer import StoreWriter, StoreWriterDied
 
 log = get_logger(__name__)
 
@@ -75,6 +77,11 @@ TICK_S = 1.0
 #: bigger batch costs less per point. The journal keeps the readings meanwhile.
 LIVE_BEHIND_BYTES = 256 * 1024
 STORE_YIELD_S = 2.0
+#: A store writer process that died is restarted after this, doubling up to the
+#: max; back to the min once one has run this long (a crash loop stays slow).
+WRITER_RESTART_MIN_S = 0.5
+WRITER_RESTART_MAX_S = 30.0
+WRITER_STABLE_S = 60.0
 #: Cadence of the event-loop lag probe (hub_event_loop_lag_seconds).
 LOOP_LAG_PROBE_S = 0.1
 #: Cold start: how long the live stage waits for the store before it starts with
@@ -163,6 +170,8 @@ class Hub:
         self.store: TelemetryStore = make_store(s, self.clock)
         self._stack.push_async_callback(self.store.close)
         self.sink = StoreSink(self.store, s.influx, clock=self.clock)
+        # What health reports on: the inline sink, or the store writer process.
+        self._store_health: StoreSink | StoreWriter = self.sink
 
         self.decoder = Decoder(s.ingest, s.mqtt.topic_prefix)
         self.source = MqttSource(
@@ -274,7 +283,49 @@ class Hub:
     async def _store_consumer(self) -> None:
         """Journal -> store, batched; waits (journal keeps the data) while the store is down."""
         await self._open_store()
+        if self.settings.store.writer_in_process:
+            await self._store_through_writer_process()
+            return
         reader = self._store_reader
+        async for blobs, end_offset in self._store_batches(reader):
+            readings = [m for m in _decode_all(blobs) if isinstance(m, Reading)]
+            if readings:
+                refused = await self.sink.write(readings)
+                if refused:
+                    now_ms = self.clock.now_ms()
+                    self.dead_letters.add([refusal(r, why, now_ms) for r, why in refused])
+            reader.commit(end_offset)
+
+    async def _store_through_writer_process(self) -> None:
+        """The same, with the writes in the store writer process (hub.store.writer),
+        on another core; restarted, from the last batch it landed, if it dies."""
+        delay = WRITER_RESTART_MIN_S
+        while True:
+            # From the committed offset: what the last writer did not land goes again.
+            reader = self._store_reader = self.journal.reader("store")
+
+            def landed(end_offset: int, rejections: list[Rejection], r: Any = reader) -> None:
+                if rejections:
+                    self.dead_letters.add(rejections)
+                r.commit(end_offset)
+
+            writer = StoreWriter(self.settings, on_done=landed)
+            self._store_health = writer
+            started = self.clock.monotonic()
+            try:
+                async with writer:
+                    await writer.feed(self._store_batches(reader))
+            except StoreWriterDied as exc:
+                writer.healthy, writer.last_error = False, str(exc)
+                if self.clock.monotonic() - started > WRITER_STABLE_S:
+                    delay = WRITER_RESTART_MIN_S
+                # The exit code is the news; a traceback of ours would say nothing more.
+                log.error("store writer process died; restarting it", error=str(exc), in_s=delay)  # noqa: TRY400
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, WRITER_RESTART_MAX_S)
+
+    async def _store_batches(self, reader: Any) -> AsyncIterator[tuple[list[bytes], int]]:
+        """The store consumer's records in batches, filled by size and age."""
         max_records = self.settings.influx.batch_size
         timeout = self.settings.influx.flush_interval_ms / 1000
         loop = asyncio.get_running_loop()
@@ -287,21 +338,16 @@ class Hub:
             # does with them; the store is read by people and dashboards, for whom
             # flush_interval_ms of delay is nothing. While the live stage is behind
             # (a storm beyond what the hub takes), up to STORE_YIELD_S.
-            records, end_offset = list(batch.records), batch.end_offset
+            blobs, end_offset = list(batch.records), batch.end_offset
             live_unread = self.journal.head_offset - self._live_reader.position
             deadline = loop.time() + store_batch_age(timeout, live_unread)
-            while len(records) < max_records and (left := deadline - loop.time()) > 0:
-                more = await reader.read(max_records - len(records), left)
+            while len(blobs) < max_records and (left := deadline - loop.time()) > 0:
+                more = await reader.read(max_records - len(blobs), left)
                 if not more.records:  # the age limit, or the journal is closing
                     break
-                records.extend(more.records)
+                blobs.extend(more.records)
                 end_offset = more.end_offset
-            readings = [m for m in _decode_all(records) if isinstance(m, Reading)]
-            if readings:
-                refused = await self.sink.write(readings)
-                if refused:
-                    self.dead_letters.add([_refused(r, why, self.clock) for r, why in refused])
-            reader.commit(end_offset)
+            yield blobs, end_offset
 
     async def _open_store(self) -> None:
         delay = 0.5
@@ -431,7 +477,7 @@ class Hub:
 
     async def health(self) -> HealthReport:
         """Health for GET /api/v1/health: broker, store, journal, dead letters, rules."""
-        store_ok = self.sink.healthy
+        store_ok = self._store_health.healthy
         lags = self.journal.lags()
         problems = self.rules.problems()
         tasks_ok = self._tasks is not None and not self._tasks.failed
@@ -440,7 +486,7 @@ class Hub:
             "store": {
                 "backend": self.store.name,
                 "writable": store_ok,
-                "last_error": self.sink.last_error,
+                "last_error": self._store_health.last_error,
             },
             "journal": {
                 "bytes": self.journal.bytes_on_disk,
@@ -562,19 +608,6 @@ def _unknown(raw: RawMessage, reading: Reading) -> Rejection:
         ),
         payload=raw.payload[:1024],
         received_ms=raw.received_ms,
-        device_id=reading.device_id,
-        district=reading.district,
-    )
-
-
-def _refused(reading: Reading, why: str, clock: Clock) -> Rejection:
-    metrics_text = ",".join(f"{k}={v}" for k, v in reading.metrics.items())
-    return Rejection(
-        topic=f"store:{reading.asset_type}/{reading.device_id}",
-        reason="store_refused",
-        detail=why,
-        payload=f"ts={reading.ts_ms} seq={reading.seq} {metrics_text}".encode()[:1024],
-        received_ms=clock.now_ms(),
         device_id=reading.device_id,
         district=reading.district,
     )

@@ -6,6 +6,7 @@ Built once in ``main()`` and passed down; never a module-level singleton.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -87,6 +88,17 @@ class StoreSettings(_Section):
     """Which telemetry store to use."""
 
     backend: Literal["embedded", "influxdb"] = "embedded"
+    # Where the store sink runs: in a child process on another core ("process"), or
+    # in the hub's event loop ("inline"); "auto" is "process" when the hub may use
+    # two cores or more. docs/storage.md, "The store writer process".
+    writer: Literal["auto", "process", "inline"] = "auto"
+
+    @property
+    def writer_in_process(self) -> bool:
+        """Whether the store sink runs in its own process, "auto" resolved."""
+        if self.writer == "auto":
+            return len(os.sched_getaffinity(0)) >= 2
+        return self.writer == "process"
 
 
 class InfluxSettings(_Section):

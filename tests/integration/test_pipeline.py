@@ -11,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from hub.clock import SystemClock
@@ -357,6 +360,46 @@ def test_sigkill_of_the_hub_loses_nothing(
         assert hub.stop() == 0, hub.log_tail()
 
 
+def _store_writer_pid(hub: HubProcess) -> int | None:
+    assert hub.proc is not None
+    for child in psutil.Process(hub.proc.pid).children():
+        with contextlib.suppress(psutil.Error):
+            if "hub.store.writer" in " ".join(child.cmdline()) and child.is_running():
+                return int(child.pid)
+    return None
+
+
+def test_a_killed_store_writer_is_restarted_and_loses_nothing(
+    mosquitto: Mosquitto, influxdb: InfluxDB1, names: Names, tmp_path: Path
+) -> None:
+    """The store writer process SIGKILLed while readings flow -> the hub starts another,
+    which writes what the dead one had not landed; none lost, the hub keeps running."""
+    db = names.database()
+    hub = _influx_hub(names, mosquitto.url, influxdb, tmp_path, HUB_STORE__WRITER="process")
+    hub.start()
+    flow = BackgroundFlow(mosquitto.url, names.topic_prefix(), _flow_devices(names, 10), rate=300)
+    try:
+        flow.start()
+        wait_for(lambda: influxdb.count(db, "flood_gauge") > 200, timeout=30, what="flowing")
+        first = _store_writer_pid(hub)
+        assert first is not None, "no store writer process"
+        os.kill(first, signal.SIGKILL)
+        wait_for(
+            lambda: _store_writer_pid(hub) not in (None, first),
+            timeout=30,
+            what="a new store writer process",
+        )
+        stored = influxdb.count(db, "flood_gauge")
+        wait_for(lambda: influxdb.count(db, "flood_gauge") > stored + 300, timeout=30)
+        total = flow.stop()
+        _assert_complete(influxdb, db, flow, total)
+        assert hub.health()["checks"]["store"]["writable"] is True
+        assert "store writer process died" in hub.log_path.read_text(errors="replace")
+    finally:
+        flow._stop.set()
+        assert hub.stop() == 0, hub.log_tail()
+
+
 def test_broker_restart_reconnects_and_carries_on(
     own_mosquitto: Mosquitto, influxdb: InfluxDB1, names: Names, tmp_path: Path
 ) -> None:
@@ -411,12 +454,14 @@ def test_status_birth_and_last_will_reach_the_registry(
         assert hub.stop() == 0, hub.log_tail()
 
 
+@pytest.mark.parametrize("writer", ["process", "inline"])
 def test_a_trickle_of_readings_is_stored_in_batches_by_age(
-    mosquitto: Mosquitto, names: Names, tmp_path: Path
+    mosquitto: Mosquitto, names: Names, tmp_path: Path, writer: str
 ) -> None:
     """Readings arriving one by one, each in its own journal commit, reach the store
     in one write per ``flush_interval_ms``, not one write per commit (which cost more
-    CPU at 5,000 readings/s than everything else the hub does with them)."""
+    CPU at 5,000 readings/s than everything else the hub does with them); with the
+    store writer in its own process or in the hub's loop."""
     prefix = names.topic_prefix()
     env = env_for(
         prefix,
@@ -424,6 +469,7 @@ def test_a_trickle_of_readings_is_stored_in_batches_by_age(
         HUB_STORE__BACKEND="embedded",
         HUB_DATA_DIR=str(tmp_path / "hub"),
         HUB_INFLUX__FLUSH_INTERVAL_MS="5000",
+        HUB_STORE__WRITER=writer,
     )
     hub = HubProcess(tmp_path / "hub", env)
     hub.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,24 @@ def test_environment_nested_and_comma_lists(monkeypatch: pytest.MonkeyPatch) -> 
     assert s.influx.token.get_secret_value() == "t0k3n-xyz"
     assert "t0k3n" not in repr(s)
     assert s.api.port == 9090
+
+
+def test_store_writer_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HUB_STORE__WRITER: "auto" runs the store writer in its own process when the hub
+    may use two cores, "process" and "inline" force it, anything else is refused."""
+    assert load_settings().store.writer == "auto"
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
+    assert not load_settings().store.writer_in_process
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
+    assert load_settings().store.writer_in_process
+    monkeypatch.setenv("HUB_STORE__WRITER", "inline")
+    assert not load_settings().store.writer_in_process
+    monkeypatch.setenv("HUB_STORE__WRITER", "process")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
+    assert load_settings().store.writer_in_process
+    monkeypatch.setenv("HUB_STORE__WRITER", "thread")
+    with pytest.raises(ConfigError, match="writer"):
+        load_settings()
 
 
 def test_config_file_under_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
