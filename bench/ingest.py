@@ -52,6 +52,26 @@ def _peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def _store_writer(hub: psutil.Process, expected: bool) -> psutil.Process | None:
+    """The hub's store writer process (started once the hub's store is open)."""
+    deadline = time.monotonic() + (10.0 if expected else 0.0)
+    while True:
+        for child in hub.children():
+            with contextlib.suppress(psutil.Error):
+                if "hub.store.writer" in " ".join(child.cmdline()):
+                    return child
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
+
+
+def _cpu(proc: psutil.Process | None) -> float:
+    if proc is None:
+        return 0.0
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
 def one_run(args: argparse.Namespace, run: int, workdir: Path) -> dict[str, float]:
     """One full run on fresh Mosquitto, InfluxDB and hub data."""
     broker = Mosquitto(workdir / f"mosquitto-{run}")
@@ -69,6 +89,7 @@ def one_run(args: argparse.Namespace, run: int, workdir: Path) -> dict[str, floa
         HUB_LOG__LEVEL="WARNING",
         HUB_API__METRICS_PUBLIC="true",
         HUB_RULES__PATHS=str(args.rules),
+        HUB_STORE__WRITER=args.store_writer,
     )
     hub = HubProcess(workdir / f"hub-{run}", env)
     if args.profile:
@@ -81,9 +102,11 @@ def one_run(args: argparse.Namespace, run: int, workdir: Path) -> dict[str, floa
     proc = psutil.Process(hub.proc.pid)
     if args.profile:
         proc = next(
-            (c for c in proc.children(recursive=True) if "hub" in " ".join(c.cmdline())), proc
+            (c for c in proc.children(recursive=True) if "hub run" in " ".join(c.cmdline())), proc
         )
-    cpu0 = proc.cpu_times()
+    # The store writer process (HUB_STORE__WRITER) is the hub's too: its CPU and memory count.
+    writer = _store_writer(proc, expected=args.store_writer != "inline")
+    cpu0 = _cpu(proc) + _cpu(writer)
     t0 = time.monotonic()
     figures = publish_readings(
         broker.url,
@@ -111,9 +134,9 @@ def one_run(args: argparse.Namespace, run: int, workdir: Path) -> dict[str, floa
     with contextlib.suppress(TimeoutError):
         wait_for(evaluated, timeout=args.timeout, interval=0.2, what="rules caught up")
     t2 = time.monotonic()
-    cpu1 = proc.cpu_times()
-    cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
-    rss = _peak_rss_mb(proc.pid)
+    cpu = _cpu(proc) + _cpu(writer) - cpu0
+    writer_rss = _peak_rss_mb(writer.pid) if writer is not None else 0.0
+    rss = _peak_rss_mb(proc.pid) + writer_rss
     if args.profile:
         # py-spy writes its file when the hub it watches exits.
         proc.terminate()
@@ -135,7 +158,8 @@ def one_run(args: argparse.Namespace, run: int, workdir: Path) -> dict[str, floa
         f"run {run}: {result['rate']:,.0f} readings/s end-to-end "
         f"({result['evaluated_rate']:,.0f}/s until the rules had seen them all) "
         f"(published at {result['publish_rate']:,.0f}/s), lost {result['lost']}, "
-        f"hub CPU {result['cpu_per_1000']:.4f} s/1000 readings, peak RSS {rss:.0f} MB",
+        f"hub CPU {result['cpu_per_1000']:.4f} s/1000 readings, peak RSS {rss:.0f} MB"
+        f" (of which the store writer process {writer_rss:.0f} MB)",
         flush=True,
     )
     return result
@@ -209,6 +233,12 @@ def main() -> None:
         type=Path,
         default=REPO / "rules",
         help="rule folder the hub evaluates (an empty folder measures the pipeline without rules)",
+    )
+    parser.add_argument(
+        "--store-writer",
+        choices=["auto", "process", "inline"],
+        default="auto",
+        help="HUB_STORE__WRITER: the store sink in its own process or in the hub's loop",
     )
     parser.add_argument("--profile", action="store_true")
     parser.add_argument(
