@@ -3,8 +3,8 @@
 Read top to bottom, ``Hub.__aenter__`` is DESIGN.md's flow::
 
     broker -> ingest (MQTT session) -> decode -> journal (group commit) -> ack
-           -> consumer "store": store sink (InfluxDB or embedded), by default in the
-                                store writer process (hub.store.writer), on another core
+           -> consumer "store": store sink (InfluxDB or embedded; the embedded store's by
+                                default in the store writer process, hub.store.writer)
            -> consumer "live":  registry, dead letters, rule engine -> alert manager -> notifiers
     API + dashboard read the registry, store, alerts and rules.
 

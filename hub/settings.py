@@ -89,15 +89,16 @@ class StoreSettings(_Section):
 
     backend: Literal["embedded", "influxdb"] = "embedded"
     # Where the store sink runs: in a child process on another core ("process"), or
-    # in the hub's event loop ("inline"); "auto" is "process" when the hub may use
-    # two cores or more. docs/storage.md, "The store writer process".
+    # in the hub's event loop ("inline"); "auto" is "process" for the embedded store
+    # when the hub may use two cores or more, where it was measured to pay off.
+    # docs/storage.md, "The store writer process".
     writer: Literal["auto", "process", "inline"] = "auto"
 
     @property
     def writer_in_process(self) -> bool:
         """Whether the store sink runs in its own process, "auto" resolved."""
         if self.writer == "auto":
-            return len(os.sched_getaffinity(0)) >= 2
+            return self.backend == "embedded" and len(os.sched_getaffinity(0)) >= 2
         return self.writer == "process"
 
 

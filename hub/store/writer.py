@@ -73,6 +73,9 @@ PARENT_CHECK_S = 1.0
 #: still read whole).
 HIGH_WATER_BYTES = 2 * 1024 * 1024
 READ_AHEAD_BYTES = 1024 * 1024
+#: The longest reply line the hub reads: a batch whose every reading was refused
+#: (HUB_INFLUX__BATCH_SIZE dead letters of at most ~1.5 KiB each in base64).
+MAX_REPLY_BYTES = 64 * 1024 * 1024
 
 
 class StoreWriterDied(RuntimeError):
@@ -111,6 +114,7 @@ class StoreWriter:
             "hub.store.writer",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            limit=MAX_REPLY_BYTES,
         )
         assert self._proc.stdin is not None
         self._proc.stdin.transport.set_write_buffer_limits(high=HIGH_WATER_BYTES)

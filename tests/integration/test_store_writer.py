@@ -73,20 +73,22 @@ async def test_batches_land_in_order_with_refusals_and_metrics(tmp_path: Path) -
     async with StoreWriter(Settings(data_dir=tmp_path), on_done=landed) as writer:
         await writer.write([records.encode(_reading(i)) for i in range(100)], 1000)
         await writer.write([records.encode(status), b"not a record"], 1100)
-        # "seq" is a reserved field name: the store refuses that reading for good.
-        await writer.write([records.encode(_reading(100, seq=1.0))], 1200)
+        # "seq" is a reserved field name: the store refuses such readings for good.
+        # Many of them: their dead letters come back in one reply line of ~170 KiB.
+        refused = [records.encode(_reading(100 + i * 1000, seq=1.0)) for i in range(500)]
+        await writer.write(refused, 1200)
         await writer.write([records.encode(_reading(i)) for i in range(101, 150)], 1900)
         await _until(lambda: len(landed.offsets) == 4)
         assert writer.ready.is_set()
         assert writer.healthy
     assert landed.offsets == [1000, 1100, 1200, 1900]
-    assert [r.reason for r in landed.rejections] == ["store_refused"]
+    assert [r.reason for r in landed.rejections] == ["store_refused"] * 500
     assert "seq" in landed.rejections[0].detail
     stored = await _stored(tmp_path)
     assert sorted(r.seq for r in stored if r.seq is not None) == [*range(100), *range(101, 150)]
     assert len(stored) == 149
     assert metrics.STORE_POINTS_WRITTEN._value.get() - written_before == 149
-    assert metrics.STORE_WRITE_ERRORS.labels(kind="refused")._value.get() - refused_before == 1
+    assert metrics.STORE_WRITE_ERRORS.labels(kind="refused")._value.get() - refused_before == 500
 
 
 async def test_a_clean_stop_lands_everything_sent(tmp_path: Path) -> None:

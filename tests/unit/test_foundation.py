@@ -61,13 +61,17 @@ def test_environment_nested_and_comma_lists(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_store_writer_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    """HUB_STORE__WRITER: "auto" runs the store writer in its own process when the hub
-    may use two cores, "process" and "inline" force it, anything else is refused."""
+    """HUB_STORE__WRITER: "auto" runs the embedded store's writer in its own process when
+    the hub may use two cores (InfluxDB's stays inline), "process" and "inline" force
+    it, anything else is refused."""
     assert load_settings().store.writer == "auto"
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
     assert not load_settings().store.writer_in_process
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
     assert load_settings().store.writer_in_process
+    monkeypatch.setenv("HUB_STORE__BACKEND", "influxdb")
+    monkeypatch.setenv("HUB_INFLUX__URL", "http://127.0.0.1:8086")
+    assert not load_settings().store.writer_in_process
     monkeypatch.setenv("HUB_STORE__WRITER", "inline")
     assert not load_settings().store.writer_in_process
     monkeypatch.setenv("HUB_STORE__WRITER", "process")
