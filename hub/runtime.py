@@ -315,7 +315,7 @@ class Hub:
             try:
                 async with writer:
                     await writer.feed(self._store_batches(reader))
-            except StoreWriterDied as exc:
+            except (StoreWriterDied, OSError) as exc:  # died, or could not be started
                 writer.healthy, writer.last_error = False, str(exc)
                 if self.clock.monotonic() - started > WRITER_STABLE_S:
                     delay = WRITER_RESTART_MIN_S

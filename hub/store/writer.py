@@ -118,7 +118,7 @@ class StoreWriter:
         )
         assert self._proc.stdin is not None
         self._proc.stdin.transport.set_write_buffer_limits(high=HIGH_WATER_BYTES)
-        self._send(orjson.dumps(self.settings.model_dump(), default=_reveal))
+        self._send(settings_frame(self.settings))
         self._pump = asyncio.create_task(self._read_replies(), name="hub.store.writer.replies")
         log.info("store writer process started", pid=self._proc.pid)
         return self
@@ -234,6 +234,16 @@ def _rejection(message: object) -> Rejection:
     return message
 
 
+def settings_frame(settings: Settings) -> bytes:
+    """The settings as the child receives them (secrets in clear: for the pipe only)."""
+    return orjson.dumps(settings.model_dump(), default=_reveal)
+
+
+def settings_from_frame(frame: bytes) -> Settings:
+    """The child's side of :func:`settings_frame`."""
+    return Settings.model_validate(orjson.loads(frame))
+
+
 def _reveal(value: object) -> object:
     """JSON for what orjson does not know: secrets in clear (for the pipe only), paths."""
     if isinstance(value, SecretStr):
@@ -343,7 +353,7 @@ async def _child(parent: int) -> int:
     first = await _read_frame(stdin)
     if first is None:
         return 0
-    settings = Settings.model_validate(orjson.loads(first))
+    settings = settings_from_frame(first)
     configure(settings.log)
     # Its lines share the hub's log: say whose they are.
     structlog.contextvars.bind_contextvars(process="store-writer")
