@@ -35,9 +35,12 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from hub.logging import get_logger
 from hub.messages import Reading, Rejection, StatusUpdate
 
-__all__ = ["RecordError", "decode", "encode"]
+log = get_logger(__name__)
+
+__all__ = ["RecordError", "decode", "decode_all", "encode"]
 
 Message = Reading | StatusUpdate | Rejection
 
@@ -186,3 +189,15 @@ def decode(data: bytes) -> Reading | StatusUpdate | Rejection:
     except (ValueError, TypeError, IndexError, KeyError, RecursionError) as exc:
         raise RecordError(f"corrupt {chr(tag)!r} record: {exc}") from exc
     raise RecordError(f"unknown record tag {tag!r}")
+
+
+def decode_all(blobs: Iterable[bytes]) -> list[Message]:
+    """Decode a journal batch; a record that cannot be decoded is logged and skipped
+    (a corrupt record must not stop a consumer)."""
+    out: list[Message] = []
+    for blob in blobs:
+        try:
+            out.append(decode(blob))
+        except Exception as exc:
+            log.exception("undecodable journal record skipped", error=repr(exc), size=len(blob))
+    return out

@@ -49,9 +49,9 @@ from hub.responders import build_alert_manager
 from hub.rules.service import RuleService
 from hub.settings import Settings
 from hub.sqlite import STATE_DB, connect
-from hub.store.base import StoreUnavailable, TelemetryStore
+from hub.store.base import TelemetryStore
 from hub.store.factory import make_store
-from hub.store.sink import StoreSink, refusal
+from hub.store.sink import StoreSink, open_store, refusal
 from hub.store.writer import StoreWriter, StoreWriterDied
 
 log = get_logger(__name__)
@@ -288,7 +288,7 @@ class Hub:
             return
         reader = self._store_reader
         async for blobs, end_offset in self._store_batches(reader):
-            readings = [m for m in _decode_all(blobs) if isinstance(m, Reading)]
+            readings = [m for m in records.decode_all(blobs) if isinstance(m, Reading)]
             if readings:
                 refused = await self.sink.write(readings)
                 if refused:
@@ -350,17 +350,11 @@ class Hub:
             yield blobs, end_offset
 
     async def _open_store(self) -> None:
-        delay = 0.5
-        while True:
-            try:
-                await self.store.open()
-            except StoreUnavailable as exc:
-                log.warning("store unavailable; readings wait in the journal", error=str(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-            else:
-                self._store_opened.set()
-                return
+        def unavailable(error: str) -> None:
+            log.warning("store unavailable; readings wait in the journal", error=error)
+
+        await open_store(self.store, unavailable)
+        self._store_opened.set()
 
     async def _live_consumer(self) -> None:
         """Journal -> registry, dead letters, rules -> alerts; checkpointed with rule state."""
@@ -385,7 +379,7 @@ class Hub:
             while True:
                 batch = await reader.read(5000, 0.5)
                 if batch.records:
-                    await self._live_batch(_decode_all(batch.records))
+                    await self._live_batch(records.decode_all(batch.records))
                     processed, pending = batch.end_offset, True
                 if persisting is not None and persisting.done():
                     persisting.result()  # a failed checkpoint stops the stage, as before
@@ -578,16 +572,6 @@ async def _watch_loop_lag() -> None:
         began = loop.time()
         await asyncio.sleep(LOOP_LAG_PROBE_S)
         metrics.EVENT_LOOP_LAG_SECONDS.observe(max(0.0, loop.time() - began - LOOP_LAG_PROBE_S))
-
-
-def _decode_all(blobs: Sequence[bytes]) -> list[object]:
-    out: list[object] = []
-    for blob in blobs:
-        try:
-            out.append(records.decode(blob))
-        except Exception as exc:  # a corrupt record must not stop the consumers
-            log.exception("undecodable journal record skipped", error=repr(exc), size=len(blob))
-    return out
 
 
 def store_batch_age(flush_interval_s: float, live_unread_bytes: int) -> float:

@@ -14,8 +14,9 @@ whose figures travel to the hub, which serves them.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
 from tenacity import (
@@ -66,6 +67,21 @@ class MetricsObserver:
     def failed(self, kind: FailureKind, count: int) -> None:
         """Count failures."""
         metrics.STORE_WRITE_ERRORS.labels(kind=kind).inc(count)
+
+
+async def open_store(store: TelemetryStore, on_unavailable: Callable[[str], None]) -> None:
+    """Open ``store``, retrying while it is unavailable (``on_unavailable`` hears why),
+    with the sink's backoff: readings wait in the journal meanwhile."""
+    delay = RETRY_MIN_S
+    while True:
+        try:
+            await store.open()
+        except StoreUnavailable as exc:
+            on_unavailable(str(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+        else:
+            return
 
 
 def refusal(reading: Reading, why: str, received_ms: int) -> Rejection:

@@ -37,7 +37,6 @@ import os
 import signal
 import struct
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,13 +46,12 @@ import structlog
 from pydantic import SecretStr
 
 from hub import records
-from hub.clock import SystemClock
+from hub.clock import Clock, SystemClock
 from hub.logging import configure, get_logger
 from hub.messages import Reading, Rejection
 from hub.settings import Settings
-from hub.store.base import StoreUnavailable
 from hub.store.factory import make_store
-from hub.store.sink import FailureKind, MetricsObserver, StoreSink, refusal
+from hub.store.sink import FailureKind, MetricsObserver, StoreSink, open_store, refusal
 
 log = get_logger(__name__)
 
@@ -304,20 +302,13 @@ def _unpack_batch(frame: bytes) -> tuple[int, list[Reading]]:
     (end_offset,) = _U64.unpack_from(frame, 0)
     view = memoryview(frame)
     pos = _U64.size
-    readings: list[Reading] = []
+    blobs: list[bytes] = []
     while pos < len(frame):
         (n,) = _U32.unpack_from(frame, pos)
         pos += _U32.size
-        blob = bytes(view[pos : pos + n])
+        blobs.append(bytes(view[pos : pos + n]))
         pos += n
-        try:
-            message = records.decode(blob)
-        except Exception as exc:  # a corrupt record must not stop the writer
-            log.exception("undecodable journal record skipped", error=repr(exc), size=len(blob))
-            continue
-        if isinstance(message, Reading):
-            readings.append(message)
-    return end_offset, readings
+    return end_offset, [m for m in records.decode_all(blobs) if isinstance(m, Reading)]
 
 
 async def _watch_parent(parent: int) -> None:
@@ -329,21 +320,16 @@ async def _watch_parent(parent: int) -> None:
     os._exit(1)
 
 
-async def _open(settings: Settings, reporter: _Reporter) -> StoreSink:
-    clock = SystemClock()
+async def _open(settings: Settings, reporter: _Reporter, clock: Clock) -> StoreSink:
     store = make_store(settings, clock)
-    delay = 0.5
-    while True:
-        try:
-            await store.open()
-        except StoreUnavailable as exc:
-            reporter.failures["unavailable"] = reporter.failures.get("unavailable", 0) + 1
-            reporter.unavailable(str(exc))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
-        else:
-            reporter.sink = StoreSink(store, settings.influx, clock=clock, observer=reporter)
-            return reporter.sink
+
+    def unavailable(error: str) -> None:
+        reporter.failures["unavailable"] = reporter.failures.get("unavailable", 0) + 1
+        reporter.unavailable(error)
+
+    await open_store(store, unavailable)
+    reporter.sink = StoreSink(store, settings.influx, clock=clock, observer=reporter)
+    return reporter.sink
 
 
 async def _child(parent: int) -> int:
@@ -359,13 +345,14 @@ async def _child(parent: int) -> int:
     structlog.contextvars.bind_contextvars(process="store-writer")
     watchdog = asyncio.create_task(_watch_parent(parent), name="hub.store.writer.parent")
     reporter = _Reporter()
-    sink = await _open(settings, reporter)
+    clock = SystemClock()
+    sink = await _open(settings, reporter, clock)
     _reply({"ready": True})
     try:
         while (frame := await _read_frame(stdin)) is not None:
             end_offset, readings = _unpack_batch(frame)
             refused = await sink.write(readings) if readings else []
-            now_ms = int(time.time() * 1000)
+            now_ms = clock.now_ms()
             dead = [
                 base64.b64encode(records.encode(refusal(r, why, now_ms))).decode()
                 for r, why in refused
