@@ -1,6 +1,6 @@
-"""Field devices: the device catalog, the fleet simulator, scenarios and ``hub demo``.
+"""Field devices: the fleet simulator, scenarios and ``hub demo``.
 
-Import what you use from its module (``devices.catalog``, ``devices.simulator``,
-``devices.scenarios``, ``devices.demo``): the hub loads the catalog on start and
-should not pay for the simulator's MQTT client.
+Import what you use from its module (``devices.simulator``, ``devices.scenarios``,
+``devices.demo``). The asset catalog the simulator follows is production data and
+lives in ``hub.catalog``.
 """

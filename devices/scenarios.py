@@ -37,7 +37,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from devices.signals import DeviceSpec
-from devices.validation import Duration, FileProblem, load_yaml, validation_messages
+from hub.yamlfile import Duration, FileProblem, load_yaml, validation_messages
 
 #: Scenarios shipped with the package (``--scenario demo`` finds ``demo.yaml`` here).
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"

@@ -41,7 +41,6 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from devices.catalog import Catalog, load_catalog
 from devices.scenarios import (
     NO_EFFECTS,
     Effects,
@@ -51,6 +50,7 @@ from devices.scenarios import (
     resolve,
 )
 from devices.signals import NOISE, DeviceSpec, SignalModel, rounded
+from hub.catalog import Catalog, load_catalog
 from hub.clock import Clock, SystemClock
 from hub.logging import get_logger
 from hub.messages import MetricValue
@@ -847,7 +847,7 @@ def simulate_main(args: argparse.Namespace) -> int:
     ``args.processes`` (optional, default 1) splits the fleet over that many processes,
     each with its own share of the devices and of the rate.
     """
-    from devices.validation import FileProblem
+    from hub.yamlfile import FileProblem
 
     processes = int(getattr(args, "processes", 1) or 1)
     rate: float | None = args.rate

@@ -29,11 +29,11 @@ from typing import Any
 
 import uvicorn
 
-from devices.catalog import Catalog, load_catalog
 from hub import metrics, records
 from hub.api.app import create_app
 from hub.api.context import ApiContext
 from hub.broker import EmbeddedBroker
+from hub.catalog import Catalog, load_catalog
 from hub.clock import Clock, SystemClock
 from hub.events import EventBus
 from hub.ingest.dead_letters import DeadLetterStore

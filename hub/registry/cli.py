@@ -14,7 +14,7 @@ from hub.sqlite import STATE_DB, connect
 
 def devices_command(settings: Settings, args: argparse.Namespace) -> int:
     """Run one ``hub devices`` subcommand; return the exit code."""
-    from devices.catalog import load_catalog
+    from hub.catalog import load_catalog
 
     conn = connect(settings.data_dir / STATE_DB)
     try:

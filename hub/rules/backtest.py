@@ -100,7 +100,7 @@ def alerts_from_events(events: Sequence[RuleEvent]) -> list[BacktestAlert]:
 def _catalog_intervals() -> Callable[[str], float | None] | None:
     """The device catalog's reporting intervals, as the live hub uses them (None: no catalog)."""
     try:
-        from devices.catalog import load_catalog
+        from hub.catalog import load_catalog
 
         return load_catalog().expected_interval_s
     except Exception:  # no catalog: no_data falls back to 60 s, as live

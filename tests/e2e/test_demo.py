@@ -20,8 +20,8 @@ import httpx
 import psutil
 import pytest
 
-from devices.catalog import load_catalog
 from devices.simulator import build_fleet
+from hub.catalog import load_catalog
 from tests.services import env_without_hub, free_port, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

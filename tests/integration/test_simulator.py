@@ -17,9 +17,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from devices.catalog import load_catalog
 from devices.scenarios import Scenario
 from devices.simulator import Fleet, FleetStats
+from hub.catalog import load_catalog
 from hub.messages import ASSET_TYPE_RE, DEVICE_ID_RE, DISTRICT_RE, METRIC_RE
 from tests.conftest import Names
 from tests.services import Mosquitto, env_without_hub, wait_for

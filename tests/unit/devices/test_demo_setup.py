@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devices.catalog import load_catalog
 from devices.demo import DEMO_KEY_NAME, demo_key, provision
 from devices.simulator import build_fleet
 from hub.api.keys import list_keys, verify_key
+from hub.catalog import load_catalog
 from hub.clock import FakeClock
 from hub.ports import UNRESTRICTED, DeviceFilter
 from hub.registry.registry import Registry

@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devices.catalog import check_catalog, load_catalog
 from devices.scenarios import (
     SCENARIO_DIR,
     Scenario,
@@ -29,8 +28,9 @@ from devices.simulator import (
     malformed_message,
     senml_pack,
 )
-from devices.validation import FileProblem
+from hub.catalog import check_catalog, load_catalog
 from hub.messages import DEVICE_ID_RE, DISTRICT_RE, Reading
+from hub.yamlfile import FileProblem
 
 CATALOG = load_catalog()
 DAY_MS = 86_400_000

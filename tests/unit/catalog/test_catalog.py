@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devices.catalog import DEFAULT_CATALOG_DIR, check_catalog, load_catalog
-from devices.validation import FileProblem
+from hub.catalog import DEFAULT_CATALOG_DIR, check_catalog, load_catalog
 from hub.messages import Reading
+from hub.yamlfile import FileProblem
 
 EXPECTED = {
     "flood_gauge": {"water_level_m", "rainfall_mm_h", "battery_v"},
@@ -175,9 +175,9 @@ def test_broken_files_give_file_line_key_messages(tmp_path: Path, text: str, exp
 
 
 def test_check_command_exit_codes(tmp_path: Path) -> None:
-    """`python -m devices.catalog check DIR` exits 0 on the shipped catalog, 1 on a broken one."""
+    """`python -m hub.catalog check DIR` exits 0 on the shipped catalog, 1 on a broken one."""
     ok = subprocess.run(
-        [sys.executable, "-m", "devices.catalog", "check", str(DEFAULT_CATALOG_DIR)],
+        [sys.executable, "-m", "hub.catalog", "check", str(DEFAULT_CATALOG_DIR)],
         capture_output=True,
         text=True,
         check=False,
@@ -185,7 +185,7 @@ def test_check_command_exit_codes(tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stdout + ok.stderr
     write(tmp_path, "tank", GOOD.format(name="tank").replace("public", "open"))
     bad = subprocess.run(
-        [sys.executable, "-m", "devices.catalog", "check", str(tmp_path)],
+        [sys.executable, "-m", "hub.catalog", "check", str(tmp_path)],
         capture_output=True,
         text=True,
         check=False,

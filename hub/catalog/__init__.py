@@ -1,12 +1,13 @@
 """The device catalog: each asset type's metrics, units, plausible ranges, classes, interval.
 
-One YAML file per asset type in ``devices/catalog/`` (the file is named after the
-asset type). The hub uses the catalog on every reading (:meth:`Catalog.flag` marks
-physically implausible values before the journal, so a broken sensor raises a
-sensor-fault condition and not a false emergency), for the expected reporting
-interval (stale devices, ``no_data``) and for the open-data classification.
+One YAML file per asset type in ``hub/catalog/`` (the file is named after the
+asset type): production data, shipped with the package beside this module. The
+hub uses the catalog on every reading (:meth:`Catalog.flag` marks physically
+implausible values before the journal, so a broken sensor raises a sensor-fault
+condition and not a false emergency), for the expected reporting interval (stale
+devices, ``no_data``) and for the open-data classification.
 
-Check files with ``python -m devices.catalog check [DIR]`` (exit 1 with
+Check files with ``python -m hub.catalog check [DIR]`` (exit 1 with
 ``file:line: key.path: message`` lines on any problem).
 """
 
@@ -21,11 +22,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from devices.validation import Duration, FileProblem, load_yaml, validation_messages
 from hub.messages import ASSET_TYPE_RE, METRIC_RE, Reading
+from hub.yamlfile import Duration, FileProblem, load_yaml, validation_messages
 
 #: The catalog shipped with the package, found next to this module so it works installed.
-DEFAULT_CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
+DEFAULT_CATALOG_DIR = Path(__file__).resolve().parent
 
 Classification = Literal["public", "internal", "restricted"]
 
@@ -184,10 +185,10 @@ def load_catalog(directory: Path | None = None) -> Catalog:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m devices.catalog check [DIR]``: print problems, exit 1 if any."""
+    """``python -m hub.catalog check [DIR]``: print problems, exit 1 if any."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] != "check" or len(args) > 2:
-        print("usage: python -m devices.catalog check [DIR]", file=sys.stderr)
+        print("usage: python -m hub.catalog check [DIR]", file=sys.stderr)
         return 2
     directory = Path(args[1]) if len(args) == 2 else DEFAULT_CATALOG_DIR
     problems = check_catalog(directory)
@@ -199,7 +200,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     catalog = load_catalog(directory)
     print(f"{directory}: {len(catalog.asset_types())} asset types ok")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

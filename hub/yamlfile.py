@@ -1,9 +1,9 @@
-"""Strict YAML loading shared by the catalog and the scenarios: errors name file, line, key path.
+"""Strict YAML loading for the catalog and the scenarios: errors name file, line, key path.
 
 The files are read with ruamel.yaml's round-trip loader, which remembers where each
 key sits, then validated by pydantic models with ``extra="forbid"``; each pydantic
 error is mapped back to the line of the offending key (Frigate's approach), so a
-typo reads ``devices/catalog/manhole.yaml:7: metrics.h2s_ppm.clasification: unknown field``.
+typo reads ``hub/catalog/manhole.yaml:7: metrics.h2s_ppm.clasification: unknown field``.
 """
 
 from __future__ import annotations
