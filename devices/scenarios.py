@@ -37,7 +37,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from devices.signals import DeviceSpec
-from hub.yamlfile import Duration, FileProblem, load_yaml, validation_messages
+from hub.durations import DurationSeconds
+from hub.yamlfile import FileProblem, load_yaml, validation_messages
 
 #: Scenarios shipped with the package (``--scenario demo`` finds ``demo.yaml`` here).
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
@@ -57,7 +58,7 @@ class Select(_Model):
 
 
 class _Event(_Model):
-    at: Duration
+    at: DurationSeconds
     description: str = ""
     devices: list[str] | None = None
     select: Select | None = None
@@ -75,8 +76,8 @@ class Ramp(_Event):
     kind: Literal["ramp"]
     metric: str
     to: float
-    duration: Duration = 0.0
-    hold: Duration | None = None
+    duration: DurationSeconds = 0.0
+    hold: DurationSeconds | None = None
     jitter: Annotated[float, Field(ge=0)] = 0.0
 
 
@@ -85,22 +86,22 @@ class Flatline(_Event):
 
     kind: Literal["flatline"]
     metrics: list[str] | None = None
-    duration: Duration | None = None
+    duration: DurationSeconds | None = None
 
 
 class Silent(_Event):
     """The device stops publishing; its connection drops ``offline_after`` later."""
 
     kind: Literal["silent"]
-    duration: Duration | None = None
-    offline_after: Duration | None = None
+    duration: DurationSeconds | None = None
+    offline_after: DurationSeconds | None = None
 
 
 class Outage(_Event):
     """The device loses its connection, keeps its readings, and backfills them when back."""
 
     kind: Literal["outage"]
-    duration: Annotated[Duration, Field(gt=0)]
+    duration: Annotated[DurationSeconds, Field(gt=0)]
 
 
 Event = Annotated[Ramp | Flatline | Silent | Outage, Field(discriminator="kind")]

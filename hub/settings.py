@@ -26,8 +26,17 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
+
+from hub.yamlfile import (
+    DOTS,
+    YamlMap,
+    YamlSyntaxError,
+    describe,
+    key_path,
+    line_of,
+    parse_yaml,
+    plain,
+)
 
 _PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "password", "admin", "token"})
 
@@ -240,23 +249,46 @@ class ConfigError(Exception):
 
 
 def load_settings(config_file: Path | None = None) -> Settings:
-    """Build settings from the environment over ``config_file`` (YAML) over defaults."""
+    """Build settings from the environment over ``config_file`` (YAML) over defaults.
+
+    Raises ConfigError with one line per problem: ``file:line: key.path: message``
+    for a value from the file, ``environment (HUB_X__Y): x.y: message`` for one from
+    the environment.
+    """
+    document: Any = None
     file_values: dict[str, Any] = {}
     if config_file is not None:
         try:
-            loaded = YAML(typ="safe").load(config_file.read_text(encoding="utf-8"))
-        except (OSError, YAMLError) as exc:
-            raise ConfigError(f"{config_file}: {exc}") from exc
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{config_file}: must be a mapping of settings")
-        file_values = loaded
+            document = parse_yaml(config_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{config_file}: cannot read: {exc}") from exc
+        except YamlSyntaxError as exc:
+            raise ConfigError(f"{config_file}:{exc.line}: {exc}") from exc
+        if document is None:
+            document = YamlMap()
+        if not isinstance(document, YamlMap):
+            raise ConfigError(f"{config_file}:1: must be a mapping of settings")
+        file_values = plain(document)
     try:
         return Settings(**file_values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        where = str(config_file) if config_file else "environment"
-        raise ConfigError(f"{where}: {problems}") from exc
+        problems = []
+        for err in exc.errors():
+            path = key_path(err["loc"], document, DOTS)
+            what = describe(err) if path == "(file)" else f"{path}: {describe(err)}"
+            problems.append(f"{_origin(err['loc'], config_file, document)}: {what}")
+        raise ConfigError("\n".join(problems)) from exc
+
+
+def _origin(loc: tuple[int | str, ...], config_file: Path | None, document: Any) -> str:
+    """Where the value at ``loc`` came from: its environment variable, or file:line."""
+    names = {name.upper() for name in os.environ}
+    for depth in range(len(loc), 0, -1):
+        variable = "HUB_" + "__".join(str(p) for p in loc[:depth]).upper()
+        if variable in names:
+            return f"environment ({variable})"
+    if config_file is not None and loc and isinstance(document, YamlMap):
+        if loc[0] in document:
+            return f"{config_file}:{line_of(document, loc)}"
+        return str(config_file)
+    return "environment"

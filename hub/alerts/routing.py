@@ -11,8 +11,6 @@ siblings unless it says ``continue: true``, and children inherit ``group_wait``,
 from __future__ import annotations
 
 import fnmatch
-import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import time as dtime
@@ -29,46 +27,21 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from hub.durations import parse_duration_ms
 from hub.messages import Severity
 from hub.ports import RuleProblem
+from hub.yamlfile import DOTS, YamlMap, YamlSyntaxError, line_of, locate_errors, parse_yaml, plain
 
-_DURATION_RE = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-MAX_DURATION_MS = 10 * 366 * 24 * 3_600_000
 
 
-def parse_duration_ms(value: object) -> int:
-    """``"90s"``, ``"10m"``, ``"1h30m"``, ``"2d"`` or a number of seconds, in milliseconds."""
-    if isinstance(value, bool):
-        raise ValueError("must be a duration such as 30s, 10m or 1h30m")  # noqa: TRY004  (pydantic wants ValueError)
-    if isinstance(value, int | float):
-        if not math.isfinite(value) or value < 0:
-            raise ValueError("must be a finite, non-negative number of seconds")
-        return _bounded(value * 1000)
-    if not isinstance(value, str):
-        raise ValueError("must be a duration such as 30s, 10m or 1h30m")  # noqa: TRY004  (pydantic wants ValueError)
-    text = value.strip()
-    match = _DURATION_RE.match(text)
-    if text == "0":
-        return 0
-    if not text or match is None:
-        raise ValueError(f"{value!r} is not a duration such as 30s, 10m or 1h30m")
-    d, h, m, s = (int(g) if g else 0 for g in match.groups())
-    return _bounded(((d * 24 + h) * 60 + m) * 60_000 + s * 1000)
+def _routing_duration_ms(value: object) -> int:
+    # Routing files have always read a bare number as seconds (``group_wait: 30``).
+    return parse_duration_ms(value, bare="seconds")
 
 
-def _bounded(ms: float) -> int:
-    # Schedules add durations to epoch milliseconds in SQLite's 64-bit integers.
-    if ms > MAX_DURATION_MS:
-        raise ValueError("must be at most 10 years")
-    return round(ms)
-
-
-DurationMs = Annotated[int, BeforeValidator(parse_duration_ms)]
+DurationMs = Annotated[int, BeforeValidator(_routing_duration_ms)]
 MatchValue = str | list[str]
 
 
@@ -414,60 +387,28 @@ class RoutesInvalid(Exception):
         self.problems = list(problems)
 
 
-def _line_of(root: Any, loc: Sequence[str | int]) -> int:
-    """1-based line of the deepest node of ``loc`` that exists in the YAML tree."""
-    node = root
-    line = 1
-    for key in loc:
-        if isinstance(node, CommentedMap) and key in node:
-            line = node.lc.key(key)[0] + 1
-            node = node[key]
-        elif isinstance(node, CommentedSeq) and isinstance(key, int) and 0 <= key < len(node):
-            line = node.lc.item(key)[0] + 1
-            node = node[key]
-        else:
-            break
-    return line
-
-
 def _loc_text(loc: Sequence[str | int]) -> str:
     return ".".join(str(p) for p in loc) or "(file)"
 
 
 def parse_routes(text: str, file: str) -> tuple[RoutesFile | None, list[RuleProblem], Any]:
     """Parse and validate routing YAML; returns the model (or None), problems, and the tree."""
-    yaml = YAML()
     try:
-        tree = yaml.load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = mark.line + 1 if mark is not None else 1
-        return None, [RuleProblem(file, line, f"YAML: {exc.problem}")], None
-    except YAMLError as exc:
-        return None, [RuleProblem(file, 1, f"YAML: {exc}")], None
-    if not isinstance(tree, CommentedMap):
+        tree = parse_yaml(text)
+    except YamlSyntaxError as exc:
+        return None, [RuleProblem(file, exc.line, str(exc))], None
+    if not isinstance(tree, YamlMap):
         return None, [RuleProblem(file, 1, "the routing file must be a mapping")], tree
     try:
-        model = RoutesFile.model_validate(_plain(tree))
+        model = RoutesFile.model_validate(plain(tree))
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = [p for p in err["loc"] if not (isinstance(p, str) and "[" in p)]
-            problems.append(
-                RuleProblem(file, _line_of(tree, loc), f"{_loc_text(loc)}: {err['msg']}")
-            )
+        problems = [
+            RuleProblem(file, p.line, f"{p.path}: {p.message}")
+            for p in locate_errors(tree, exc, style=DOTS)
+        ]
         return None, problems, tree
     problems = _cross_check(model, file, tree)
     return (None if problems else model), problems, tree
-
-
-def _plain(node: Any) -> Any:
-    """ruamel's commented containers as plain dicts/lists (pydantic wants builtins)."""
-    if isinstance(node, dict):
-        return {str(k) if not isinstance(k, str) else k: _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    return node
 
 
 def _cross_check(model: RoutesFile, file: str, tree: Any) -> list[RuleProblem]:
@@ -477,7 +418,7 @@ def _cross_check(model: RoutesFile, file: str, tree: Any) -> list[RuleProblem]:
         if r.name in names:
             loc: list[str | int] = ["receivers", i, "name"]
             problems.append(
-                RuleProblem(file, _line_of(tree, loc), f"{_loc_text(loc)}: duplicate {r.name!r}")
+                RuleProblem(file, line_of(tree, loc), f"{_loc_text(loc)}: duplicate {r.name!r}")
             )
         names.add(r.name)
 
@@ -488,7 +429,7 @@ def _cross_check(model: RoutesFile, file: str, tree: Any) -> list[RuleProblem]:
                 problems.append(
                     RuleProblem(
                         file,
-                        _line_of(tree, where),
+                        line_of(tree, where),
                         f"{_loc_text(where)}: no receiver named {name!r}",
                     )
                 )
@@ -499,7 +440,7 @@ def _cross_check(model: RoutesFile, file: str, tree: Any) -> list[RuleProblem]:
                     problems.append(
                         RuleProblem(
                             file,
-                            _line_of(tree, where),
+                            line_of(tree, where),
                             f"{_loc_text(where)}: no receiver named {name!r}",
                         )
                     )
@@ -511,7 +452,7 @@ def _cross_check(model: RoutesFile, file: str, tree: Any) -> list[RuleProblem]:
         problems.append(
             RuleProblem(
                 file,
-                _line_of(tree, where),
+                line_of(tree, where),
                 "route: the root route matches every alert; put matchers on child routes",
             )
         )
@@ -534,7 +475,7 @@ def load_routes(path: Path) -> RoutesFile:
 def line_of_path(path: Path, loc: Sequence[str | int]) -> int:
     """The line of ``loc`` in the routing file (1 when it cannot be found)."""
     try:
-        tree = YAML().load(path.read_text(encoding="utf-8"))
-    except (OSError, YAMLError):
+        tree = parse_yaml(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, YamlSyntaxError):
         return 1
-    return _line_of(tree, loc)
+    return line_of(tree, loc)

@@ -22,8 +22,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from hub.durations import DurationSeconds
 from hub.messages import ASSET_TYPE_RE, METRIC_RE, Reading
-from hub.yamlfile import Duration, FileProblem, load_yaml, validation_messages
+from hub.yamlfile import FileProblem, load_yaml, validation_messages
 
 #: The catalog shipped with the package, found next to this module so it works installed.
 DEFAULT_CATALOG_DIR = Path(__file__).resolve().parent
@@ -71,7 +72,7 @@ class AssetTypeSpec(BaseModel):
 
     asset_type: Annotated[str, Field(pattern=f"^{ASSET_TYPE_RE.pattern}$")]
     description: str = ""
-    interval: Annotated[Duration, Field(gt=0, description="expected reporting interval")]
+    interval: Annotated[DurationSeconds, Field(gt=0, description="expected reporting interval")]
     metrics: Annotated[dict[MetricName, MetricSpec], Field(min_length=1)]
 
 

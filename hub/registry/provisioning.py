@@ -35,11 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-
 from hub.messages import ASSET_TYPE_RE, DEVICE_ID_RE, DISTRICT_RE
+from hub.yamlfile import YamlMap, YamlSeq, YamlSyntaxError, item_line, key_line, parse_yaml, plain
 
 COLUMNS = ("id", "asset_type", "district", "latitude", "longitude", "install_date", "metadata")
 REQUIRED = ("id", "asset_type", "district")
@@ -161,37 +158,33 @@ def _csv_records(path: Path, text: str) -> tuple[list[tuple[int, dict[str, Any]]
 
 def _yaml_records(path: Path, text: str) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
     try:
-        doc = YAML(typ="rt").load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        return [], [f"{path}:{line}: {exc.problem or exc}"]
-    except YAMLError as exc:
-        return [], [f"{path}:1: {exc}"]
-    if isinstance(doc, CommentedMap):
+        doc = parse_yaml(text)
+    except YamlSyntaxError as exc:
+        return [], [f"{path}:{exc.line}: {exc}"]
+    if isinstance(doc, YamlMap):
         extra = [k for k in doc if k != "devices"]
         if extra:
-            line = doc.lc.key(extra[0])[0] + 1
+            line = key_line(doc, extra[0])
             return [], [f"{path}:{line}: unknown key {extra[0]!r}; expected 'devices'"]
         doc = doc.get("devices")
-    if not isinstance(doc, CommentedSeq):
+    if not isinstance(doc, YamlSeq):
         return [], [f"{path}:1: expected a list of devices (or a mapping with a 'devices' list)"]
     records: list[tuple[int, dict[str, Any]]] = []
     problems: list[str] = []
     for index, item in enumerate(doc):
-        line = doc.lc.item(index)[0] + 1
-        if not isinstance(item, CommentedMap):
+        line = item_line(doc, index)
+        if not isinstance(item, YamlMap):
             problems.append(f"{path}:{line}: each device must be a mapping")
             continue
         record: dict[str, Any] = {}
         for key, value in item.items():
             if key not in COLUMNS:
-                key_line = item.lc.key(key)[0] + 1
+                allowed = ", ".join(COLUMNS)
                 problems.append(
-                    f"{path}:{key_line}: unknown key {key!r}; allowed: {', '.join(COLUMNS)}"
+                    f"{path}:{key_line(item, key)}: unknown key {key!r}; allowed: {allowed}"
                 )
                 continue
-            record[str(key)] = _plain(value)
+            record[str(key)] = plain(value)
         records.append((line, record))
     return records, problems
 
@@ -201,15 +194,6 @@ class _Bad:
 
     def __init__(self, message: str) -> None:
         self.message = message
-
-
-def _plain(value: Any) -> Any:
-    """ruamel's round-trip containers as plain dicts and lists."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 # ---------------------------------------------------------------------- validation

@@ -9,16 +9,12 @@ that file's previous rules running (see :mod:`hub.rules.service`).
 from __future__ import annotations
 
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
 
 from hub.ports import RuleInvalid, RuleProblem
 from hub.rules.model import (
@@ -27,6 +23,17 @@ from hub.rules.model import (
     SENSOR_FAULT_ID,
     CompositeRule,
     RuleModel,
+)
+from hub.yamlfile import (
+    YamlMap,
+    YamlSeq,
+    YamlSyntaxError,
+    item_column,
+    item_line,
+    key_line,
+    locate_errors,
+    parse_yaml,
+    plain,
 )
 
 #: The alert routing file lives among the rule files but is not a rule file.
@@ -69,12 +76,6 @@ class LoadResult:
     problems: list[RuleProblem]
     files: list[FileResult]
     sources: dict[str, RuleSource]
-
-
-def _yaml() -> YAML:
-    y = YAML(typ="rt")
-    y.allow_duplicate_keys = False
-    return y
 
 
 def expand_paths(paths: Sequence[Path]) -> tuple[list[Path], list[RuleProblem]]:
@@ -195,16 +196,9 @@ def load_file(path: Path) -> FileResult:
 
 def _parse_yaml(text: str, file: str) -> tuple[Any, list[RuleProblem]]:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return _yaml().load(text), []
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        what = " ".join(str(x) for x in (exc.context, exc.problem) if x)
-        return None, [RuleProblem(file, line, f"YAML syntax error: {what or exc}")]
-    except Exception as exc:  # any parser failure is the author's problem, not a crash
-        return None, [RuleProblem(file, 1, f"YAML syntax error: {type(exc).__name__}: {exc}")]
+        return parse_yaml(text), []
+    except YamlSyntaxError as exc:
+        return None, [RuleProblem(file, exc.line, str(exc))]
 
 
 def load_text(text: str, file: str) -> FileResult:
@@ -224,13 +218,13 @@ def _load_into(res: FileResult, text: str, file: str) -> None:
         return
     if doc is None:
         return  # an empty file defines no rules
-    if not isinstance(doc, CommentedMap):
+    if not isinstance(doc, YamlMap):
         res.problems.append(RuleProblem(file, 1, "the file must be a mapping with a `rules:` list"))
         return
     for key in doc:
         if key != "rules":
             res.problems.append(
-                RuleProblem(file, _key_line(doc, key), f"{key}: unknown top-level key (only rules)")
+                RuleProblem(file, key_line(doc, key), f"{key}: unknown top-level key (only rules)")
             )
     items = doc.get("rules")
     if items is None:
@@ -238,16 +232,16 @@ def _load_into(res: FileResult, text: str, file: str) -> None:
             return  # `rules:` with nothing under it
         res.problems.append(RuleProblem(file, 1, "rules: missing; the file needs a `rules:` list"))
         return
-    if not isinstance(items, CommentedSeq):
+    if not isinstance(items, YamlSeq):
         res.problems.append(
-            RuleProblem(file, _key_line(doc, "rules"), "rules: must be a list of rules")
+            RuleProblem(file, key_line(doc, "rules"), "rules: must be a list of rules")
         )
         return
     lines = text.splitlines()
     for i, node in enumerate(items):
-        line0 = _item_line(items, i)
+        line0 = item_line(items, i) - 1
         prefix = f"rules[{i}]"
-        if not isinstance(node, CommentedMap):
+        if not isinstance(node, YamlMap):
             res.problems.append(RuleProblem(file, line0 + 1, f"{prefix}: a rule is a mapping"))
             continue
         rule, problems = _validate(node, file, prefix, line0)
@@ -256,8 +250,8 @@ def _load_into(res: FileResult, text: str, file: str) -> None:
             if isinstance(node.get("id"), str):
                 res.broken_ids.add(node["id"])
             continue
-        end = _item_line(items, i + 1) if i + 1 < len(items) else len(lines)
-        col = _item_col(items, i)
+        end = item_line(items, i + 1) - 1 if i + 1 < len(items) else len(lines)
+        col = item_column(items, i)
         res.rules.append(rule)
         if rule.id not in res.sources:
             res.sources[rule.id] = RuleSource(
@@ -276,105 +270,34 @@ def _load_into(res: FileResult, text: str, file: str) -> None:
             )
 
 
+#: The rule loader's wording for some of pydantic's errors (see :func:`_validate`).
+_OVERRIDES = {
+    "extra_forbidden": (
+        "unknown field (check the spelling; see docs/rules.md for each kind's fields)"
+    ),
+    "union_tag_not_found": f"kind: missing; expected one of {', '.join(KINDS)}",
+}
+
+
 def _validate(
-    node: CommentedMap, file: str, prefix: str, line0: int
+    node: YamlMap, file: str, prefix: str, line0: int
 ) -> tuple[RuleModel | None, list[RuleProblem]]:
     """Validate one rule mapping; map pydantic errors to lines and key paths."""
     try:
-        return RULE_ADAPTER.validate_python(_plain(node, {})), []
+        return RULE_ADAPTER.validate_python(plain(node)), []
     except ValidationError as exc:
         kind = node.get("kind")
+        overrides = {
+            **_OVERRIDES,
+            "union_tag_invalid": f"kind: unknown kind {kind!r}; expected one of {', '.join(KINDS)}",
+        }
         problems = []
-        for err in exc.errors():
-            loc = list(err["loc"])
-            if loc and isinstance(kind, str) and loc[0] == kind:
-                loc = loc[1:]
-            line = _line_of(node, loc, line0)
-            path = prefix + "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in loc)
-            problems.append(RuleProblem(file, line + 1, f"{path}: {_message(err, node)}"))
+        for found in locate_errors(node, exc, overrides=overrides, default_line=line0 + 1):
+            path = prefix if found.path == "(file)" else f"{prefix}.{found.path}"
+            problems.append(
+                RuleProblem(file, found.line, f"{path.replace('.[', '[')}: {found.message}")
+            )
         return None, problems
-
-
-def _message(err: Any, node: CommentedMap) -> str:
-    typ = err["type"]
-    if typ == "union_tag_invalid":
-        return f"kind: unknown kind {node.get('kind')!r}; expected one of {', '.join(KINDS)}"
-    if typ == "union_tag_not_found":
-        return f"kind: missing; expected one of {', '.join(KINDS)}"
-    if typ == "missing":
-        return "required field missing"
-    if typ == "extra_forbidden":
-        return "unknown field (check the spelling; see docs/rules.md for each kind's fields)"
-    msg = str(err["msg"])
-    return msg.removeprefix("Value error, ")
-
-
-def _plain(node: Any, memo: dict[int, Any]) -> Any:
-    """ruamel's round-trip nodes as plain dicts/lists/scalars (shared nodes converted once)."""
-    if isinstance(node, dict):
-        if id(node) in memo:
-            return memo[id(node)]
-        out: dict[Any, Any] = {}
-        memo[id(node)] = out
-        for k, v in node.items():
-            key = k if isinstance(k, str | int | float | bool) or k is None else str(k)
-            out[key] = _plain(v, memo)
-        return out
-    if isinstance(node, list):
-        if id(node) in memo:
-            return memo[id(node)]
-        items: list[Any] = []
-        memo[id(node)] = items
-        items.extend(_plain(v, memo) for v in node)
-        return items
-    if isinstance(node, bool):
-        return bool(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, str):
-        return str(node)
-    return node
-
-
-def _key_line(m: CommentedMap, key: Any) -> int:
-    try:
-        return int(m.lc.key(key)[0]) + 1
-    except Exception:  # ruamel has no position for synthesised keys (merges)
-        return int(getattr(m.lc, "line", 0) or 0) + 1
-
-
-def _item_line(seq: CommentedSeq, i: int) -> int:
-    try:
-        return int(seq.lc.item(i)[0])
-    except Exception:  # no position recorded
-        return int(getattr(seq.lc, "line", 0) or 0)
-
-
-def _item_col(seq: CommentedSeq, i: int) -> int:
-    try:
-        return int(seq.lc.item(i)[1])
-    except Exception:  # no position recorded
-        return 0
-
-
-def _line_of(node: Any, loc: Sequence[Any], line0: int) -> int:
-    line = line0
-    cur = node
-    for key in loc:
-        if isinstance(cur, CommentedMap) and key in cur:
-            try:
-                line = int(cur.lc.key(key)[0])
-            except Exception:  # merged keys have no own position
-                break
-            cur = cur[key]
-        elif isinstance(cur, CommentedSeq) and isinstance(key, int) and 0 <= key < len(cur):
-            line = _item_line(cur, key)
-            cur = cur[key]
-        else:
-            break
-    return line
 
 
 def _slice(lines: list[str], start: int, end: int, col: int) -> str:
@@ -404,10 +327,10 @@ def _parse_one(text: str, file: str) -> tuple[RuleModel | None, list[RuleProblem
     doc, problems = _parse_yaml(text, file)
     if problems:
         return None, problems
-    if not isinstance(doc, CommentedMap):
+    if not isinstance(doc, YamlMap):
         return None, [RuleProblem(file, 1, "a rule is a YAML mapping of fields")]
     if "rules" in doc:
-        line = _key_line(doc, "rules")
+        line = key_line(doc, "rules")
         return None, [RuleProblem(file, line, "rules: send one rule mapping, not a rules list")]
     rule, problems = _validate(doc, file, "rule", 0)
     # Paths read `value: ...` rather than `rule.value: ...` for a single rule.

@@ -13,12 +13,21 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, model_validator
 
+from hub.durations import parse_duration_ms
 from hub.messages import Severity
-from hub.rules.durations import parse_duration_ms
 
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
 SeverityName = Literal["info", "warning", "critical", "emergency"]
-DurationMs = Annotated[int, BeforeValidator(parse_duration_ms)]
+#: Longest duration a rule may name; beyond this a timer is almost surely a typo.
+MAX_RULE_DURATION_MS = 366 * 86_400_000
+
+
+def _rule_duration_ms(value: object) -> int:
+    # A bare number is refused: is `for: 5` seconds or minutes?
+    return parse_duration_ms(value, bare="error", max_ms=MAX_RULE_DURATION_MS)
+
+
+DurationMs = Annotated[int, BeforeValidator(_rule_duration_ms)]
 RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,127}$")]
 MetricName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 Number = Annotated[float, BeforeValidator(lambda v: float(v) if isinstance(v, bool) else v)]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
@@ -12,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, st
 from hub.api.deps import Ctx, Viewer, json_response, set_rows
 from hub.api.routes.devices import device_in_scope
 from hub.api.schemas import DEVICE_ID_PATTERN, ErrorOut, TelemetryOut
+from hub.durations import parse_duration_ms, parse_instant_ms
 from hub.messages import METRIC_RE
 from hub.store.base import Aggregate, TelemetryQuery
 
@@ -27,40 +26,9 @@ DEFAULT_RANGE_MS = 3_600_000
 MIN_EVERY_MS = 1000
 MAX_METRICS = 20
 
-_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-_DURATION_RE = re.compile(r"(\d{1,9})(ms|s|m|h|d)")
-_RELATIVE_RE = re.compile(r"-(\d{1,9})(ms|s|m|h|d)")
-
 
 def _unprocessable(message: str) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message)
-
-
-def parse_duration_ms(text: str) -> int:
-    """``"30s"``, ``"5m"``, ``"1h"``, ``"1d"`` (or ``"500ms"``) in milliseconds."""
-    match = _DURATION_RE.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(f"{text!r} is not a duration like 30s, 5m, 1h or 1d")
-    return int(match.group(1)) * _UNITS_MS[match.group(2)]
-
-
-def parse_instant_ms(text: str, now_ms: int) -> int:
-    """Epoch ms, RFC 3339 with offset, or ``-6h`` (relative to now) in epoch ms."""
-    text = text.strip()
-    relative = _RELATIVE_RE.fullmatch(text)
-    if relative:
-        return now_ms - int(relative.group(1)) * _UNITS_MS[relative.group(2)]
-    if text.isdigit() and len(text) <= 15:
-        return int(text)
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(
-            f"{text[:40]!r} is neither epoch ms, RFC 3339 with offset, nor like -6h"
-        ) from None
-    if parsed.tzinfo is None:
-        raise ValueError(f"{text[:40]!r} has no UTC offset; add Z or +hh:mm")
-    return int(parsed.timestamp() * 1000)
 
 
 @router.get(

@@ -9,8 +9,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from hub.durations import format_duration
 from hub.messages import Explanation, MetricValue, Reading, RuleState
-from hub.rules.durations import format_duration
 from hub.rules.model import RuleModel, rule_version
 from hub.rules.state import Series
 

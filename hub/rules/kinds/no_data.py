@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from hub.durations import format_duration
 from hub.messages import Explanation, MetricValue, Reading, RuleState
-from hub.rules.durations import format_duration
 from hub.rules.kinds.base import Kind
 from hub.rules.model import NoDataRule
 from hub.rules.state import Series

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from hub.durations import format_duration
 from hub.messages import Explanation, MetricValue, Reading, RuleState
-from hub.rules.durations import format_duration
 from hub.rules.kinds.base import HOLD, OPS, Kind, fmt
 from hub.rules.model import RateOfChangeRule
 from hub.rules.state import FIRING, Series, Window

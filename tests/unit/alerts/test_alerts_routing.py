@@ -12,7 +12,6 @@ from hub.alerts.routing import (
     RoutePlanner,
     RoutesInvalid,
     load_routes,
-    parse_duration_ms,
     parse_routes,
     plan_routes,
 )
@@ -65,17 +64,17 @@ def test_demo_routes_send_everything_to_mqtt_and_teams_by_asset() -> None:
             "receivers:\n  - name: a\n    mqtt: {}\nroute:\n  routes:\n"
             "    - match: {district: d01}\n      receivers: [a]\n      wait: 5s\n",
             8,
-            "route.routes.0.wait: Extra inputs are not permitted",
+            "route.routes.0.wait: unknown field",
         ),
         (
             "receivers:\n  - name: a\n    mqtt: {}\n    log: {}\nroute: {receivers: [a]}\n",
             2,
-            "receivers.0: Value error, needs exactly one of mqtt, webhook, apprise, log",
+            "receivers.0: needs exactly one of mqtt, webhook, apprise, log",
         ),
         (
             "receivers:\n  - name: a\n    mqtt: {}\nroute:\n  receivers: [a]\n  group_wait: soon\n",
             6,
-            "route.group_wait: Value error, 'soon' is not a duration",
+            "route.group_wait: 'soon' is not a duration",
         ),
         (
             "receivers:\n  - name: a\n    mqtt: {}\nroute:\n  receivers: [a]\n  routes:\n"
@@ -194,44 +193,6 @@ def test_root_route_with_matchers_is_refused() -> None:
     )
     assert problems
     assert problems[0].line == 3
-
-
-@pytest.mark.parametrize(
-    ("text", "ms"),
-    [
-        ("0", 0),
-        ("0s", 0),
-        ("90s", 90_000),
-        ("10m", 600_000),
-        ("1h30m", 5_400_000),
-        ("2d", 172_800_000),
-        (15, 15_000),
-    ],
-)
-def test_durations(text: object, ms: int) -> None:
-    """Durations accept s/m/h/d units and plain seconds."""
-    assert parse_duration_ms(text) == ms
-
-
-@pytest.mark.parametrize("bad", [float("inf"), float("nan"), -1, "", "5 minutes", True, None])
-def test_bad_durations(bad: object) -> None:
-    """Infinite, negative, empty or wordy durations are refused with ValueError."""
-    with pytest.raises(ValueError):
-        parse_duration_ms(bad)
-
-
-@given(
-    st.one_of(
-        st.text(max_size=12), st.integers(), st.floats(allow_nan=True), st.booleans(), st.none()
-    )
-)
-def test_duration_parser_only_raises_value_error(value: object) -> None:
-    """Any input gives a non-negative duration or a ValueError, nothing else."""
-    try:
-        result = parse_duration_ms(value)
-    except ValueError:
-        return
-    assert result >= 0
 
 
 @given(st.text(max_size=200))

@@ -155,7 +155,7 @@ def test_custom_folder_loads(tmp_path: Path) -> None:
             ":1: asset_type: required field is missing",
         ),
         (GOOD.format(name="other"), ":1: asset_type: 'other' must match the file name"),
-        ("asset_type: tank\nmetrics: {a: [1\n", ":3: invalid YAML"),
+        ("asset_type: tank\nmetrics: {a: [1\n", ":3: YAML syntax error"),
         ("- just\n- a list\n", ":1: (file): Input should be a valid dictionary"),
         (
             "asset_type: tank\ninterval: 1m\nmetrics:\n"

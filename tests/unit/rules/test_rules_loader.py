@@ -79,7 +79,10 @@ def test_misspelt_field_is_an_error_not_a_default() -> None:
         (("severity: critical", "severity: urgent"), "f.yaml:11: rules[0].severity: Input should"),
         (("clear: 2.8", "clear: 3.5"), "f.yaml:2: rules[0]: clear (3.5) must be at or below"),
         (('op: ">"', 'op: "=>"'), "f.yaml:7: rules[0].op: Input should be"),
-        (("    metric: water_level_m\n", ""), "f.yaml:2: rules[0].metric: required field missing"),
+        (
+            ("    metric: water_level_m\n", ""),
+            "f.yaml:2: rules[0].metric: required field is missing",
+        ),
         (("match: {asset_type: flood_gauge}", "match: {type: x}"), "f.yaml:4: rules[0].match.type"),
     ],
 )
