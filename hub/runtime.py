@@ -149,6 +149,8 @@ class Hub:
             expected_interval_s=self.catalog.expected_interval_s,
             device_labels=self.registry.labels,
             labels_version=lambda: self.registry.generation,
+            catalog=self.catalog,
+            fleet=self.registry,
         )
         self.alerts = build_alert_manager(
             s,

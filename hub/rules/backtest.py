@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +19,15 @@ from hub.rules.model import RuleModel
 TICK_MS = 10_000
 
 
-async def backtest(
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """What a replay of history yields: the events, and the rules that matched no series."""
+
+    events: list[RuleEvent]
+    unmatched: list[str]
+
+
+async def replay(
     rules: Sequence[RuleModel],
     history: AsyncIterator[Reading],
     start_ms: int,
@@ -27,11 +36,12 @@ async def backtest(
     expected_interval_s: Callable[[str], float | None] | None = None,
     late_tolerance_s: int = 300,
     device_labels: Callable[[str], Mapping[str, str]] | None = None,
-) -> list[RuleEvent]:
-    """Every event the rules would have emitted over ``[start_ms, end_ms)``.
+) -> Replay:
+    """Run ``rules`` over the history in ``[start_ms, end_ms)`` as the live hub would have.
 
     The engine is ticked on event time every ``TICK_MS`` (and before each
     reading), so ``no_data`` and ``for`` behave as they would have live.
+    ``unmatched`` names the enabled ``rules`` no reading of the history matched.
     """
     engine = RuleEngine(
         rules,
@@ -53,7 +63,31 @@ async def backtest(
         events.extend(engine.tick(next_tick))
         next_tick += TICK_MS
     events.extend(engine.tick(end_ms))
-    return events
+    mine = {r.id for r in rules if r.enabled}
+    return Replay(events, [rid for rid in engine.unmatched_rules() if rid in mine])
+
+
+async def backtest(
+    rules: Sequence[RuleModel],
+    history: AsyncIterator[Reading],
+    start_ms: int,
+    end_ms: int,
+    *,
+    expected_interval_s: Callable[[str], float | None] | None = None,
+    late_tolerance_s: int = 300,
+    device_labels: Callable[[str], Mapping[str, str]] | None = None,
+) -> list[RuleEvent]:
+    """Every event the rules would have emitted over ``[start_ms, end_ms)`` (see :func:`replay`)."""
+    done = await replay(
+        rules,
+        history,
+        start_ms,
+        end_ms,
+        expected_interval_s=expected_interval_s,
+        late_tolerance_s=late_tolerance_s,
+        device_labels=device_labels,
+    )
+    return done.events
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +155,7 @@ async def backtest_command(
     *,
     as_json: bool,
     out: TextIO,
+    err: TextIO | None = None,
     expected_interval_s: Callable[[str], float | None] | None = None,
     device_labels: Callable[[str], Mapping[str, str]] | None = None,
 ) -> int:
@@ -128,6 +163,8 @@ async def backtest_command(
 
     ``expected_interval_s`` (for ``no_data`` rules) defaults to the device catalog's;
     ``device_labels`` (for ``match.labels``) are today's labels from the registry.
+    The rules that matched no series of the history are named after the table (with
+    ``as_json``, on ``err``, so ``out`` stays one JSON document).
     """
     loaded = load_rules([path])
     if loaded.problems:
@@ -136,7 +173,7 @@ async def backtest_command(
         return 1
     if expected_interval_s is None:
         expected_interval_s = _catalog_intervals()
-    events = await backtest(
+    done = await replay(
         loaded.rules,
         history,
         start_ms,
@@ -144,7 +181,14 @@ async def backtest_command(
         expected_interval_s=expected_interval_s,
         device_labels=device_labels,
     )
-    alerts = alerts_from_events(events)
+    alerts = alerts_from_events(done.events)
+    unmatched = done.unmatched
+    note = (
+        f"{len(unmatched)} rule(s) matched no series in this history, so they could not"
+        f" fire: {', '.join(unmatched)}"
+        if unmatched
+        else ""
+    )
     if as_json:
         doc = [
             {
@@ -160,6 +204,8 @@ async def backtest_command(
             for a in alerts
         ]
         print(json.dumps(doc, indent=2), file=out)
+        if note:
+            print(note, file=err if err is not None else sys.stderr)
         return 0
     header = ("rule", "source", "district", "fired at", "resolved at", "severity", "explanation")
     rows = [
@@ -183,4 +229,6 @@ async def backtest_command(
         f" ({sum(1 for a in alerts if a.resolved_ms is None)} still firing at the end)",
         file=out,
     )
+    if note:
+        print(note, file=out)
     return 0

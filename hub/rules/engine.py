@@ -491,6 +491,27 @@ class RuleEngine:
         """Number of live series over all rules."""
         return sum(len(k.series) for k in self._kinds.values())
 
+    def unmatched_rules(self) -> list[str]:
+        """Ids of active rules that no reading has matched so far (no series at all).
+
+        An area rule counts as matched once its counted rule has a series on a device
+        the area rule's own ``match`` selects (its own series exist only while enough
+        devices fire).
+        """
+        out = []
+        for rid, k in self._kinds.items():
+            if isinstance(k, Area):
+                target = self._kinds.get(k.target)
+                matched = target is not None and any(
+                    k.matches(s.dev[0], s.dev[1], s.dev[2], self._labels)
+                    for s in target.series.values()
+                )
+            else:
+                matched = bool(k.series)
+            if not matched:
+                out.append(rid)
+        return out
+
     # ------------------------------------------------------------------ persistence
 
     def snapshot(self) -> bytes:

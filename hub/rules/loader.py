@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -35,6 +35,9 @@ from hub.yamlfile import (
     parse_yaml,
     plain,
 )
+
+if TYPE_CHECKING:
+    from hub.catalog import Catalog
 
 #: The alert routing file lives among the rule files but is not a rule file.
 ROUTES_FILE = "routes.yaml"
@@ -345,20 +348,35 @@ def check_command(
     *,
     routes: Sequence[Path] = (),
     check_routes: Callable[[Path], list[RuleProblem]] | None = None,
+    catalog: Catalog | None = None,
 ) -> int:
     """`hub rules check`: print ``file:line: message`` per problem (exit 1) or one OK line.
 
-    ``routes`` are alert routing files, validated by ``check_routes`` (the CLI
-    passes ``hub.responders.check_routes``; this package cannot import it).
+    Besides each file's own validity, every rule is checked against the device
+    ``catalog`` (default: the package's): asset types, metrics, district and device
+    names that can never match (:mod:`hub.rules.coverage`). ``routes`` are alert
+    routing files, validated by ``check_routes`` (the CLI passes
+    ``hub.responders.check_routes``; this package cannot import it).
     """
+    from hub.catalog import load_catalog
+    from hub.rules.coverage import catalog_problems
+    from hub.yamlfile import FileProblem
+
     result = load_rules(paths)
-    problems = list(result.problems)
+    problems = [str(p) for p in result.problems]
+    if catalog is None:
+        try:
+            catalog = load_catalog()
+        except FileProblem as exc:
+            problems.extend(exc.messages)
+    if catalog is not None:
+        problems.extend(str(p) for p in catalog_problems(result.rules, result.sources, catalog))
     if check_routes is not None:
         for route_file in routes:
-            problems.extend(check_routes(route_file))
+            problems.extend(str(p) for p in check_routes(route_file))
     if problems:
         for p in problems:
-            print(str(p))
+            print(p)
         print(
             f"{len(problems)} problem(s); fix them before deploying these rules",
             file=sys.stderr,

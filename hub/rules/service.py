@@ -12,13 +12,14 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub import metrics
 from hub.clock import Clock
 from hub.logging import get_logger
 from hub.messages import Reading, RuleEvent
 from hub.ports import Conflict, NotFound, RuleInvalid, RuleProblem, RuleSummary
+from hub.rules.coverage import Fleet, rule_text_problems, unmatched_rules
 from hub.rules.engine import RuleEngine, compress_snapshot
 from hub.rules.engine import step as snapshot_step
 from hub.rules.loader import (
@@ -34,6 +35,9 @@ from hub.rules.loader import (
 from hub.rules.model import DEFAULT_SENSOR_FAULT, CompositeRule, RuleModel, rule_version
 from hub.settings import RulesSettings
 from hub.sqlite import STATE_DB, connect, migrate
+
+if TYPE_CHECKING:
+    from hub.catalog import Catalog
 
 log = get_logger(__name__)
 
@@ -79,8 +83,15 @@ class RuleService:
         expected_interval_s: Callable[[str], float | None],
         device_labels: Callable[[str], Mapping[str, str]] | None = None,
         labels_version: Callable[[], int] | None = None,
+        catalog: Catalog | None = None,
+        fleet: Fleet | None = None,
     ) -> None:
         self._settings = settings
+        # With a catalog, API rule writes are checked against it; with a fleet too,
+        # every (re)load logs the rules that match no series the hub knows.
+        self._catalog = catalog
+        self._fleet = fleet
+        self._unmatched: list[str] = []
         self._clock = clock
         self._paths = [Path(p) for p in settings.paths]
         self._managed = Path(settings.managed_dir)
@@ -162,7 +173,28 @@ class RuleService:
         self._outbox.extend(self._engine.set_rules(rules))
         self._record_file_edits(files)
         log.info("rules loaded", rules=len(rules), problems=len(self._problems))
+        self._log_unmatched(rules)
         return list(self._problems)
+
+    def _log_unmatched(self, rules: list[RuleModel]) -> None:
+        """Warn about loaded rules that no series the hub knows can match (they cannot fire)."""
+        if self._catalog is None or self._fleet is None:
+            return
+        try:
+            ids = unmatched_rules(rules, self._catalog, self._fleet)
+        except Exception:  # a diagnostic must never stop rules from loading
+            log.exception("could not check rules against the known devices")
+            return
+        self._unmatched = ids or []
+        if ids is None:
+            log.info("no devices known yet; rules are not checked against the fleet")
+        elif ids:
+            where = {rid: self._sources[rid] for rid in ids if rid in self._sources}
+            log.warning(
+                "rules match no known series: no device the hub knows has what they need,"
+                " so they cannot fire (check match and metric, or provision the devices)",
+                rules=[f"{rid} ({where[rid].file}:{where[rid].line})" for rid in where],
+            )
 
     def _record_file_edits(self, files: list[Path]) -> None:
         """Record a diff for every rule file whose text changed since the last reload."""
@@ -185,6 +217,10 @@ class RuleService:
     def problems(self) -> list[RuleProblem]:
         """Current load errors (broken files keep their previous rules)."""
         return list(self._problems)
+
+    def unmatched(self) -> list[str]:
+        """Ids of loaded rules that matched no known series at the last (re)load."""
+        return list(self._unmatched)
 
     async def watch(self) -> None:
         """Reload whenever a rule file changes; runs until cancelled."""
@@ -433,6 +469,7 @@ class RuleService:
     def create_rule(self, source_yaml: str, actor: str) -> RuleSummary:
         """Add one rule as a managed file; RuleInvalid / Conflict (duplicate id)."""
         rule = parse_rule_text(source_yaml)
+        self._check_catalog(rule, source_yaml)
         if any(r.id == rule.id for r in self._listed()):
             raise Conflict(f"a rule with id {rule.id!r} already exists")
         path = self._managed / f"{rule.id}.yaml"
@@ -452,6 +489,7 @@ class RuleService:
             raise RuleInvalid(
                 [RuleProblem("<request>", 1, f"id: must stay {rule_id!r} (got {rule.id!r})")]
             )
+        self._check_catalog(rule, source_yaml)
         text = _managed_text(source_yaml)
         self._check_with(path, text)
         before = path.read_text(encoding="utf-8") if path.exists() else ""
@@ -505,6 +543,14 @@ class RuleService:
                 f"rule {rule_id!r} is defined in {src.file}:{src.line}; change it in that file"
             )
         return path
+
+    def _check_catalog(self, rule: RuleModel, source_yaml: str) -> None:
+        """Refuse a rule whose names the device catalog says can never match, as the check does."""
+        if self._catalog is None:
+            return
+        problems = rule_text_problems(rule, source_yaml, "<request>", self._catalog)
+        if problems:
+            raise RuleInvalid(problems)
 
     def _check_with(self, path: Path, text: str) -> None:
         """Validate ``text`` as file ``path`` together with every other rule file."""
