@@ -154,6 +154,9 @@ class _BufferedSocket:
             del self._wbuf[:sent]
 
 
+# A seam into paho's private internals (_create_socket, _handle_publish, _in_packet,
+# _protocol): why it is worth it is below. paho-mqtt is pinned to the minor version
+# tested (pyproject.toml) and tests/unit/test_dependencies.py checks the seam's shape.
 class _Client(paho.Client):
     """paho's client with the buffered socket above and a lean PUBLISH path.
 

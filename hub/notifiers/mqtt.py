@@ -62,6 +62,9 @@ _PUBACK_OK = ReasonCode(PacketTypes.PUBACK, "Success")
 _NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 
 
+# A seam into paho's private internals (_handle_pubackcomp, _do_on_publish,
+# _in_packet, _out_messages): why it is worth it is below. paho-mqtt is pinned to the
+# minor version tested (pyproject.toml); tests/unit/test_dependencies.py checks it.
 class _Client(paho.Client):
     """paho with a lean PUBACK path: a 3.1.1 PUBACK is just a packet id, and paho
     2.2 decodes each into a new ReasonCode and Properties (~15 % of a notification)."""
