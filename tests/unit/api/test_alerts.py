@@ -41,7 +41,7 @@ def test_detail_has_explanation_and_timeline(api: Api) -> None:
     body = api.client.get(f"/api/v1/alerts/{alert.id}", headers=api.auth("viewer")).json()
     assert body["explanation"]["threshold"] == 3.0
     assert [(t["status"], t["actor"]) for t in body["timeline"]] == [
-        ("firing", "hub"),
+        ("firing", "rule"),
         ("acknowledged", "operator-key"),
     ]
     assert body["timeline"][1]["comment"] == "crew out"
