@@ -228,3 +228,41 @@ async def test_telemetry_restricted_metrics(api: Api) -> None:
     assert {p["metric"] for p in viewer["points"]} == {"water_level_m"}
     operator = api.client.get(url, headers=api.auth("operator")).json()
     assert {p["metric"] for p in operator["points"]} == {"h2s_ppm", "water_level_m"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        (
+            "POST",
+            "/api/v1/devices",
+            {"device_id": "x1", "district": "d03", "asset_type": "flod_gauge"},
+            "asset_type",
+        ),
+        ("PUT", "/api/v1/devices/x1", {"district": "d03", "asset_type": "pump"}, "asset_type"),
+        (
+            "POST",
+            "/api/v1/devices",
+            {"device_id": "x1", "district": "alerts", "asset_type": "bridge"},
+            "district",
+        ),
+        (
+            "PUT",
+            "/api/v1/devices/fg-d03-1",
+            {"district": "alerts", "asset_type": "flood_gauge"},
+            "district",
+        ),
+    ],
+)
+def test_provisioning_checks_the_catalog_and_reserved_districts(
+    api: Api, method: str, path: str, body: dict[str, object], field: str
+) -> None:
+    """An asset type outside the device catalog, or the reserved district 'alerts', is a 422
+    on the field (as hub devices import and ingest refuse them), and nothing changes."""
+    before = dict(api.registry.devices)
+    response = api.client.request(method, path, json=body, headers=api.auth("admin"))
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"][0]
+    assert detail["loc"] == ["body", field]
+    assert ("catalog" if field == "asset_type" else "reserved") in detail["msg"]
+    assert api.registry.devices == before
