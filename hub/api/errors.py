@@ -76,13 +76,16 @@ async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route of the app answers on this request's path."""
+    """The methods of the resource this request's path names: every route sharing the path
+    template of the first route that matches it (``/rules/changes`` is its own resource,
+    not a ``/rules/{rule_id}``)."""
     path = request.scope["path"]
-    methods: set[str] = set()
-    for route in iter_route_contexts(request.app.router.routes):
-        regex = getattr(route, "path_regex", None)
-        if regex is not None and regex.match(path):
-            methods.update(route.methods or ())
+    routes = list(iter_route_contexts(request.app.router.routes))
+    template = next(
+        (r.path for r in routes if (rx := getattr(r, "path_regex", None)) and rx.match(path)),
+        None,
+    )
+    methods = {m for r in routes if r.path == template for m in r.methods or ()}
     methods.discard("HEAD")
     return sorted(methods)
 
