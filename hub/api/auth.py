@@ -28,7 +28,7 @@ from hub.ports import Scope
 #: Failed authentications per key id (or client address) and window before it gets 429.
 MAX_FAILURES = 10
 FAILURE_WINDOW_S = 60.0
-#: Client addresses remembered by the limiter; the least recently failing are forgotten.
+#: Addresses (or key ids) one limiter remembers; the least recently failing are forgotten.
 MAX_TRACKED_CLIENTS = 10_000
 #: ``last_used_ms`` of a key is written at most this often (a write per request is waste).
 TOUCH_INTERVAL_MS = 60_000
@@ -39,6 +39,11 @@ CLASSIFICATION_ROLE: dict[str, str] = {
     "internal": "viewer",
     "restricted": "operator",
 }
+
+
+def reader_role(classification: str) -> str:
+    """The least role that reads metrics of ``classification`` (an unknown class: operator)."""
+    return CLASSIFICATION_ROLE.get(classification, "operator")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +92,7 @@ class Principal:
 
     def may_read(self, classification: str) -> bool:
         """True when the key's role may read metrics of ``classification``."""
-        return self.has_role(CLASSIFICATION_ROLE.get(classification, "operator"))
+        return self.has_role(reader_role(classification))
 
 
 class FailedAuthLimiter:

@@ -47,7 +47,7 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorOut, "description": ERROR_TEXT[code]} for code in codes}
 
 
-def client(request: Request) -> str:
+def caller_address(request: Request) -> str:
     """The caller's address (behind trusted proxies, the one they name); lockout and audit
     key on it."""
     return client_address(request.scope, get_ctx(request).settings.api.trusted_proxies)
@@ -77,7 +77,7 @@ async def authenticate(
         raise _too_many(f"too many failed authentications with key id {key_id}", wait)
     key = verify_key(ctx.conn, credentials.credentials)
     if key is None:
-        address = client(request)
+        address = caller_address(request)
         wait = lockout.by_address.retry_after(address, now)
         lockout.by_address.failed(address, now)
         if key_id is not None:

@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from hub.api.auth import CLASSIFICATION_ROLE, Principal
+from hub.api.auth import CLASSIFICATION_ROLE, Principal, reader_role
 from hub.api.keys import ROLE_RANK
 from hub.catalog import Catalog
 from hub.messages import AlertEvent
@@ -143,8 +143,6 @@ class Visibility:
 
 def withheld_sentence(metrics: Sequence[str], catalog: Catalog, asset_type: str) -> str:
     """What a caller reads where values were withheld: which metrics, and who may read them."""
-    roles = {
-        CLASSIFICATION_ROLE.get(catalog.classification(asset_type, m), "admin") for m in metrics
-    }
+    roles = {reader_role(catalog.classification(asset_type, m)) for m in metrics}
     role = max(roles, key=ROLE_RANK.__getitem__)
     return f"values withheld: {', '.join(metrics)} need the {role} role or above"
