@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from hub.api.audit import entries
 from hub.api.auth import MAX_FAILURES, FailedAuthLimiter, client_address
@@ -228,3 +229,17 @@ def test_whoami_reports_role_and_scope(api: Api) -> None:
     assert body["role"] == "admin"
     assert body["name"] == "d07-admin"
     assert body["scopes"] == {"districts": ["d07"]}
+
+
+def test_trusted_proxies_setting_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HUB_API__TRUSTED_PROXIES takes comma-separated addresses and networks; anything else
+    is refused at start-up, naming the setting."""
+    monkeypatch.setenv("HUB_API__TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8,::1")
+    assert [str(n) for n in Settings().api.trusted_proxies] == [
+        "127.0.0.1/32",
+        "10.0.0.0/8",
+        "::1/128",
+    ]
+    monkeypatch.setenv("HUB_API__TRUSTED_PROXIES", "proxy.example")
+    with pytest.raises(ValidationError, match="trusted_proxies"):
+        Settings()
