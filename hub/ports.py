@@ -8,7 +8,7 @@ these are internal types.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -179,6 +179,11 @@ class Transition:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
+#: Labels every alert carries besides its rule's ``labels`` (what silences, routes and
+#: inhibit rules can match on; hub.alerts.lifecycle.match_labels builds them).
+ALERT_IDENTITY_LABELS = ("district", "asset_type", "severity", "rule_id", "source")
+
+
 @dataclass(frozen=True, slots=True)
 class AlertRecord:
     """An alert as stored, with its explanation."""
@@ -214,6 +219,11 @@ class Silence:
     ends_ms: int
     created_by: str
     comment: str
+
+
+#: How one caller may see an alert and its timeline (the API withholds values by role);
+#: renderers that build documents from an alert (CAP) apply it first.
+AlertView = Callable[[AlertRecord, Sequence[Transition]], tuple[AlertRecord, Sequence[Transition]]]
 
 
 class NotFound(Exception):
@@ -277,12 +287,12 @@ class AlertServicePort(Protocol):
         """End a silence now; raises NotFound."""
         ...
 
-    def cap_xml(self, alert_id: str) -> str:
-        """The alert as an OASIS CAP 1.2 document; raises NotFound."""
+    def cap_xml(self, alert_id: str, *, view: AlertView | None = None) -> str:
+        """The alert as an OASIS CAP 1.2 document, built from ``view`` of it; raises NotFound."""
         ...
 
-    def cap_feed(self, scope: Scope, base_url: str) -> str:
-        """Atom feed of current CAP messages."""
+    def cap_feed(self, scope: Scope, base_url: str, *, view: AlertView | None = None) -> str:
+        """Atom feed of current CAP messages, each entry built from ``view`` of its alert."""
         ...
 
     def response_figures(self, flt: AlertFilter, scope: Scope) -> dict[str, Any]:
@@ -320,6 +330,8 @@ class RuleSummary:
     source_yaml: str
     firing: int
     pending: int
+    #: The labels the rule copies onto its alerts (silences and routes match on them).
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 class RuleInvalid(Exception):

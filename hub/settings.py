@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
     field_validator,
@@ -188,8 +189,11 @@ class ApiSettings(_Section):
     metrics_public: bool = True
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    #: Reverse proxies (addresses or networks) whose ``X-Forwarded-For`` names the client;
+    #: empty: the client is the connection's peer and the header is ignored.
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):

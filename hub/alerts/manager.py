@@ -42,6 +42,7 @@ from hub.messages import AlertEvent, AlertStatus, Notification, RuleEvent, RuleS
 from hub.ports import (
     AlertFilter,
     AlertRecord,
+    AlertView,
     Conflict,
     DeliveryError,
     NotFound,
@@ -878,18 +879,25 @@ class AlertManager:
         log.info("silence expired", silence_id=silence_id, actor=actor)
         return silence
 
-    def cap_xml(self, alert_id: str, message_index: int = -1) -> str:
-        """The alert's latest (or ``message_index``-th) CAP 1.2 message; raises NotFound."""
+    def cap_xml(
+        self, alert_id: str, message_index: int = -1, *, view: AlertView | None = None
+    ) -> str:
+        """The alert's latest (or ``message_index``-th) CAP 1.2 message, built from ``view``
+        of the alert and its timeline when given; raises NotFound."""
         row = self._require(alert_id)
+        record = to_record(row)
+        timeline: Sequence[Transition] = self.timeline(alert_id)
+        if view is not None:
+            record, timeline = view(record, timeline)
         return render_cap(
-            to_record(row),
-            self.timeline(alert_id),
+            record,
+            timeline,
             sender=self._sender,
             locate=self._locate,
             message_index=message_index,
         )
 
-    def cap_feed(self, scope: Scope, base_url: str) -> str:
+    def cap_feed(self, scope: Scope, base_url: str, *, view: AlertView | None = None) -> str:
         """Atom feed of current CAP messages: open alerts and those resolved in the last day."""
         now = self._clock.now_ms()
         where, args = _where(AlertFilter(), scope)
@@ -903,7 +911,10 @@ class AlertManager:
         entries = []
         for row in rows:
             record = to_record(row)
-            messages = cap_messages(record, self.timeline(record.id))
+            timeline: Sequence[Transition] = self.timeline(row["id"])
+            if view is not None:
+                record, timeline = view(record, timeline)
+            messages = cap_messages(record, timeline)
             if messages:
                 entries.append((record, messages[-1]))
         return render_feed(entries, base_url=base_url, now_ms=now, sender=self._sender)

@@ -14,7 +14,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api.audit import AuditEntry, record
-from hub.api.auth import Principal
+from hub.api.auth import Principal, client_address
 from hub.api.context import ApiContext
 from hub.api.errors import BodyTooLarge
 from hub.logging import get_logger
@@ -118,13 +118,12 @@ class GuardMiddleware:
         principal: Principal | None = state.get("principal")
         if principal is None and status not in AUDITED_REFUSALS:
             return  # public endpoints (health, metrics, dashboard files) are not audited
-        client = scope.get("client")
         entry = AuditEntry(
             ts_ms=self.ctx.clock.now_ms(),
             key_id=principal.id if principal else None,
             key_name=principal.name if principal else None,
             role=principal.role if principal else None,
-            client=client[0] if client else "unknown",
+            client=client_address(scope, self.ctx.settings.api.trusted_proxies),
             method=scope["method"],
             path=scope["path"],
             query=scope.get("query_string", b"").decode("latin-1"),

@@ -443,6 +443,7 @@ class RuleService:
             source_yaml=src.source_yaml if src else "",
             firing=firing,
             pending=pending,
+            labels=dict(rule.labels),
         )
 
     def _is_managed(self, path: Path) -> bool:

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from hub.api.app import create_app
 from hub.api.context import ApiContext
 from hub.api.keys import create_key
+from hub.catalog import load_catalog
 from hub.clock import FakeClock
 from hub.settings import ApiSettings, Settings
 from hub.sqlite import STATE_DB, connect
@@ -25,7 +26,6 @@ from tests.unit.api.fakes import (
     FakeHealth,
     FakeRegistry,
     FakeRules,
-    classification,
 )
 
 NOW_MS = 1_764_000_000_000
@@ -55,7 +55,7 @@ class Api:
 def make_api(
     tmp_path: Path, settings: Settings | None = None, store: TelemetryStore | None = None
 ) -> Iterator[Api]:
-    """Build an Api with fakes seeded for districts d03 and d07.
+    """Build an Api with fakes seeded for districts d03 and d07, over the shipped catalog.
 
     Without ``store`` it opens (and later closes) an embedded store of its own; a
     ``store`` passed in must already be open and is left to the caller.
@@ -92,7 +92,7 @@ def make_api(
         dead_letters=dead,
         health=health,
         events=events,
-        catalog_classification=classification,
+        catalog=load_catalog(),
     )
     app = create_app(ctx)
     api = Api(TestClient(app), ctx, clock, registry, alerts, rules, dead, events, health, store)
