@@ -218,6 +218,7 @@ class Hub:
             health=self,
             events=self.events,
             catalog_classification=self.catalog.classification,
+            catalog=self.catalog,
         )
         config = uvicorn.Config(
             create_app(ctx),

@@ -20,6 +20,7 @@ from hub.api.middleware import GuardMiddleware
 from hub.api.routes import (
     access,
     alerts,
+    console,
     dead_letters,
     devices,
     districts,
@@ -81,6 +82,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         dead_letters,
         stream,
         access,
+        console,
     ):
         # straight onto the app: FastAPI rebuilds every route on each include_router
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)

@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from hub.catalog import Catalog
 from hub.clock import Clock
 from hub.ports import (
     AlertServicePort,
@@ -26,7 +27,8 @@ class ApiContext:
     ``conn`` is the shared state database (``HUB_DATA_DIR/hub.db``); the API keeps
     its keys and audit log there (components ``api_keys`` and ``audit``).
     ``catalog_classification(asset_type, metric)`` answers ``public``, ``internal``
-    or ``restricted`` (unknown metrics are ``internal``).
+    or ``restricted`` (unknown metrics are ``internal``). ``catalog`` gives the console
+    each asset type's metrics and units (None: the console shows bare metric names).
     """
 
     settings: Settings
@@ -40,3 +42,4 @@ class ApiContext:
     health: HealthPort
     events: EventStreamPort
     catalog_classification: Callable[[str, str], str]
+    catalog: Catalog | None = None

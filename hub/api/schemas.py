@@ -152,6 +152,8 @@ class AlertOut(BaseModel):
     silenced: bool
     incident_id: str | None
     reopened_from: str | None
+    #: Why ``silenced``: ``silence:<id>``, ``maintenance:<name>`` or ``inhibited:<alert id>``.
+    muted_by: str | None = None
 
 
 class TransitionOut(BaseModel):

@@ -51,6 +51,7 @@ def alert_dict(alert: AlertRecord) -> dict[str, Any]:
         "silenced": alert.silenced,
         "incident_id": alert.incident_id,
         "reopened_from": alert.reopened_from,
+        "muted_by": alert.muted_by,
     }
 
 

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from hub.api.app import create_app
 from hub.api.context import ApiContext
 from hub.api.keys import create_key
+from hub.catalog import load_catalog
 from hub.clock import FakeClock
 from hub.settings import ApiSettings, Settings
 from hub.sqlite import STATE_DB, connect
@@ -93,6 +94,7 @@ def make_api(
         health=health,
         events=events,
         catalog_classification=classification,
+        catalog=load_catalog(),
     )
     app = create_app(ctx)
     api = Api(TestClient(app), ctx, clock, registry, alerts, rules, dead, events, health, store)
