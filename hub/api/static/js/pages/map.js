@@ -6,6 +6,8 @@ import { t, assetLabel } from "../i18n.js";
 import { Page, Problem, useApp } from "../ui.js";
 
 export const MAP_STATES = ["emergency", "critical", "warning", "info", "offline", "stale", "never", "ok"];
+// From this zoom on (a street block) every device is drawn on its own.
+const UNCLUSTERED_ZOOM = 17;
 const RANK = Object.fromEntries(MAP_STATES.map((s, i) => [s, MAP_STATES.length - i]));
 
 export function stateLabel(state) {
@@ -48,12 +50,11 @@ export default function MapPage() {
   const layers = useRef({ devices: null, outlines: null, markers: new Map() });
   const [summary, setSummary] = useState({ counts: {}, plotted: 0, unplaced: 0 });
   const [error, setError] = useState(null);
-  const [find, setFind] = useState("");
   const [message, setMessage] = useState("");
   const settings = app.config.map;
 
   useEffect(() => {
-    const m = L.map(holder.current, { maxZoom: settings.tile_max_zoom, minZoom: 2, zoomControl: true, keyboard: true });
+    const m = L.map(holder.current, { maxZoom: Math.max(settings.tile_max_zoom, UNCLUSTERED_ZOOM), minZoom: 2, zoomControl: true, keyboard: true });
     m.setView([0, 0], 2);
     if (settings.tile_url) {
       L.tileLayer(settings.tile_url, { maxZoom: settings.tile_max_zoom, attribution: settings.tile_attribution }).addTo(m);
@@ -93,6 +94,7 @@ export default function MapPage() {
           }
           const marker = L.circleMarker([lat, lon], { radius: 7, className: `device state-${state}`, state, weight: 2, fillOpacity: 0.9 });
           marker.bindTooltip(`${id} · ${assetLabel(assetType)} · ${district}`);
+          marker.on("add", () => marker.getElement()?.setAttribute("data-device-id", id));
           marker.on("click", () => {
             location.hash = `#/device/${encodeURIComponent(id)}`;
           });
@@ -100,7 +102,7 @@ export default function MapPage() {
           markers.push(marker);
         }
         layers.current.devices?.remove();
-        const cluster = L.markerClusterGroup({ chunkedLoading: true, iconCreateFunction: clusterIcon, showCoverageOnHover: false, maxClusterRadius: 50 });
+        const cluster = L.markerClusterGroup({ chunkedLoading: true, iconCreateFunction: clusterIcon, showCoverageOnHover: false, maxClusterRadius: 50, disableClusteringAtZoom: UNCLUSTERED_ZOOM });
         cluster.addLayers(markers);
         cluster.addTo(m);
         layers.current.devices = cluster;
@@ -121,13 +123,17 @@ export default function MapPage() {
 
   const locate = (event) => {
     event.preventDefault();
-    const marker = layers.current.markers.get(find.trim());
+    const wanted = String(new FormData(event.target).get("device") || "").trim();
+    const marker = layers.current.markers.get(wanted);
     if (!marker) {
-      setMessage(t("map.not_found", { id: find.trim() }));
+      setMessage(t("map.not_found", { id: wanted }));
       return;
     }
     setMessage("");
-    layers.current.devices.zoomToShowLayer(marker, () => marker.openTooltip());
+    // Close enough that no cluster hides it; no animation, so it is there at once.
+    const m = map.current;
+    m.once("moveend", () => setTimeout(() => marker.openTooltip(), 0));
+    m.setView(marker.getLatLng(), Math.max(UNCLUSTERED_ZOOM, m.getZoom()), { animate: false });
   };
 
   return html`<${Page} title=${t("map.title")}>
@@ -135,7 +141,7 @@ export default function MapPage() {
     ${settings.tile_url ? null : html`<p class="quiet">${t("map.no_tiles")}</p>`}
     <form class="find" onSubmit=${locate}>
       <label for="find-device">${t("map.find")}</label>
-      <input id="find-device" value=${find} onInput=${(e) => setFind(e.target.value)} />
+      <input id="find-device" name="device" />
       <button type="submit">${t("map.find_button")}</button>
       <span role="status" class="quiet">${message}</span>
     </form>

@@ -103,7 +103,8 @@ export default function Silences({ route }) {
   return html`<${Page} title=${t("silences.title")}
       actions=${app.can.silence && !creating ? html`<a class="button" href="#/silences?new=1">${t("silences.new")}</a>` : null}>
     ${creating ? html`<${NewSilence} query=${route.query} onCreated=${onCreated} />` : null}
-    <p><a href=${expired ? "#/silences" : "#/silences?expired=1"} aria-pressed=${expired ? "true" : "false"}>${t("silences.include_expired")}</a></p>
+    <p><label><input type="checkbox" id="include-expired" checked=${expired}
+      onChange=${(e) => { location.hash = e.target.checked ? "#/silences?expired=1" : "#/silences"; }} /> ${t("silences.include_expired")}</label></p>
     ${error ? html`<${Problem} error=${error} />` : null}
     ${!data
       ? !error && html`<${Loading} />`
