@@ -1,4 +1,5 @@
-"""The FastAPI application: routers per resource under ``/api/v1``, ``/metrics``, dashboard."""
+"""The FastAPI application: routers per resource under ``/api/v1``, ``/metrics``, and the
+operations console (docs/console.md)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ API_PREFIX = "/api/v1"
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
-    """The API and dashboard over the ports in ``ctx`` (keys and audit tables are created)."""
+    """The API and console over the ports in ``ctx`` (keys and audit tables are created)."""
     keys.ensure_schema(ctx.conn)
     audit.ensure_schema(ctx.conn)
     app = FastAPI(
@@ -89,8 +90,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     _metrics_route(app, public=ctx.settings.api.metrics_public)
 
     @app.get("/", include_in_schema=False)
-    async def dashboard() -> FileResponse:
-        """The dashboard's single page."""
+    async def console_page() -> FileResponse:
+        """The operations console's single page."""
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

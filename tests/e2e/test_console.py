@@ -48,7 +48,7 @@ OUTLINES = REPO / "devices" / "scenarios" / "demo-districts.geojson"
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.integration,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (/usr/bin/chromium)"),
 ]
 
 FLOOD = [f"fg-d03-00{n}" for n in range(1, 6)]
@@ -171,9 +171,11 @@ def city(
     town.start()
     try:
         wait_for(
-            lambda: any(a["rule_id"] == "flood-area-emergency" for a in town.active())
-            and any(a["rule_id"] == "methane-evacuate" for a in town.active())
-            and any(a["rule_id"] == "pressure-very-low" for a in town.active()),
+            lambda: (
+                any(a["rule_id"] == "flood-area-emergency" for a in town.active())
+                and any(a["rule_id"] == "methane-evacuate" for a in town.active())
+                and any(a["rule_id"] == "pressure-very-low" for a in town.active())
+            ),
             timeout=60,
             interval=0.5,
             what="the scenario's alerts",
@@ -286,7 +288,6 @@ def test_alert_page_shows_the_explanation_values_and_the_threshold(operator: Con
 
     alert = operator.city.alert("flood-critical", FLOOD[0])
     page = operator.open(f"alert/{alert['id']}")
-    observed = alert["explanation"] if "explanation" in alert else None
     detail = operator.city.get(f"/api/v1/alerts/{alert['id']}")
     value = detail["explanation"]["observed"]["water_level_m"]
     expect(page.locator('[data-observed="water_level_m"] .observed-value')).to_contain_text(
@@ -296,7 +297,7 @@ def test_alert_page_shows_the_explanation_values_and_the_threshold(operator: Con
     expect(page.locator("#explanation")).to_contain_text(detail["explanation"]["summary"])
     chart = page.locator("#alert-chart")
     expect(chart).to_have_attribute("data-mode", "raw")
-    assert int(chart.get_attribute("data-points") or 0) >= 4, observed
+    assert int(chart.get_attribute("data-points") or 0) >= 4
     expect(page.locator("#alert-chart canvas")).to_have_count(1)
     operator.shot("alert")
 
@@ -495,7 +496,7 @@ def test_axe_finds_no_serious_or_critical_violation_on_any_page(browser: Any, ci
         "alerts-list": ("alerts", "#incidents"),
         "alert-detail": (f"alert/{alert['id']}", "#alert-chart canvas"),
         "silences-list": ("silences", "h1"),
-        "silence-form": (f"silences?new=1&m.district=d03", "#silence-preview"),
+        "silence-form": ("silences?new=1&m.district=d03", "#silence-preview"),
         "map-page": ("map", "#map path.district"),
         "devices-list": ("devices/d03/flood_gauge", "#devices"),
         "device-page": (f"device/{FLOOD[2]}", "#chart canvas"),
