@@ -213,8 +213,9 @@ def test_the_console_page_and_its_assets_are_served_by_the_hub(api: Api) -> None
     page = api.client.get("/")
     assert page.status_code == 200
     for path in ("/static/js/main.js", "/static/vendor/leaflet/leaflet.js", "/static/favicon.svg"):
-        assert path in page.text or path == "/static/js/main.js" or path.endswith(".js")
+        assert path in page.text, path
         assert api.client.get(path).status_code == 200, path
+    assert api.client.get("/static/vendor/leaflet/LICENSE").status_code == 200
     assert "http://" not in page.text
     assert "https://" not in page.text
     english = api.client.get("/static/i18n/en.json").json()
