@@ -207,6 +207,8 @@ class AlertRecord:
     silenced: bool = False
     incident_id: str | None = None
     reopened_from: str | None = None
+    #: Why ``silenced``: ``silence:<id>``, ``maintenance:<name>`` or ``inhibited:<alert id>``.
+    muted_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +289,10 @@ class AlertServicePort(Protocol):
         """End a silence now; raises NotFound."""
         ...
 
+    def silence_preview(self, matchers: Mapping[str, str], scope: Scope) -> list[AlertRecord]:
+        """Open alerts inside ``scope`` that a silence with ``matchers`` would mute now."""
+        ...
+
     def cap_xml(self, alert_id: str, *, view: AlertView | None = None) -> str:
         """The alert as an OASIS CAP 1.2 document, built from ``view`` of it; raises NotFound."""
         ...
@@ -334,6 +340,18 @@ class RuleSummary:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class ThresholdLine:
+    """A fixed level a rule compares one metric of a device against (for chart lines)."""
+
+    rule_id: str
+    metric: str
+    op: str
+    value: float
+    clear: float | None
+    severity: str
+
+
 class RuleInvalid(Exception):
     """A rule document failed validation; ``problems`` say where and why."""
 
@@ -371,6 +389,11 @@ class RuleServicePort(Protocol):
 
     def problems(self) -> list[RuleProblem]:
         """Current load errors (broken files keep their previous rules)."""
+        ...
+
+    def thresholds(self, district: str, asset_type: str, device_id: str) -> list[ThresholdLine]:
+        """Fixed levels of the enabled rules matching the device (threshold rules and
+        composite conditions on a value)."""
         ...
 
     def changes(self, limit: int) -> list[dict[str, Any]]:

@@ -201,6 +201,45 @@ class ApiSettings(_Section):
         return value
 
 
+class ConsoleSettings(_Section):
+    """The operations console: map tiles and district outlines (docs/console.md)."""
+
+    # Raster tiles behind the map, an XYZ URL template such as
+    # https://tiles.city.example/{z}/{x}/{y}.png; empty: no tiles (a control room
+    # without internet), the map draws the district outlines and the devices only.
+    tile_url: str = ""
+    tile_attribution: Annotated[str, Field(max_length=500)] = ""
+    tile_max_zoom: Annotated[int, Field(ge=1, le=22)] = 19
+    # The city's districts as a GeoJSON FeatureCollection whose features carry a
+    # ``district`` property; unset: no outlines (``hub demo`` ships its own).
+    districts_geojson: Path | None = None
+    # Language of the console when the browser asks for none that is shipped.
+    default_language: Literal["en", "zh-CN"] = "en"
+
+    @field_validator("tile_url")
+    @classmethod
+    def _check_tiles(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError("must be an http(s) URL template, e.g. https://host/{z}/{x}/{y}.png")
+        if not all(f"{{{k}}}" in value for k in "zxy"):
+            raise ValueError("must contain {z}, {x} and {y}")
+        return value
+
+    @property
+    def tile_origin(self) -> str | None:
+        """Scheme and host the tiles come from (the browser must be allowed to load them)."""
+        if not self.tile_url:
+            return None
+        parts = urlsplit(self.tile_url.replace("{s}", "a"))
+        host = parts.netloc
+        if "{s}" in self.tile_url.split("/")[2]:
+            host = "*." + host.split(".", 1)[1] if "." in host else host
+        return f"{parts.scheme}://{host}"
+
+
 class LogSettings(_Section):
     """Structured logging."""
 
@@ -227,6 +266,7 @@ class Settings(BaseSettings):
     rules: RulesSettings = RulesSettings()
     alerts: AlertsSettings = AlertsSettings()
     api: ApiSettings = ApiSettings()
+    console: ConsoleSettings = ConsoleSettings()
     log: LogSettings = LogSettings()
 
     @model_validator(mode="after")

@@ -34,7 +34,7 @@ from hub.alerts.grouping import assign_incident, incident_summary, release_alert
 from hub.alerts.inhibition import Inhibitor
 from hub.alerts.lifecycle import ACTIVE, alert_dict, match_labels, series_key, to_record
 from hub.alerts.notify_log import OutboxItem, Sender
-from hub.alerts.routing import RoutePlanner, RoutesFile
+from hub.alerts.routing import RoutePlanner, RoutesFile, matchers_match
 from hub.alerts.silences import SilenceBook
 from hub.clock import Clock
 from hub.logging import get_logger
@@ -414,6 +414,13 @@ class AlertManager:
         return fresh
 
     # ------------------------------------------------------------------ notifications
+
+    def _muted_by(self, row: sqlite3.Row, now: int) -> str | None:
+        """Why an open alert is not notified now (``silence:<id>``…), None when it is."""
+        if row["status"] == "resolved":
+            return None
+        muting = self._muted(row, now)
+        return muting[0] if muting is not None else None
 
     def _muted(self, row: sqlite3.Row, now: int) -> tuple[str, int | None] | None:
         """Why the alert is not notified now (and until when, if known), or None."""
@@ -807,7 +814,7 @@ class AlertManager:
                 (_event(fresh, AlertStatus.ACKNOWLEDGED, now, actor, comment), "acknowledged")
             )
         self._publish(emitted)
-        return to_record(fresh, muted=self._muted(fresh, now) is not None)
+        return to_record(fresh, muted_by=self._muted_by(fresh, now))
 
     async def resolve(self, alert_id: str, actor: str, comment: str) -> AlertRecord:
         """Resolve an open alert by hand."""
@@ -828,7 +835,7 @@ class AlertManager:
             row = self._require(alert_id)
             lifecycle.add_transition(self._conn, alert_id, now, "commented", actor, comment)
         self._publish([(_event(row, AlertStatus(row["status"]), now, actor, comment), "commented")])
-        return to_record(row, muted=self._muted(row, now) is not None)
+        return to_record(row, muted_by=self._muted_by(row, now))
 
     # ------------------------------------------------------------------ reads
 
@@ -840,18 +847,29 @@ class AlertManager:
             (*args, max(0, flt.limit), max(0, flt.offset)),
         ).fetchall()
         now = self._clock.now_ms()
-        return [
-            to_record(r, muted=r["status"] != "resolved" and self._muted(r, now) is not None)
-            for r in rows
-        ]
+        return [to_record(r, muted_by=self._muted_by(r, now)) for r in rows]
 
     def get_alert(self, alert_id: str) -> AlertRecord | None:
         """One alert, or None."""
         row = lifecycle.get_row(self._conn, alert_id)
         if row is None:
             return None
-        muted = row["status"] != "resolved" and self._muted(row, self._clock.now_ms()) is not None
-        return to_record(row, muted=muted)
+        return to_record(row, muted_by=self._muted_by(row, self._clock.now_ms()))
+
+    def silence_preview(self, matchers: Mapping[str, str], scope: Scope) -> list[AlertRecord]:
+        """Open alerts inside ``scope`` that a silence with ``matchers`` would mute now
+        (the same matching as :meth:`SilenceBook.muting`), worst and newest first."""
+        where, args = _where(AlertFilter(state="active"), scope)
+        rows = self._conn.execute(
+            f"SELECT * FROM alerts{where} ORDER BY severity DESC, started_ms DESC, id",  # noqa: S608  (placeholders only)
+            args,
+        ).fetchall()
+        now = self._clock.now_ms()
+        return [
+            to_record(r, muted_by=self._muted_by(r, now))
+            for r in rows
+            if matchers_match(matchers, match_labels(r))
+        ]
 
     def timeline(self, alert_id: str) -> list[Transition]:
         """Transitions of one alert, oldest first."""

@@ -1,4 +1,5 @@
-"""The FastAPI application: routers per resource under ``/api/v1``, ``/metrics``, dashboard."""
+"""The FastAPI application: routers per resource under ``/api/v1``, ``/metrics``, and the
+operations console (docs/console.md)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from hub.api.middleware import GuardMiddleware
 from hub.api.routes import (
     access,
     alerts,
+    console,
     dead_letters,
     devices,
     districts,
@@ -38,7 +40,7 @@ API_PREFIX = "/api/v1"
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
-    """The API and dashboard over the ports in ``ctx`` (keys and audit tables are created)."""
+    """The API and console over the ports in ``ctx`` (keys and audit tables are created)."""
     keys.ensure_schema(ctx.conn)
     audit.ensure_schema(ctx.conn)
     app = FastAPI(
@@ -69,6 +71,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         dead_letters,
         stream,
         access,
+        console,
     ):
         # straight onto the app: FastAPI rebuilds every route on each include_router
         app.include_router(_documented(module.router), prefix=API_PREFIX)
@@ -76,8 +79,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     _catalog_in_schema(app, ctx.catalog.asset_types())
 
     @app.get("/", include_in_schema=False)
-    async def dashboard() -> FileResponse:
-        """The dashboard's single page."""
+    async def console_page() -> FileResponse:
+        """The operations console's single page."""
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -27,6 +27,7 @@ class ApiContext:
     its keys and audit log there (components ``api_keys`` and ``audit``).
     ``catalog`` is the device catalog: which asset types exist (provisioning checks
     against it) and how each metric is classified (what a key's role may read).
+    ``catalog`` also gives the console each asset type's metrics and units.
     """
 
     settings: Settings

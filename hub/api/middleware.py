@@ -21,19 +21,30 @@ from hub.logging import get_logger
 
 log = get_logger(__name__)
 
-# The dashboard loads its scripts and styles from /static only; nothing inline, nothing remote.
+# The console loads its scripts and styles from /static only; nothing inline, nothing
+# remote. Images may also come from the map's tile server when one is configured.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
-SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
-    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"cross-origin-opener-policy", b"same-origin"),
-)
+
+
+def security_headers(tile_origin: str | None = None) -> tuple[tuple[bytes, bytes], ...]:
+    """Headers of every response; ``tile_origin`` (``https://tiles.example``) may serve images."""
+    csp = CONTENT_SECURITY_POLICY
+    if tile_origin:
+        csp = csp.replace("img-src 'self' data:", f"img-src 'self' data: {tile_origin}")
+    return (
+        (b"content-security-policy", csp.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+    )
+
+
+SECURITY_HEADERS = security_headers()
 #: Responses that always leave a trace in the audit log, with or without a valid key.
 AUDITED_REFUSALS = frozenset({401, 403, 429})
 
@@ -45,6 +56,7 @@ class GuardMiddleware:
         self.app = app
         self.ctx = ctx
         self.max_body = ctx.settings.api.max_body_bytes
+        self.headers = security_headers(ctx.settings.console.tile_origin)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one connection scope."""
@@ -60,7 +72,7 @@ class GuardMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 headers = list(message.get("headers", []))
-                headers.extend(SECURITY_HEADERS)
+                headers.extend(self.headers)
                 if is_api:
                     headers.append((b"cache-control", b"no-store"))
                 message["headers"] = headers

@@ -208,6 +208,8 @@ class AlertOut(BaseModel):
     incident_id: str | None
     reopened_from: str | None
     withheld_metrics: list[str]
+    #: Why ``silenced``: ``silence:<id>``, ``maintenance:<name>`` or ``inhibited:<alert id>``.
+    muted_by: str | None = None
 
 
 class TransitionOut(BaseModel):

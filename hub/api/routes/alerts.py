@@ -58,6 +58,7 @@ def alert_dict(alert: AlertRecord, withheld: list[str]) -> dict[str, Any]:
         "incident_id": alert.incident_id,
         "reopened_from": alert.reopened_from,
         "withheld_metrics": withheld,
+        "muted_by": alert.muted_by,
     }
 
 

@@ -36,6 +36,7 @@ from hub.ports import (
     Scope,
     Silence,
     StreamEvent,
+    ThresholdLine,
     Transition,
 )
 
@@ -327,6 +328,23 @@ class FakeAlerts:
         shown, shown_timeline = view(alert, timeline)
         return shown, list(shown_timeline)
 
+    def silence_preview(self, matchers: Mapping[str, str], scope: Scope) -> list[AlertRecord]:
+        def labels(a: AlertRecord) -> dict[str, str]:
+            return {
+                **a.labels,
+                "district": a.district,
+                "asset_type": a.asset_type,
+                "severity": a.severity,
+                "rule_id": a.rule_id,
+                "source": a.source,
+            }
+
+        return [
+            a
+            for a in self.list_alerts(AlertFilter(state="active", limit=10**6), scope)
+            if all(labels(a).get(k) == v for k, v in matchers.items())
+        ]
+
     def cap_xml(self, alert_id: str, *, view: AlertView | None = None) -> str:
         """A CAP-shaped document carrying what the real one does: summary and notes."""
         if alert_id not in self.alerts:
@@ -428,6 +446,11 @@ class FakeRules:
 
     def changes(self, limit: int) -> list[dict[str, Any]]:
         return list(reversed(self.log))[:limit]
+
+    def thresholds(self, district: str, asset_type: str, device_id: str) -> list[ThresholdLine]:
+        if asset_type != "flood_gauge" or "flood-critical" not in self.rules:
+            return []
+        return [ThresholdLine("flood-critical", "water_level_m", ">", 3.0, 2.8, "critical")]
 
 
 class FakeDeadLetters:

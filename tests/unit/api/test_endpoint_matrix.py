@@ -38,6 +38,8 @@ OUT_OF_SCOPE: list[Call] = [
     ("PUT", "/api/v1/rules/managed-rule", {"source_yaml": "id: managed-rule\n"}),
     ("DELETE", "/api/v1/rules/managed-rule", None),
     ("GET", "/api/v1/audit", None),
+    ("GET", "/api/v1/console/devices/fg-d03-1/thresholds", None),
+    ("GET", "/api/v1/console/devices/fg-d03-1/live", None),
 ]
 
 #: Lists a d07-scoped key may read: 200, with nothing of d03 in them, even when asked.
@@ -52,6 +54,7 @@ SCOPED_LISTS: list[str] = [
     "/api/v1/alerts/cap.atom",
     "/api/v1/silences?include_expired=true",
     "/api/v1/dead-letters",
+    "/api/v1/console/map",
 ]
 
 #: Unknown ids: 404 for a key that may otherwise do it.
@@ -69,6 +72,8 @@ NOT_FOUND: list[Call] = [
     ("GET", "/api/v1/rules/ghost", None),
     ("PUT", "/api/v1/rules/ghost", {"source_yaml": "id: ghost\n"}),
     ("DELETE", "/api/v1/rules/ghost", None),
+    ("GET", "/api/v1/console/devices/ghost-1/thresholds", None),
+    ("GET", "/api/v1/console/devices/ghost-1/live", None),
 ]
 
 #: Bad parameters or bodies: 422 with a detail.
@@ -97,6 +102,9 @@ UNPROCESSABLE: list[Call] = [
     ("DELETE", "/api/v1/rules/bad%20id", None),
     ("GET", "/api/v1/dead-letters?reason=Bad Reason", None),
     ("GET", "/api/v1/audit?key_id=zz", None),
+    ("GET", "/api/v1/console/devices/bad%20id/thresholds", None),
+    ("GET", "/api/v1/console/devices/bad%20id/live", None),
+    ("POST", "/api/v1/console/silences/preview", {"matchers": {}}),
 ]
 
 #: Endpoints without path, query or body parameters, or tested elsewhere by design.
@@ -109,6 +117,10 @@ NO_PARAMETERS = {
     ("GET", "/api/v1/rules/problems"),
     ("GET", "/api/v1/stream"),  # 401, scope and events: test_stream.py
     ("GET", "/metrics"),  # test_hardening.py
+    ("GET", "/api/v1/console/config"),
+    ("GET", "/api/v1/console/map"),
+    ("GET", "/api/v1/console/districts.geojson"),  # roles, scope, 404 and 503: test_console.py
+    ("GET", "/api/v1/console/devices/{device_id}/live"),  # endless stream: test_console.py
 }
 
 
@@ -131,6 +143,9 @@ def _template(path: str) -> str:
         r"/api/v1/alerts/(?!figures$|cap\.atom$)[^/]+": "/api/v1/alerts/{alert_id}",
         r"/api/v1/silences/[^/]+/expire": "/api/v1/silences/{silence_id}/expire",
         r"/api/v1/rules/(?!changes$|problems$)[^/]+": "/api/v1/rules/{rule_id}",
+        r"/api/v1/console/devices/[^/]+/(thresholds|live)": (
+            "/api/v1/console/devices/{device_id}/\\1"
+        ),
     }
     for pattern, template in templates.items():
         match = re.fullmatch(pattern, bare)
