@@ -265,6 +265,10 @@ class AlertManager:
                 {"hold_ms": self._routes.flapping.hold},
             )
             return None
+        # Steps due by now go out before the resolution: an alert opened and cleared
+        # in one batch (a one-reading spike) still reaches every route whose
+        # group_wait has passed or is 0, as firing and then resolved, in that order.
+        self._process_due(now, emitted, (row["id"],))
         self._resolve(row, now, "rule", ev.explanation.summary or "rule cleared", emitted)
         return None
 

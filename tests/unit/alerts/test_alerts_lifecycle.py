@@ -73,6 +73,48 @@ async def test_group_wait_delays_and_resolved_inside_it_sends_nothing(harness, e
     assert team.kinds() == ["firing"]
 
 
+async def test_alert_fired_and_cleared_in_one_batch_is_notified_firing_then_resolved(
+    harness, ev: Ev
+) -> None:
+    """A one-reading spike (firing and resolved in the same batch) still reaches every
+    route whose group_wait is 0, firing then resolved; a route still in its group_wait
+    hears nothing, and the timeline shows the notification before the resolution."""
+    await harness.manager.handle([ev(), ev(RuleState.RESOLVED)])
+    await harness.deliver()
+    assert harness.receivers["ops"].kinds() == ["firing", "resolved"]
+    assert harness.receivers["team"].got == []  # group_wait 30 s
+    alert = harness.manager.list_alerts(AlertFilter(), UNRESTRICTED)[0]
+    assert alert.status == "resolved"
+    steps = [t.status for t in harness.manager.timeline(alert.id)]
+    assert steps == ["firing", "notified", "resolved"]
+    await harness.advance(60)
+    assert harness.receivers["team"].got == []
+
+
+async def test_alert_cleared_after_its_group_wait_before_a_tick_is_notified(
+    harness, ev: Ev
+) -> None:
+    """A route whose group_wait has passed but whose step no tick has processed yet is
+    notified when the alert resolves, before the resolution."""
+    await harness.manager.handle([ev()])
+    await harness.deliver()
+    harness.clock.advance(31)  # team's group_wait (30 s) is over; no tick ran
+    await harness.manager.handle([ev(RuleState.RESOLVED)])
+    await harness.deliver()
+    assert harness.receivers["team"].kinds() == ["firing", "resolved"]
+    assert harness.receivers["ops"].kinds() == ["firing", "resolved"]
+
+
+async def test_silenced_spike_in_one_batch_stays_silent(harness, ev: Ev) -> None:
+    """A spike inside a silence is recorded but notified to nobody."""
+    now = harness.clock.now_ms()
+    harness.manager.create_silence({"source": "wm-1"}, now, now + 3_600_000, "ops", "works")
+    await harness.manager.handle([ev(), ev(RuleState.RESOLVED)])
+    await harness.deliver()
+    assert harness.receivers["ops"].got == []
+    assert harness.manager.list_alerts(AlertFilter(), UNRESTRICTED)[0].status == "resolved"
+
+
 async def test_rule_clear_resolves_and_refire_opens_new_alert(harness, ev: Ev) -> None:
     """RESOLVED resolves the alert (notified); a new firing opens a new alert that references it."""
     await harness.manager.handle([ev()])
