@@ -250,23 +250,47 @@ class Hub:
     # ------------------------------------------------------------------ ingest
 
     async def _ingest(self) -> None:
-        """MQTT batches -> decode -> journal append (group commit) -> queued for ack."""
+        """MQTT batches -> decode -> registry check -> journal append (group commit)
+        -> queued for ack.
+
+        The registry check runs here, before the journal, so that a refused message
+        reaches no stage at all (store, registry, rules, alerts): only the dead letters.
+        """
         unknown_reject = self.settings.ingest.unknown_devices == "reject"
+        is_provisioned = self.registry.is_provisioned
+        claim = self.registry.claim
         while True:
             batch = await self.source.next_batch()
             encoded: list[bytes] = []
             accepted = 0
+            statuses = 0
             for raw in batch:
                 decoded = self.decoder.decode(raw)
                 for reading in decoded.readings:
-                    if unknown_reject and not self.registry.is_provisioned(reading.device_id):
+                    device_id = reading.device_id
+                    if unknown_reject and not is_provisioned(device_id):
                         encoded.append(records.encode(_unknown(raw, reading)))
+                        continue
+                    placed = claim(device_id, reading.district, reading.asset_type)
+                    if placed is not None:
+                        encoded.append(records.encode(_mismatch(raw, reading, placed)))
                         continue
                     encoded.append(records.encode(self.catalog.flag(reading)))
                     accepted += 1
-                encoded.extend(records.encode(st) for st in decoded.statuses)
+                for st in decoded.statuses:
+                    if unknown_reject and not is_provisioned(st.device_id):
+                        encoded.append(records.encode(_unknown(raw, st)))
+                        continue
+                    placed = claim(st.device_id, st.district, st.asset_type)
+                    if placed is not None:
+                        encoded.append(records.encode(_mismatch(raw, st, placed)))
+                        continue
+                    encoded.append(records.encode(st))
+                    statuses += 1
                 encoded.extend(records.encode(rj) for rj in decoded.rejections)
             metrics.READINGS_ACCEPTED.inc(accepted)
+            if statuses:
+                metrics.STATUS_RECEIVED.inc(statuses)
             append = asyncio.create_task(self.journal.append(encoded)) if encoded else None
             await self._ingest_queue.put((append, batch))
 
@@ -583,17 +607,39 @@ def store_batch_age(flush_interval_s: float, live_unread_bytes: int) -> float:
     return flush_interval_s
 
 
-def _unknown(raw: RawMessage, reading: Reading) -> Rejection:
+def _unknown(raw: RawMessage, message: Reading | StatusUpdate) -> Rejection:
     return Rejection(
         topic=raw.topic,
         reason="unknown_device",
         detail=(
-            f"device {reading.device_id!r} is not provisioned (HUB_INGEST__UNKNOWN_DEVICES=reject)"
+            f"device {message.device_id!r} is not provisioned (HUB_INGEST__UNKNOWN_DEVICES=reject)"
         ),
         payload=raw.payload[:1024],
         received_ms=raw.received_ms,
-        device_id=reading.device_id,
-        district=reading.district,
+        device_id=message.device_id,
+        district=message.district,
+    )
+
+
+def _mismatch(
+    raw: RawMessage, message: Reading | StatusUpdate, placed: tuple[str, str]
+) -> Rejection:
+    """The dead letter of a message whose topic puts its device somewhere the registry
+    does not. It is kept under the district the device is registered in: the topic's
+    district is the one the message claimed, not one entitled to see the device."""
+    district, asset_type = placed
+    return Rejection(
+        topic=raw.topic,
+        reason="device_mismatch",
+        detail=(
+            f"device {message.device_id!r} is registered as {district}/{asset_type}, not"
+            f" {message.district}/{message.asset_type} as its topic says (re-provision it"
+            " to move it: docs/devices.md)"
+        ),
+        payload=raw.payload[:1024],
+        received_ms=raw.received_ms,
+        device_id=message.device_id,
+        district=district,
     )
 
 
