@@ -66,7 +66,9 @@ def test_message_on_another_districts_topic_is_refused_and_changes_nothing(
     try:
         hub.start()
         pub.publish(f"{own}/telemetry", {"ts": t0, "seq": 1, "metrics": {"water_level_m": 1.0}})
-        pub.publish(f"{wrong}/telemetry", {"ts": t0 + 1, "seq": 2, "metrics": {"water_level_m": 3.5}})
+        pub.publish(
+            f"{wrong}/telemetry", {"ts": t0 + 1, "seq": 2, "metrics": {"water_level_m": 3.5}}
+        )
         pub.publish(f"{wrong}/status", {"state": "offline", "ts": t0 + 2})
         # The device's own next reading is the fence: the live stage reads in order.
         pub.publish(f"{own}/telemetry", {"ts": t0 + 3, "seq": 2, "metrics": {"water_level_m": 1.1}})
@@ -119,9 +121,7 @@ def test_status_messages_are_counted(mosquitto: Mosquitto, names: Names, tmp_pat
         pub.publish(topic, {"state": "offline"})
         pub.publish(topic, {"state": "sleeping"})
         pub.wait_all()
-        wait_for(
-            lambda: _device(hub, device)["status"] == "offline", timeout=30, what="statuses"
-        )
+        wait_for(lambda: _device(hub, device)["status"] == "offline", timeout=30, what="statuses")
         wait_for(lambda: hub.get("/api/v1/dead-letters", reason="bad_status")["items"])
         assert _metric(hub, "hub_status_received_total") - before == 2
     finally:
