@@ -46,6 +46,7 @@ from hub.messages import RawMessage, Reading, Rejection, StatusUpdate
 from hub.ports import HealthReport
 from hub.registry.registry import Registry
 from hub.responders import build_alert_manager
+from hub.retry import Backoff
 from hub.rules.service import RuleService
 from hub.settings import Settings
 from hub.sqlite import STATE_DB, connect
@@ -77,10 +78,10 @@ TICK_S = 1.0
 #: bigger batch costs less per point. The journal keeps the readings meanwhile.
 LIVE_BEHIND_BYTES = 256 * 1024
 STORE_YIELD_S = 2.0
-#: A store writer process that died is restarted after this, doubling up to the
-#: max; back to the min once one has run this long (a crash loop stays slow).
-WRITER_RESTART_MIN_S = 0.5
-WRITER_RESTART_MAX_S = 30.0
+#: A store writer process that died is restarted after about half a second, doubling
+#: up to 30 s (hub.retry); back to the start once one has run WRITER_STABLE_S (a crash
+#: loop stays slow).
+WRITER_RESTART = Backoff(first_s=0.5, max_s=30.0)
 WRITER_STABLE_S = 60.0
 #: Cadence of the event-loop lag probe (hub_event_loop_lag_seconds).
 LOOP_LAG_PROBE_S = 0.1
@@ -323,7 +324,7 @@ class Hub:
     async def _store_through_writer_process(self) -> None:
         """The same, with the writes in the store writer process (hub.store.writer),
         on another core; restarted, from the last batch it landed, if it dies."""
-        delay = WRITER_RESTART_MIN_S
+        restarts = 0  # in a row, without a child that ran WRITER_STABLE_S
         while True:
             # From the committed offset: what the last writer did not land goes again.
             reader = self._store_reader = self.journal.reader("store")
@@ -342,11 +343,14 @@ class Hub:
             except (StoreWriterDied, OSError) as exc:  # died, or could not be started
                 writer.healthy, writer.last_error = False, str(exc)
                 if self.clock.monotonic() - started > WRITER_STABLE_S:
-                    delay = WRITER_RESTART_MIN_S
+                    restarts = 0
+                delay = WRITER_RESTART.delay(restarts)
+                restarts += 1
                 # The exit code is the news; a traceback of ours would say nothing more.
-                log.error("store writer process died; restarting it", error=str(exc), in_s=delay)  # noqa: TRY400
+                log.error(  # noqa: TRY400
+                    "store writer process died; restarting it", error=str(exc), in_s=round(delay, 2)
+                )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, WRITER_RESTART_MAX_S)
 
     async def _store_batches(self, reader: Any) -> AsyncIterator[tuple[list[bytes], int]]:
         """The store consumer's records in batches, filled by size and age."""

@@ -2,7 +2,8 @@
 
 Readings stay in the journal until :meth:`StoreSink.write` returns (the runtime
 commits the store consumer's checkpoint only then), so while the store is down
-the sink simply keeps retrying, with capped, jittered exponential backoff, until
+the sink simply keeps retrying, with capped, jittered exponential backoff
+(hub.retry), until
 it is back or the task is cancelled. Nothing is dropped: what the store refuses
 for good (a field type conflict, a name the layout cannot hold) is returned for
 the dead-letter store, with the store's reason.
@@ -14,32 +15,27 @@ whose figures travel to the hub, which serves them.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_never,
-    wait_random_exponential,
-)
+from tenacity import RetryCallState
 
 from hub import metrics
 from hub.clock import Clock
 from hub.logging import get_logger
 from hub.messages import Reading, Rejection
+from hub.retry import Backoff, forever
 from hub.settings import InfluxSettings
 from hub.store.base import StoreUnavailable, TelemetryStore
 
 log = get_logger(__name__)
 
-#: Backoff between attempts while the store is unavailable: starts near this,
-#: doubles, jittered, never above RETRY_MAX_S (an outage is noticed within it).
+#: Backoff between attempts while the store is unavailable (hub.retry): starts near
+#: this, doubles, jittered, never above RETRY_MAX_S (an outage is noticed within it).
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 30.0
+STORE_BACKOFF = Backoff(RETRY_MIN_S, RETRY_MAX_S)
 
 #: Why a write failed: points refused for good, a store bug isolated, an outage.
 FailureKind = Literal["refused", "error", "unavailable"]
@@ -69,19 +65,21 @@ class MetricsObserver:
         metrics.STORE_WRITE_ERRORS.labels(kind=kind).inc(count)
 
 
-async def open_store(store: TelemetryStore, on_unavailable: Callable[[str], None]) -> None:
+async def open_store(
+    store: TelemetryStore,
+    on_unavailable: Callable[[str], None],
+    backoff: Backoff = STORE_BACKOFF,
+) -> None:
     """Open ``store``, retrying while it is unavailable (``on_unavailable`` hears why),
     with the sink's backoff: readings wait in the journal meanwhile."""
-    delay = RETRY_MIN_S
-    while True:
-        try:
+
+    def failed(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        on_unavailable(str(exc) if exc is not None else "store unavailable")
+
+    async for attempt in forever(backoff, retry_on=StoreUnavailable, before_sleep=failed):
+        with attempt:
             await store.open()
-        except StoreUnavailable as exc:
-            on_unavailable(str(exc))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_S)
-        else:
-            return
 
 
 def refusal(reading: Reading, why: str, received_ms: int) -> Rejection:
@@ -115,8 +113,7 @@ class StoreSink:
         self.observer: SinkObserver = observer or MetricsObserver()
         self.batch_size = settings.batch_size
         self.clock = clock
-        self.retry_min_s = retry_min_s
-        self.retry_max_s = retry_max_s
+        self.backoff = Backoff(retry_min_s, retry_max_s)
         self.healthy = True
         self.last_error: str | None = None
         self._outage_since: float | None = None
@@ -130,12 +127,8 @@ class StoreSink:
         return refused
 
     async def _write_batch(self, batch: Sequence[Reading]) -> list[tuple[Reading, str]]:
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(StoreUnavailable),
-            wait=wait_random_exponential(multiplier=self.retry_min_s, max=self.retry_max_s),
-            stop=stop_never,
-            before_sleep=self._on_unavailable,
-            reraise=True,
+        retrying = forever(
+            self.backoff, retry_on=StoreUnavailable, before_sleep=self._on_unavailable
         )
         async for attempt in retrying:
             with attempt:
