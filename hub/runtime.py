@@ -52,7 +52,7 @@ from hub.settings import Settings
 from hub.sqlite import STATE_DB, connect
 from hub.store.base import TelemetryStore
 from hub.store.factory import make_store
-from hub.store.sink import StoreSink, open_store, refusal
+from hub.store.sink import StoreHealth, StoreSink, open_store, refusal
 from hub.store.writer import StoreWriter, StoreWriterDied
 
 log = get_logger(__name__)
@@ -170,9 +170,10 @@ class Hub:
 
         self.store: TelemetryStore = make_store(s, self.clock)
         self._stack.push_async_callback(self.store.close)
-        self.sink = StoreSink(self.store, s.influx, clock=self.clock)
-        # What health reports on: the inline sink, or the store writer process.
-        self._store_health: StoreSink | StoreWriter = self.sink
+        # What health reports of the store: not writable until the store has answered
+        # (the inline sink, or the store writer processes one after another, say so).
+        self.store_health = StoreHealth()
+        self.sink = StoreSink(self.store, s.influx, clock=self.clock, health=self.store_health)
 
         self.decoder = Decoder(s.ingest, s.mqtt.topic_prefix)
         self.source = MqttSource(
@@ -334,14 +335,15 @@ class Hub:
                     self.dead_letters.add(rejections)
                 r.commit(end_offset)
 
-            writer = StoreWriter(self.settings, on_done=landed)
-            self._store_health = writer
+            writer = StoreWriter(
+                self.settings, on_done=landed, health=self.store_health, clock=self.clock
+            )
             started = self.clock.monotonic()
             try:
                 async with writer:
                     await writer.feed(self._store_batches(reader))
             except (StoreWriterDied, OSError) as exc:  # died, or could not be started
-                writer.healthy, writer.last_error = False, str(exc)
+                self.store_health.unavailable(str(exc), self.clock.now_ms())
                 if self.clock.monotonic() - started > WRITER_STABLE_S:
                     restarts = 0
                 delay = WRITER_RESTART.delay(restarts)
@@ -378,10 +380,18 @@ class Hub:
             yield blobs, end_offset
 
     async def _open_store(self) -> None:
-        def unavailable(error: str) -> None:
-            log.warning("store unavailable; readings wait in the journal", error=error)
+        """Open the hub's store (for the API's queries; and its writes, inline), retrying
+        while it is unavailable. With the store writer process, the store is writable
+        once the child has opened its own, so this only reports the outage."""
+        if not self.settings.store.writer_in_process:
+            await self.sink.open()
+        else:
 
-        await open_store(self.store, unavailable)
+            def unavailable(error: str) -> None:
+                if self.store_health.unavailable(error, self.clock.now_ms()):
+                    log.warning("store unavailable; readings wait in the journal", error=error)
+
+            await open_store(self.store, unavailable)
         self._store_opened.set()
 
     async def _live_consumer(self) -> None:
@@ -499,17 +509,13 @@ class Hub:
 
     async def health(self) -> HealthReport:
         """Health for GET /api/v1/health: broker, store, journal, dead letters, rules."""
-        store_ok = self._store_health.healthy
+        store_ok = self.store_health.writable
         lags = self.journal.lags()
         problems = self.rules.problems()
         tasks_ok = self._tasks is not None and not self._tasks.failed
         checks: dict[str, Any] = {
             "broker": {"connected": self.source.connected, "url": _redact(self.mqtt_url)},
-            "store": {
-                "backend": self.store.name,
-                "writable": store_ok,
-                "last_error": self._store_health.last_error,
-            },
+            "store": {"backend": self.store.name, **self.store_health.report()},
             "journal": {
                 "bytes": self.journal.bytes_on_disk,
                 "full": self.journal.is_full,

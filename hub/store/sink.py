@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Literal, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 from tenacity import RetryCallState
 
@@ -39,6 +40,54 @@ STORE_BACKOFF = Backoff(RETRY_MIN_S, RETRY_MAX_S)
 
 #: Why a write failed: points refused for good, a store bug isolated, an outage.
 FailureKind = Literal["refused", "error", "unavailable"]
+#: Where the store stands: not answered yet since the hub started, taking writes, or down.
+StoreState = Literal["opening", "writable", "unavailable"]
+
+
+@dataclass
+class StoreHealth:
+    """Whether the store takes writes, as ``GET /api/v1/health`` shows it.
+
+    Writable only once the store has answered (opened, or taken a write): a hub
+    started while InfluxDB is down says so from its first moment, not after its
+    first failed write. ``last_error`` is the error of the current outage only; it
+    is cleared when the store answers again (the log keeps the history), and
+    ``since_ms`` says when the current state began. One object per hub, shared by
+    the inline sink or by the store writer processes one after another.
+    """
+
+    state: StoreState = "opening"
+    since_ms: int | None = None
+    last_error: str | None = None
+
+    @property
+    def writable(self) -> bool:
+        """True while the store takes writes."""
+        return self.state == "writable"
+
+    def unavailable(self, error: str, now_ms: int) -> bool:
+        """The store did not answer (``error``); True when this begins an outage."""
+        self.last_error = error
+        if self.state == "unavailable":
+            return False
+        self.state, self.since_ms = "unavailable", now_ms
+        return True
+
+    def answered(self, now_ms: int) -> bool:
+        """The store answered; True when it was not writable until now."""
+        if self.state == "writable":
+            return False
+        self.state, self.since_ms, self.last_error = "writable", now_ms, None
+        return True
+
+    def report(self) -> dict[str, Any]:
+        """The health document's part for the store (without the backend's name)."""
+        return {
+            "writable": self.writable,
+            "state": self.state,
+            "since_ms": self.since_ms,
+            "last_error": self.last_error,
+        }
 
 
 class SinkObserver(Protocol):
@@ -108,15 +157,34 @@ class StoreSink:
         retry_min_s: float = RETRY_MIN_S,
         retry_max_s: float = RETRY_MAX_S,
         observer: SinkObserver | None = None,
+        health: StoreHealth | None = None,
     ) -> None:
         self.store = store
         self.observer: SinkObserver = observer or MetricsObserver()
         self.batch_size = settings.batch_size
         self.clock = clock
         self.backoff = Backoff(retry_min_s, retry_max_s)
-        self.healthy = True
-        self.last_error: str | None = None
+        self.health = health if health is not None else StoreHealth()
         self._outage_since: float | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """True while the store takes writes (``health.writable``)."""
+        return self.health.writable
+
+    @property
+    def last_error(self) -> str | None:
+        """The current outage's error (``health.last_error``)."""
+        return self.health.last_error
+
+    async def open(self) -> None:
+        """Open the store, retrying while it is unavailable; writable once it answers."""
+
+        def unavailable(error: str) -> None:
+            self._unavailable(error, "store unavailable; readings wait in the journal")
+
+        await open_store(self.store, unavailable, self.backoff)
+        self._recovered()
 
     async def write(self, readings: Sequence[Reading]) -> Sequence[tuple[Reading, str]]:
         """Write every reading (retrying while the store is down); return the refused ones."""
@@ -167,32 +235,30 @@ class StoreSink:
 
     def _on_unavailable(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
-        self.last_error = str(exc) if exc is not None else "store unavailable"
         self.observer.failed("unavailable", 1)
-        if self.healthy:
-            self.healthy = False
+        self._unavailable(
+            str(exc) if exc is not None else "store unavailable",
+            "store unavailable; readings wait in the journal and writes are retried",
+        )
+
+    def _unavailable(self, error: str, news: str) -> None:
+        if self.health.unavailable(error, self.clock.now_ms()):
             self._outage_since = self.clock.monotonic()
-            log.warning(
-                "store unavailable; readings wait in the journal and writes are retried",
-                store=self.store.name,
-                error=self.last_error,
-            )
+            log.warning(news, store=self.store.name, error=error)
         else:
-            log.debug(
-                "store still unavailable", error=self.last_error, attempt=state.attempt_number
-            )
+            log.debug("store still unavailable", store=self.store.name, error=error)
 
     def _recovered(self) -> None:
-        if self.healthy:
+        error = self.health.last_error
+        if not self.health.answered(self.clock.now_ms()):
             return
-        outage = (
-            self.clock.monotonic() - self._outage_since if self._outage_since is not None else 0.0
-        )
-        self.healthy = True
+        if self._outage_since is None:
+            return  # the first answer after the hub started, without an outage
+        outage = self.clock.monotonic() - self._outage_since
         self._outage_since = None
         log.info(
             "store writable again",
             store=self.store.name,
             outage_s=round(outage, 3),
-            last_error=self.last_error,
+            last_error=error,
         )
