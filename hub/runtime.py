@@ -417,11 +417,12 @@ class Hub:
             while True:
                 batch = await reader.read(5000, 0.5)
                 if batch.records:
-                    await self._live_batch(records.decode_all(batch.records))
+                    messages = records.decode_all(batch.records, self.clock.now_ms())
+                    await self._live_batch(messages)
                     processed, pending = batch.end_offset, True
                 if persisting is not None and persisting.done():
-                    persisting.result()  # a failed checkpoint stops the stage, as before
-                    persisting = None
+                    done, persisting = persisting, None
+                    done.result()  # a failed checkpoint stops the stage (and the hub)
                 if (
                     processed is not None
                     and pending
@@ -445,11 +446,22 @@ class Hub:
                 # Its older snapshot must not land after the one written below; it
                 # finishes without its pauses now.
                 self._stopping.set()
-                with contextlib.suppress(Exception):
+                try:
                     await asyncio.shield(persisting)
+                except Exception as exc:  # the one below supersedes it: said, not raised
+                    log.error(  # noqa: TRY400 (the error says it; the stop goes on)
+                        "live checkpoint failed while stopping", error=_described(exc)
+                    )
             # A clean stop saves what was processed, so the next start replays nothing.
             if processed is not None and (pending or persisting is not None):
-                self._checkpoint_live_now(reader, processed)
+                try:
+                    self._checkpoint_live_now(reader, processed)
+                except Exception as exc:  # the stop goes on; a restart replays (idempotent)
+                    log.error(  # noqa: TRY400
+                        "live checkpoint failed; the next start replays the journal since"
+                        " the last one",
+                        error=_described(exc),
+                    )
 
     async def _live_batch(self, messages: Sequence[object]) -> None:
         readings: list[Reading] = []
@@ -568,7 +580,7 @@ class _TaskGroupOwner:
             return
         exc = task.exception()
         if exc is not None:
-            log.error("stage died", task=task.get_name(), error=repr(exc), exc_info=exc)
+            log.error("stage died", task=task.get_name(), error=_described(exc), exc_info=exc)
             self.error = exc
             self._failed.set()
         elif not self._failed.is_set() and task.get_name() != "hub.api":
@@ -653,6 +665,12 @@ def _mismatch(
     )
 
 
+def _described(exc: BaseException) -> str:
+    """An error for the log: its type and its message (an OSError's message names its
+    files, which its repr leaves out)."""
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _redact(url: str) -> str:
     if "@" in url:
         scheme, _, rest = url.partition("://")
@@ -690,7 +708,9 @@ async def run_forever(settings: Settings) -> int:
             for task in (serving, stopping):
                 task.cancel()
             if serving in done and serving.exception() is not None:
-                log.error("hub stopped because a stage died", error=repr(serving.exception()))
+                died = serving.exception()
+                assert died is not None
+                log.error("hub stopped because a stage died", error=_described(died))
                 return 1
     except OSError as exc:
         # A start-up problem (port in use...) is the operator's to fix: no traceback.
