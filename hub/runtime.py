@@ -160,6 +160,8 @@ class Hub:
             mqtt_url=self.mqtt_url,
         )
         self._stack.push_async_callback(self.alerts.close)
+        # An alert resolved by hand re-arms its rule series (the two stages meet here).
+        self.alerts.rearm = self.rules.rearm
 
         # The journal sits between ingest and everything downstream.
         self.journal = Journal(data_dir / "journal", s.journal, clock=self.clock)
@@ -400,6 +402,11 @@ class Hub:
         restored = self.rules.load_state()
         if restored is not None:
             log.info("rule state restored", journal_offset=restored)
+            # An alert resolved by hand after this state was saved (a crash within a
+            # checkpoint's interval): the saved series does not know; re-arm it now.
+            for rule_id, district, source in self.rules.firing():
+                if self.alerts.resolved_by_hand(rule_id, district, source):
+                    self.rules.rearm(rule_id, district, source)
         else:
             # No saved state: rebuild rule windows from the store first (bounded; the
             # journal holds what arrives meanwhile). See docs/rules.md, "Cold start".

@@ -201,6 +201,54 @@ async def test_manual_resolve_and_comment(harness, ev: Ev) -> None:
     assert len(harness.manager.timeline(alert.id)) == len(statuses)
 
 
+async def test_resolve_by_hand_while_the_condition_holds_brings_the_alert_back(
+    harness, ev: Ev
+) -> None:
+    """Resolving by hand tells the rule engine (rearm); when the condition still held the
+    timeline says so, and the rule's next firing opens a new alert that is notified again."""
+    asked: list[tuple[str, str, str]] = []
+
+    def rearm(rule_id: str, district: str, source: str) -> bool:
+        asked.append((rule_id, district, source))
+        return True
+
+    harness.manager.rearm = rearm
+    await harness.manager.handle([ev()])
+    await harness.deliver()
+    first = harness.manager.list_alerts(AlertFilter(), UNRESTRICTED)[0]
+    await harness.manager.resolve(first.id, "alice", "looks fine from here")
+    assert asked == [("pressure-low", "d01", "wm-1")]
+    resolved = harness.manager.timeline(first.id)[-1]
+    assert (resolved.status, resolved.actor) == ("resolved", "alice")
+    assert resolved.detail["condition_holds"] is True
+    assert harness.manager.resolved_by_hand("pressure-low", "d01", "wm-1")
+    await harness.advance(60)
+    await harness.manager.handle([ev()])  # the engine fires again: the condition holds
+    await harness.deliver()
+    (again,) = harness.manager.list_alerts(AlertFilter(state="active"), UNRESTRICTED)
+    assert again.id != first.id
+    assert again.reopened_from == first.id
+    assert harness.receivers["ops"].kinds() == ["firing", "resolved", "firing"]
+    assert not harness.manager.resolved_by_hand("pressure-low", "d01", "wm-1")
+
+
+async def test_resolved_by_hand_only_for_an_operators_resolution(harness, ev: Ev) -> None:
+    """resolved_by_hand: False for a series never alerted, one still open, or one its
+    rule resolved; True once an operator resolved its newest alert."""
+    assert not harness.manager.resolved_by_hand("pressure-low", "d01", "wm-1")
+    await harness.manager.handle([ev()])
+    assert not harness.manager.resolved_by_hand("pressure-low", "d01", "wm-1")
+    await harness.manager.handle([ev(RuleState.RESOLVED)])
+    assert not harness.manager.resolved_by_hand("pressure-low", "d01", "wm-1")
+    await harness.advance(60)
+    await harness.manager.handle([ev()])
+    alert = harness.manager.list_alerts(AlertFilter(state="active"), UNRESTRICTED)[0]
+    await harness.manager.resolve(alert.id, "rule", "an operator whose key is named rule")
+    assert harness.manager.resolved_by_hand("pressure-low", "d01", "wm-1")
+    last = harness.manager.timeline(alert.id)[-1]
+    assert last.detail == {"by_hand": True}  # no engine attached: nothing known to hold
+
+
 async def test_silence_suppresses_notifications_but_keeps_the_record(harness, ev: Ev) -> None:
     """A silenced alert is recorded and listed as silenced, notified only once the silence ends."""
     now = harness.clock.now_ms()
