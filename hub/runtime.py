@@ -402,11 +402,7 @@ class Hub:
         restored = self.rules.load_state()
         if restored is not None:
             log.info("rule state restored", journal_offset=restored)
-            # An alert resolved by hand after this state was saved (a crash within a
-            # checkpoint's interval): the saved series does not know; re-arm it now.
-            for rule_id, district, source in self.rules.firing():
-                if self.alerts.resolved_by_hand(rule_id, district, source):
-                    self.rules.rearm(rule_id, district, source)
+            await self._rearm_resolved_by_hand()
         else:
             # No saved state: rebuild rule windows from the store first (bounded; the
             # journal holds what arrives meanwhile). See docs/rules.md, "Cold start".
@@ -469,6 +465,16 @@ class Hub:
                         " the last one",
                         error=_described(exc),
                     )
+
+    async def _rearm_resolved_by_hand(self) -> None:
+        """Re-arm the restored firing series whose newest alert was resolved by hand:
+        resolved after this state was saved (a crash within a checkpoint's interval),
+        so the saved series does not know it (docs/alerts.md, resolving by hand)."""
+        for n, (rule_id, district, source) in enumerate(self.rules.firing(), start=1):
+            if self.alerts.resolved_by_hand(rule_id, district, source):
+                self.rules.rearm(rule_id, district, source)
+            if n % CHECKPOINT_CHUNK == 0:
+                await asyncio.sleep(0)  # two indexed lookups each: ingest goes on meanwhile
 
     async def _live_batch(self, messages: Sequence[object]) -> None:
         readings: list[Reading] = []

@@ -3,10 +3,9 @@
 Readings stay in the journal until :meth:`StoreSink.write` returns (the runtime
 commits the store consumer's checkpoint only then), so while the store is down
 the sink simply keeps retrying, with capped, jittered exponential backoff
-(hub.retry), until
-it is back or the task is cancelled. Nothing is dropped: what the store refuses
-for good (a field type conflict, a name the layout cannot hold) is returned for
-the dead-letter store, with the store's reason.
+(hub.retry), until it is back or the task is cancelled. Nothing is dropped: what
+the store refuses for good (a field type conflict, a name the layout cannot hold)
+is returned for the dead-letter store, with the store's reason.
 
 What the sink does is reported to a :class:`SinkObserver`: by default the hub's
 Prometheus metrics; in the store writer process (hub.store.writer) a collector
@@ -235,11 +234,12 @@ class StoreSink:
 
     def _on_unavailable(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
-        self.observer.failed("unavailable", 1)
         self._unavailable(
             str(exc) if exc is not None else "store unavailable",
             "store unavailable; readings wait in the journal and writes are retried",
         )
+        # After: the store writer's observer reports the outage with its error.
+        self.observer.failed("unavailable", 1)
 
     def _unavailable(self, error: str, news: str) -> None:
         if self.health.unavailable(error, self.clock.now_ms()):
