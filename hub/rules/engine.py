@@ -37,7 +37,7 @@ from hub.logging import get_logger
 from hub.messages import AREA_SOURCE, Explanation, MetricValue, Reading, RuleEvent, RuleState
 from hub.rules.kinds import Area, Kind, NoData, compile_rule
 from hub.rules.model import DEFAULT_SENSOR_FAULT, SENSOR_FAULT_ID, RuleModel
-from hub.rules.state import FIRING, INACTIVE, PENDING, REARMED, Series
+from hub.rules.state import FIRING, INACTIVE, PENDING, Series
 
 log = get_logger(__name__)
 
@@ -47,6 +47,11 @@ SNAPSHOT_CHUNK = 2000
 #: The per-device plan cache is cleared past this many entries (bounded memory).
 PLAN_CACHE_MAX = 500_000
 _STATE_OF = {"firing": FIRING, "pending": PENDING}
+#: ``Series.clear_since`` of a firing series whose alert an operator resolved by hand
+#: (-1 is "not clearing", a time is "clearing since"): the next evaluation where the
+#: condition holds fires it again, the next where it does not makes it inactive.
+#: Saved and restored with the rest of the series.
+REARMED = -2
 
 
 class RuleEngine:

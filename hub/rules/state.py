@@ -11,10 +11,6 @@ INACTIVE = 0
 PENDING = 1
 FIRING = 2
 STATE_NAMES = ("inactive", "pending", "firing")
-#: ``clear_since`` of a firing series whose alert an operator resolved by hand: the
-#: next evaluation where the condition holds fires it again (a new alert), the next
-#: where it does not makes it inactive (docs/alerts.md, "Resolving by hand").
-REARMED = -2
 
 
 class Series:
@@ -22,8 +18,7 @@ class Series:
 
     ``dev`` is the shared ``(district, asset_type, source)`` tuple; ``since`` is
     when the state was entered, ``clear_since`` when a firing condition went
-    clear (-1: it has not; :data:`REARMED`: its alert was resolved by hand),
-    ``last_ts`` the newest reading time evaluated,
+    clear (-1: it has not), ``last_ts`` the newest reading time evaluated,
     ``value`` the last observed (derived) value, ``aux`` the kind's own bounded state.
     """
 
@@ -118,4 +113,4 @@ class Window:
         return w
 
 
-__all__ = ["FIRING", "INACTIVE", "PENDING", "REARMED", "STATE_NAMES", "Series", "Window"]
+__all__ = ["FIRING", "INACTIVE", "PENDING", "STATE_NAMES", "Series", "Window"]
