@@ -54,6 +54,7 @@ from hub.catalog import Catalog, load_catalog
 from hub.clock import Clock, SystemClock
 from hub.logging import get_logger
 from hub.messages import MetricValue
+from hub.retry import Backoff
 
 log = get_logger(__name__)
 
@@ -82,6 +83,9 @@ CITY_CENTRE = (51.5000, 7.5000)
 _KM_LAT = 1 / 111.32
 #: Readings per batch payload when backfilling (~120 bytes each: well under 64 KiB).
 BACKFILL_BATCH = 200
+#: A device that cannot connect tries again after ~0.5 s, doubling up to 30 s, jittered
+#: (hub.retry): a fleet that lost its broker does not come back in one burst.
+RECONNECT = Backoff(first_s=0.5, max_s=30.0)
 #: QoS 1 messages a process may have unacknowledged before it waits for the broker.
 MAX_OUTSTANDING = 2000
 #: SenML units (RFC 8428 registry) for the catalog's units; others are left out.
@@ -296,7 +300,7 @@ class _Device:
         self.connected = False
         self.wanted = True  # False while a scripted outage or silence holds the link down
         self.next_retry = 0.0
-        self.backoff = 0.5
+        self.failures = 0  # connection attempts failed in a row (reconnect backoff)
         self.stuck: dict[str, MetricValue] = {}
         self.stuck_since: float | None = None
         self._configured = False  # paho's connect() (host, port) done once; then reconnect()
@@ -374,7 +378,7 @@ class _Device:
             log.warning("device refused by broker", device=self.spec.device_id, reason=str(reason))
             return
         self.connected = True
-        self.backoff = 0.5
+        self.failures = 0
         self.fleet.stats.connects += 1
         birth = {
             "state": "online",
@@ -411,8 +415,8 @@ class _Device:
             else:
                 self.client.reconnect()
         except (OSError, ValueError) as exc:
-            self.next_retry = time.monotonic() + self.backoff
-            self.backoff = min(self.backoff * 2, 30.0) * random.uniform(0.8, 1.2)  # noqa: S311
+            self.next_retry = time.monotonic() + RECONNECT.delay(self.failures)
+            self.failures += 1
             log.debug("device connect failed", device=self.spec.device_id, error=str(exc))
 
     def drop(self) -> None:
@@ -716,7 +720,7 @@ class Fleet:
                     device.client.loop_misc()
                     device.flush()
                 elif device.wanted and now >= device.next_retry:
-                    device.next_retry = now + device.backoff
+                    device.next_retry = now + RECONNECT.delay(device.failures)
                     device.connect()
 
     async def _timeline(self) -> None:

@@ -91,6 +91,9 @@ PRUNE_EVERY_MS = 3_600_000
 FEED_RESOLVED_MS = 24 * 3_600_000
 
 Locate = Callable[[str], tuple[float, float] | None]
+#: (rule id, district, source) -> whether the condition still held: tells the rule
+#: engine that an operator resolved the series' alert (hub.rules RuleService.rearm).
+Rearm = Callable[[str, str, str], bool]
 #: An alert event for ``on_event`` and the transition it reports (the metric's label:
 #: firing, updated, escalated, acknowledged, commented, resolved).
 Emitted = tuple[AlertEvent, str]
@@ -131,6 +134,9 @@ class AlertManager:
         #: Per digest receiver: when each incident's last digest went out.
         self._digest_sent: dict[str, dict[str, int]] = {}
         self.bad_events = 0
+        #: Set by the runtime: told of every alert resolved by hand, so that a
+        #: condition that still holds brings the alert back (docs/alerts.md).
+        self.rearm: Rearm | None = None
 
     # ------------------------------------------------------------------ pipeline in
 
@@ -266,6 +272,10 @@ class AlertManager:
                 {"hold_ms": self._routes.flapping.hold},
             )
             return None
+        # Steps due by now go out before the resolution: an alert opened and cleared
+        # in one batch (a one-reading spike) still reaches every route whose
+        # group_wait has passed or is 0, as firing and then resolved, in that order.
+        self._process_due(now, emitted, (row["id"],))
         self._resolve(row, now, "rule", ev.explanation.summary or "rule cleared", emitted)
         return None
 
@@ -392,14 +402,22 @@ class AlertManager:
         )
 
     def _resolve(
-        self, row: sqlite3.Row, now: int, actor: str, comment: str, emitted: list[Emitted]
+        self,
+        row: sqlite3.Row,
+        now: int,
+        actor: str,
+        comment: str,
+        emitted: list[Emitted],
+        detail: dict[str, Any] | None = None,
     ) -> sqlite3.Row:
         self._conn.execute(
             "UPDATE alerts SET status = 'resolved', resolved_ms = ?, updated_ms = ?,"
             " active_key = NULL, resolve_pending_ms = NULL WHERE id = ?",
             (now, now, row["id"]),
         )
-        tid = lifecycle.add_transition(self._conn, row["id"], now, "resolved", actor, comment)
+        tid = lifecycle.add_transition(
+            self._conn, row["id"], now, "resolved", actor, comment, detail
+        )
         escalation.stop(self._conn, row["id"])
         release_alert(self._conn, row["incident_id"], now)
         inhibiting = self._inhibitor.is_active(row["id"])
@@ -817,16 +835,47 @@ class AlertManager:
         return to_record(fresh, muted_by=self._muted_by(fresh, now))
 
     async def resolve(self, alert_id: str, actor: str, comment: str) -> AlertRecord:
-        """Resolve an open alert by hand."""
+        """Resolve an open alert by hand.
+
+        The rule engine is told (``rearm``): if the rule's condition still holds, the
+        next evaluation that finds it so opens a new alert (``reopened_from`` this
+        one), as ThingsBoard re-raises a cleared alarm; a resolution never silences
+        a live condition. The timeline records whether it held.
+        """
         now = self._clock.now_ms()
         emitted: list[Emitted] = []
         with transaction(self._conn):
             row = self._require(alert_id)
             if row["status"] == "resolved":
                 raise Conflict(f"alert {alert_id} is already resolved")
-            fresh = self._resolve(row, now, actor, comment, emitted)
+            detail: dict[str, Any] = {"by_hand": True}
+            rearm = self.rearm
+            if rearm is not None and rearm(row["rule_id"], row["district"], row["source"]):
+                detail["condition_holds"] = True
+                detail["note"] = (
+                    "the rule's condition still held: the alert comes back if it holds"
+                    " at the next evaluation"
+                )
+            fresh = self._resolve(row, now, actor, comment, emitted, detail)
         self._publish(emitted)
         return to_record(fresh)
+
+    def resolved_by_hand(self, rule_id: str, district: str, source: str) -> bool:
+        """True when the newest alert of this series was resolved by hand (not by its
+        rule): after a restart, rule state saved before that resolution is re-armed."""
+        row = self._conn.execute(
+            "SELECT id, status FROM alerts WHERE rule_id = ? AND district = ? AND source = ?"
+            " ORDER BY started_ms DESC LIMIT 1",
+            (rule_id, district, source),
+        ).fetchone()
+        if row is None or row["status"] != "resolved":
+            return False
+        by = self._conn.execute(
+            "SELECT detail FROM alert_transitions WHERE alert_id = ? AND status = 'resolved'"
+            " ORDER BY id DESC LIMIT 1",
+            (row["id"],),
+        ).fetchone()
+        return by is not None and bool(orjson.loads(by["detail"] or "{}").get("by_hand"))
 
     async def comment(self, alert_id: str, actor: str, comment: str) -> AlertRecord:
         """Add a comment to an alert's timeline."""
