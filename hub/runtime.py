@@ -44,6 +44,7 @@ from hub.journal import Journal
 from hub.logging import get_logger
 from hub.messages import RawMessage, Reading, Rejection, StatusUpdate
 from hub.ports import HealthReport
+from hub.redact import redact_url
 from hub.registry.registry import Registry
 from hub.responders import build_alert_manager
 from hub.rules.service import RuleService
@@ -476,7 +477,7 @@ class Hub:
         problems = self.rules.problems()
         tasks_ok = self._tasks is not None and not self._tasks.failed
         checks: dict[str, Any] = {
-            "broker": {"connected": self.source.connected, "url": _redact(self.mqtt_url)},
+            "broker": {"connected": self.source.connected, "url": redact_url(self.mqtt_url)},
             "store": {
                 "backend": self.store.name,
                 "writable": store_ok,
@@ -597,13 +598,6 @@ def _unknown(raw: RawMessage, reading: Reading) -> Rejection:
     )
 
 
-def _redact(url: str) -> str:
-    if "@" in url:
-        scheme, _, rest = url.partition("://")
-        return f"{scheme}://***@{rest.rpartition('@')[2]}"
-    return url
-
-
 def _tune_gc() -> None:
     """Fewer, shorter garbage collections once started (found with bench/alerts.py).
 
@@ -627,7 +621,10 @@ async def run_forever(settings: Settings) -> int:
     try:
         async with Hub(settings) as hub:
             _tune_gc()
-            print(f"hub: API and dashboard at {hub.api_url}/  broker {hub.mqtt_url}", flush=True)
+            print(
+                f"hub: API and dashboard at {hub.api_url}/  broker {redact_url(hub.mqtt_url)}",
+                flush=True,
+            )
             serving = asyncio.create_task(hub.serve_forever())
             stopping = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
