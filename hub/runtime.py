@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import gc
 import signal
+import socket
 import sqlite3
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from contextlib import AsyncExitStack
@@ -35,12 +36,14 @@ from hub.api.context import ApiContext
 from hub.broker import EmbeddedBroker
 from hub.catalog import Catalog, load_catalog
 from hub.clock import Clock, SystemClock
+from hub.datadir import make_private
 from hub.events import EventBus
 from hub.ingest.dead_letters import DeadLetterStore
 from hub.ingest.decode import Decoder
 from hub.ingest.mqtt_source import MqttSource
 from hub.ingest.topics import subscriptions
 from hub.journal import Journal
+from hub.listen import api_listener
 from hub.logging import get_logger
 from hub.messages import RawMessage, Reading, Rejection, StatusUpdate
 from hub.ports import HealthReport
@@ -122,7 +125,10 @@ class Hub:
     async def _start(self) -> None:
         s = self.settings
         data_dir = s.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private(data_dir)
+        # The API's address first: if it is taken, nothing else has been started.
+        api_socket = api_listener(s.api.host, s.api.port)
+        self._stack.callback(api_socket.close)
 
         # The broker: an external one, or the embedded default.
         if s.mqtt.embedded:
@@ -198,7 +204,7 @@ class Hub:
         tg.create_task(self.alerts.run(), name="hub.alerts.outbox")
         if s.rules.watch:
             tg.create_task(self.rules.watch(), name="hub.rules.watch")
-        await self._start_api(tg)
+        await self._start_api(tg, api_socket)
         log.info("hub started", mqtt=self.mqtt_url, api=self.api_url, data_dir=str(data_dir))
 
     def _connection(self, path: Path) -> sqlite3.Connection:
@@ -206,7 +212,7 @@ class Hub:
         self._stack.callback(conn.close)
         return conn
 
-    async def _start_api(self, tg: _TaskGroupOwner) -> None:
+    async def _start_api(self, tg: _TaskGroupOwner, sock: socket.socket) -> None:
         ctx = ApiContext(
             settings=self.settings,
             clock=self.clock,
@@ -230,7 +236,7 @@ class Hub:
         )
         server = _Server(config)
         self._api_server = server
-        tg.create_task(server.serve(), name="hub.api")
+        tg.create_task(server.serve(sockets=[sock]), name="hub.api")
         while not server.started:
             if self._tasks is not None and self._tasks.failed:
                 raise RuntimeError(f"API could not start on {config.host}:{config.port}")

@@ -7,6 +7,7 @@ versions are recorded per component in ``schema_migrations``.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,8 +17,14 @@ STATE_DB = "hub.db"
 
 
 def connect(path: Path, *, check_same_thread: bool = False) -> sqlite3.Connection:
-    """Open ``path`` in WAL mode with sane durability and a busy timeout."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Open ``path`` in WAL mode with sane durability and a busy timeout.
+
+    A new database file is created 0600 (its folder 0700): SQLite gives its ``-wal``
+    and ``-shm`` files the database's mode, so they are private too (hub.datadir).
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # O_CREAT without O_EXCL: an existing file keeps its content and its mode.
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
     conn = sqlite3.connect(path, check_same_thread=check_same_thread, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode survives process crashes (not power loss of the last txn);
