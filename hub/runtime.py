@@ -88,6 +88,8 @@ WRITER_RESTART_MAX_S = 30.0
 WRITER_STABLE_S = 60.0
 #: Cadence of the event-loop lag probe (hub_event_loop_lag_seconds).
 LOOP_LAG_PROBE_S = 0.1
+#: How long a stopping API waits for the requests in progress before cancelling them.
+API_STOP_S = 2.0
 #: Cold start: how long the live stage waits for the store before it starts with
 #: empty rule windows (alerts must not wait for an InfluxDB outage).
 PRIME_STORE_WAIT_S = 10.0
@@ -233,10 +235,11 @@ class Hub:
             log_config=None,
             access_log=False,
             lifespan="off",
+            timeout_graceful_shutdown=API_STOP_S,
         )
         server = _Server(config)
         self._api_server = server
-        tg.create_task(server.serve(sockets=[sock]), name="hub.api")
+        serving = tg.create_task(server.serve(sockets=[sock]), name="hub.api")
         while not server.started:
             if self._tasks is not None and self._tasks.failed:
                 raise RuntimeError(f"API could not start on {config.host}:{config.port}")
@@ -245,7 +248,12 @@ class Hub:
         self.api_url = f"http://{host}:{port}"
 
         async def stop_api() -> None:
+            # Live streams (a dashboard) end first; then the server stops with no
+            # response left to wait for or to cancel, as fast as with nobody connected.
+            self.events.close()
             server.should_exit = True
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(serving), API_STOP_S + 1)
 
         self._stack.push_async_callback(stop_api)
 

@@ -204,3 +204,21 @@ async def test_event_bus_slow_subscriber_loses_oldest_only() -> None:
     assert await anext(stream) == alert
     await stream.aclose()
     assert bus.subscribers == 0
+
+
+async def test_closing_the_event_bus_ends_every_subscription() -> None:
+    """close() (the hub stopping) ends live subscriptions after what they had queued, and
+    a subscription begun afterwards ends at once: live streams finish their responses."""
+    bus = EventBus(queue_size=2)
+    stream = bus.subscribe()
+    first = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0)  # let the subscription register (not a timing wait)
+    event = DeviceStatusEvent("dev1", "d01", "manhole", "online", 1)
+    bus.publish(event)
+    bus.close()
+    assert await first == event
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
+    assert bus.subscribers == 0
+    with pytest.raises(StopAsyncIteration):
+        await anext(bus.subscribe())
