@@ -89,7 +89,7 @@ WRITER_STABLE_S = 60.0
 #: Cadence of the event-loop lag probe (hub_event_loop_lag_seconds).
 LOOP_LAG_PROBE_S = 0.1
 #: How long a stopping API waits for the requests in progress before cancelling them.
-API_STOP_S = 2.0
+API_STOP_S = 2
 #: Cold start: how long the live stage waits for the store before it starts with
 #: empty rule windows (alerts must not wait for an InfluxDB outage).
 PRIME_STORE_WAIT_S = 10.0

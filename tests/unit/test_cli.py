@@ -130,3 +130,11 @@ def test_hub_makes_what_it_creates_private_and_restores_the_umask(
     capsys.readouterr()
     for path in [tmp_path / "var", *(tmp_path / "var").iterdir()]:
         assert path.stat().st_mode & 0o077 == 0, path
+
+
+def test_simulate_never_prints_the_broker_password(capsys: pytest.CaptureFixture[str]) -> None:
+    """`hub simulate` with a bad URL says so without printing the password in it."""
+    assert main(["simulate", "--mqtt", "http://sim:s3cret@127.0.0.1:1", "--duration", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "http://sim:***@127.0.0.1:1" in err
+    assert "s3cret" not in err
