@@ -222,3 +222,20 @@ async def test_closing_the_event_bus_ends_every_subscription() -> None:
     assert bus.subscribers == 0
     with pytest.raises(StopAsyncIteration):
         await anext(bus.subscribe())
+
+
+def test_databases_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    """connect() makes the database and its -wal and -shm files 0600 and a new folder
+    0700, even under a permissive umask (the hub embedded in another program)."""
+    before = os.umask(0o022)
+    try:
+        conn = connect(tmp_path / "state" / "hub.db")
+        conn.execute("CREATE TABLE t (x INTEGER)")
+        conn.execute("INSERT INTO t VALUES (1)")
+        files = [tmp_path / "state" / n for n in ("hub.db", "hub.db-wal", "hub.db-shm")]
+        assert all(f.exists() for f in files)
+        assert [oct(f.stat().st_mode & 0o777) for f in files] == [oct(0o600)] * 3
+        assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
+        conn.close()
+    finally:
+        os.umask(before)

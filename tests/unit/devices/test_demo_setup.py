@@ -77,6 +77,7 @@ def test_demo_key_is_admin_and_replaces_the_previous_one(tmp_path: Path) -> None
 
 @pytest.fixture
 def _no_hub_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No HUB_* variable of the environment running the tests."""
     for key in [k for k in os.environ if k.startswith("HUB_")]:
         monkeypatch.delenv(key)
 
