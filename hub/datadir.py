@@ -8,9 +8,10 @@ account should read. So the folder is ``0700`` and everything in it ``0600``:
   (:func:`private_umask`), which covers every file and folder the hub, its
   children (the store writer, the embedded Mosquitto) and the libraries it drives
   create, whoever opens them;
-* the files the hub creates itself are opened with explicit modes too (SQLite
-  databases in :mod:`hub.sqlite`, journal segments and checkpoints), so they are
-  private even when the hub is embedded in another program;
+* the files the hub owns are private whatever the umask, for a hub embedded in
+  another program: journal segments and checkpoints are created 0600, and
+  :func:`hub.sqlite.connect` makes a database and its ``-wal`` and ``-shm`` files
+  0600;
 * :func:`make_private` creates the folder ``0700``, and takes group and other
   access away from an existing one (a data dir made by an older version, or by
   hand), saying so in the log.
