@@ -54,6 +54,7 @@ from hub.catalog import Catalog, load_catalog
 from hub.clock import Clock, SystemClock
 from hub.logging import get_logger
 from hub.messages import MetricValue
+from hub.redact import redact_url
 from hub.retry import Backoff
 
 log = get_logger(__name__)
@@ -544,7 +545,9 @@ class Fleet:
             raise ValueError("rate must be >= 0 (0: as fast as the broker acknowledges)")
         url = urlsplit(mqtt_url)
         if url.scheme not in {"mqtt", "mqtts"} or not url.hostname:
-            raise ValueError(f"{mqtt_url!r} is not mqtt://host:port or mqtts://host:port")
+            raise ValueError(
+                f"{redact_url(mqtt_url)!r} is not mqtt://host:port or mqtts://host:port"
+            )
         self.host = url.hostname
         self.tls = url.scheme == "mqtts"
         self.port = url.port or (8883 if self.tls else 1883)
@@ -888,7 +891,8 @@ def simulate_main(args: argparse.Namespace) -> int:
         for k in range(processes)
     ]
     print(
-        f"simulate: {args.devices} devices in {args.districts} districts -> {args.mqtt} "
+        f"simulate: {args.devices} devices in {args.districts} districts -> "
+        f"{redact_url(args.mqtt)} "
         f"prefix {args.prefix!r}, rate {'max' if rate == 0 else rate} readings/s, "
         f"{processes} process(es)",
         flush=True,

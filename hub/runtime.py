@@ -6,7 +6,7 @@ Read top to bottom, ``Hub.__aenter__`` is DESIGN.md's flow::
            -> consumer "store": store sink (InfluxDB or embedded; the embedded store's by
                                 default in the store writer process, hub.store.writer)
            -> consumer "live":  registry, dead letters, rule engine -> alert manager -> notifiers
-    API + dashboard read the registry, store, alerts and rules.
+    API + console read the registry, store, alerts and rules.
 
 Two journal consumers, not one per stage: the store may stall for minutes during
 an InfluxDB outage, and that must not hold back alerts; the live stages are all
@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import gc
 import signal
+import socket
 import sqlite3
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from contextlib import AsyncExitStack
@@ -35,15 +36,18 @@ from hub.api.context import ApiContext
 from hub.broker import EmbeddedBroker
 from hub.catalog import Catalog, load_catalog
 from hub.clock import Clock, SystemClock
+from hub.datadir import make_private
 from hub.events import EventBus
 from hub.ingest.dead_letters import DeadLetterStore
 from hub.ingest.decode import Decoder
 from hub.ingest.mqtt_source import MqttSource
 from hub.ingest.topics import subscriptions
 from hub.journal import Journal
+from hub.listen import api_listener
 from hub.logging import get_logger
 from hub.messages import RawMessage, Reading, Rejection, StatusUpdate
 from hub.ports import HealthReport
+from hub.redact import redact_url
 from hub.registry.registry import Registry
 from hub.responders import build_alert_manager
 from hub.retry import Backoff
@@ -85,6 +89,8 @@ WRITER_RESTART = Backoff(first_s=0.5, max_s=30.0)
 WRITER_STABLE_S = 60.0
 #: Cadence of the event-loop lag probe (hub_event_loop_lag_seconds).
 LOOP_LAG_PROBE_S = 0.1
+#: How long a stopping API waits for the requests in progress before cancelling them.
+API_STOP_S = 2
 #: Cold start: how long the live stage waits for the store before it starts with
 #: empty rule windows (alerts must not wait for an InfluxDB outage).
 PRIME_STORE_WAIT_S = 10.0
@@ -122,7 +128,10 @@ class Hub:
     async def _start(self) -> None:
         s = self.settings
         data_dir = s.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private(data_dir)
+        # The API's address first: if it is taken, nothing else has been started.
+        api_socket = api_listener(s.api.host, s.api.port)
+        self._stack.callback(api_socket.close)
 
         # The broker: an external one, or the embedded default.
         if s.mqtt.embedded:
@@ -203,7 +212,7 @@ class Hub:
         tg.create_task(self.alerts.run(), name="hub.alerts.outbox")
         if s.rules.watch:
             tg.create_task(self.rules.watch(), name="hub.rules.watch")
-        await self._start_api(tg)
+        await self._start_api(tg, api_socket)
         log.info("hub started", mqtt=self.mqtt_url, api=self.api_url, data_dir=str(data_dir))
 
     def _connection(self, path: Path) -> sqlite3.Connection:
@@ -211,7 +220,7 @@ class Hub:
         self._stack.callback(conn.close)
         return conn
 
-    async def _start_api(self, tg: _TaskGroupOwner) -> None:
+    async def _start_api(self, tg: _TaskGroupOwner, sock: socket.socket) -> None:
         ctx = ApiContext(
             settings=self.settings,
             clock=self.clock,
@@ -234,10 +243,11 @@ class Hub:
             lifespan="off",
             # The API reads X-Forwarded-For itself, from HUB_API__TRUSTED_PROXIES only.
             proxy_headers=False,
+            timeout_graceful_shutdown=API_STOP_S,
         )
         server = _Server(config)
         self._api_server = server
-        tg.create_task(server.serve(), name="hub.api")
+        serving = tg.create_task(server.serve(sockets=[sock]), name="hub.api")
         while not server.started:
             if self._tasks is not None and self._tasks.failed:
                 raise RuntimeError(f"API could not start on {config.host}:{config.port}")
@@ -246,7 +256,12 @@ class Hub:
         self.api_url = f"http://{host}:{port}"
 
         async def stop_api() -> None:
+            # Live streams (a console) end first; then the server stops with no
+            # response left to wait for or to cancel, as fast as with nobody connected.
+            self.events.close()
             server.should_exit = True
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(serving), API_STOP_S + 1)
 
         self._stack.push_async_callback(stop_api)
 
@@ -543,7 +558,7 @@ class Hub:
         problems = self.rules.problems()
         tasks_ok = self._tasks is not None and not self._tasks.failed
         checks: dict[str, Any] = {
-            "broker": {"connected": self.source.connected, "url": _redact(self.mqtt_url)},
+            "broker": {"connected": self.source.connected, "url": redact_url(self.mqtt_url)},
             "store": {"backend": self.store.name, **self.store_health.report()},
             "journal": {
                 "bytes": self.journal.bytes_on_disk,
@@ -688,13 +703,6 @@ def _described(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _redact(url: str) -> str:
-    if "@" in url:
-        scheme, _, rest = url.partition("://")
-        return f"{scheme}://***@{rest.rpartition('@')[2]}"
-    return url
-
-
 def _tune_gc() -> None:
     """Fewer, shorter garbage collections once started (found with bench/alerts.py).
 
@@ -718,7 +726,10 @@ async def run_forever(settings: Settings) -> int:
     try:
         async with Hub(settings) as hub:
             _tune_gc()
-            print(f"hub: API and dashboard at {hub.api_url}/  broker {hub.mqtt_url}", flush=True)
+            print(
+                f"hub: API and console at {hub.api_url}/  broker {redact_url(hub.mqtt_url)}",
+                flush=True,
+            )
             serving = asyncio.create_task(hub.serve_forever())
             stopping = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)

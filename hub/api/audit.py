@@ -1,7 +1,10 @@
 """Audit log: who read non-public data or changed anything, what, when, with what result.
 
 One row per request in the state DB (component ``audit``). Rows are only ever
-appended; admins read them through ``GET /api/v1/audit``.
+appended; admins read them through ``GET /api/v1/audit``. The query string is kept
+as sent, less the values of credential-like parameters (``access_token=``,
+``password=``…, :func:`hub.redact.redact_query`): a key pasted into a URL by mistake
+is not kept in a log that outlives it.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from hub.redact import redact_query
 from hub.sqlite import migrate
 
 MIGRATIONS: tuple[str, ...] = (
@@ -58,7 +62,7 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
 
 
 def record(conn: sqlite3.Connection, entry: AuditEntry) -> None:
-    """Append ``entry``."""
+    """Append ``entry``, its query string redacted."""
     conn.execute(
         "INSERT INTO audit_log (ts_ms, key_id, key_name, role, client, method, path, query,"
         " status, rows) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -70,7 +74,7 @@ def record(conn: sqlite3.Connection, entry: AuditEntry) -> None:
             entry.client,
             entry.method,
             entry.path,
-            entry.query[:MAX_QUERY_CHARS],
+            redact_query(entry.query)[:MAX_QUERY_CHARS],
             entry.status,
             entry.rows,
         ),
