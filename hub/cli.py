@@ -237,6 +237,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KIND=VALUE",
         help="limit the key to district=d01 or asset_type=manhole (repeat, or list with commas)",
     )
+    create.add_argument(
+        "--expires",
+        metavar="WHEN",
+        help="the key stops working after this long (90d, 12h) or at this time (RFC 3339 "
+        "with offset); then it is refused like a revoked key. Default: never",
+    )
+    create.add_argument(
+        "--purpose",
+        default="",
+        metavar="TEXT",
+        help="what the key is for (one line, e.g. a department's study); shown in "
+        "`hub keys list`, the API's key list and the audit report",
+    )
     command(keys_sub, "list", "list keys (never the secrets)", "List every key, without secrets.")
     revoke = command(
         keys_sub, "revoke", "revoke a key by id or name", "Revoke a key: it stops working at once."

@@ -34,8 +34,11 @@ MAX_TRACKED_CLIENTS = 10_000
 TOUCH_INTERVAL_MS = 60_000
 
 #: Metric classifications (DESIGN "Open data") and the least role that may read each.
+#: ``public_aggregate`` is published only as aggregates (hub.opendata), but the city's own
+#: viewers read its device-level values through this API like any internal metric.
 CLASSIFICATION_ROLE: dict[str, str] = {
     "public": "viewer",
+    "public_aggregate": "viewer",
     "internal": "viewer",
     "restricted": "operator",
 }

@@ -75,7 +75,7 @@ async def authenticate(
     key_id = presented_key_id(credentials.credentials)
     if key_id is not None and (wait := lockout.by_key.retry_after(key_id, now)) is not None:
         raise _too_many(f"too many failed authentications with key id {key_id}", wait)
-    key = verify_key(ctx.conn, credentials.credentials)
+    key = verify_key(ctx.conn, credentials.credentials, now_ms=ctx.clock.now_ms())
     if key is None:
         address = caller_address(request)
         wait = lockout.by_address.retry_after(address, now)
@@ -86,7 +86,7 @@ async def authenticate(
             raise _too_many("too many failed authentications from this address", wait)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            "invalid or revoked API key",
+            "invalid, expired or revoked API key",
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
     principal = Principal(key)

@@ -6,6 +6,10 @@ Only ``sha256(secret)`` is stored. A slow password hash (argon2) protects
 *low-entropy* secrets against offline guessing; a 256-bit random secret cannot be
 guessed either way, so a fast hash loses nothing and keeps per-request
 verification in microseconds instead of tens of milliseconds of CPU per call.
+
+A key may carry an expiry and a purpose (keys shared with another department:
+``hub keys create --expires 90d --purpose "flood study with the water board"``).
+An expired key is refused exactly like a revoked one, and its name is free again.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from hub.messages import ASSET_TYPE_RE, DISTRICT_RE
 from hub.ports import Scope
@@ -27,6 +32,8 @@ from hub.sqlite import migrate
 #: Roles in increasing order of power (CONTRACT §6).
 ROLES: tuple[str, ...] = ("viewer", "operator", "rule_author", "admin")
 ROLE_RANK: dict[str, int] = {role: rank for rank, role in enumerate(ROLES)}
+
+KeyState = Literal["active", "expired", "revoked"]
 
 KEY_PREFIX = "hub"
 _KEY_RE = re.compile(r"hub_([0-9a-f]{8})_([A-Za-z0-9_-]{43})")
@@ -45,7 +52,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX api_keys_name ON api_keys (name);
     """,
+    # 2: keys shared between departments say until when and what for.
+    """
+    ALTER TABLE api_keys ADD COLUMN expires_ms INTEGER;
+    ALTER TABLE api_keys ADD COLUMN purpose TEXT NOT NULL DEFAULT ''
+    """,
 )
+
+#: Longest purpose a key may carry.
+MAX_PURPOSE = 500
 
 # Scope kinds as given on the command line (singular) or in code (plural).
 _SCOPE_KINDS = {
@@ -71,11 +86,27 @@ class ApiKey:
     created_ms: int
     last_used_ms: int | None
     revoked_ms: int | None
+    expires_ms: int | None = None
+    purpose: str = ""
 
     @property
     def active(self) -> bool:
-        """True until revoked."""
+        """True until revoked (an expired key is not revoked; see :meth:`state`)."""
         return self.revoked_ms is None
+
+    def expired(self, now_ms: int) -> bool:
+        """True once the key's expiry has passed."""
+        return self.expires_ms is not None and now_ms >= self.expires_ms
+
+    def usable(self, now_ms: int) -> bool:
+        """True while neither revoked nor expired."""
+        return self.active and not self.expired(now_ms)
+
+    def state(self, now_ms: int) -> KeyState:
+        """``active``, ``expired`` or ``revoked``."""
+        if not self.active:
+            return "revoked"
+        return "expired" if self.expired(now_ms) else "active"
 
     def scopes_dict(self) -> dict[str, list[str]]:
         """The scope as a JSON-friendly mapping (absent kind = everything)."""
@@ -147,6 +178,8 @@ def _row_to_key(row: sqlite3.Row) -> ApiKey:
         created_ms=row["created_ms"],
         last_used_ms=row["last_used_ms"],
         revoked_ms=row["revoked_ms"],
+        expires_ms=row["expires_ms"],
+        purpose=row["purpose"],
     )
 
 
@@ -157,17 +190,26 @@ def create_key(
     name: str,
     scopes: Mapping[str, Sequence[str]] | None = None,
     now_ms: int | None = None,
+    expires_ms: int | None = None,
+    purpose: str = "",
 ) -> str:
     """Store a new key and return its plaintext (the only time it is ever seen).
 
     Refused (:class:`KeyRefused`) when an active key already has this name: names are
-    how operators tell keys apart in the audit log and revoke them.
+    how operators tell keys apart in the audit log and revoke them. ``expires_ms``
+    (epoch ms, after ``now_ms``) ends the key by itself; ``purpose`` says what it is for.
     """
     if role not in ROLE_RANK:
         raise KeyRefused(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
     name = name.strip()
     if not name or len(name) > 128:
         raise KeyRefused("a key needs a name of 1 to 128 characters")
+    purpose = purpose.strip()
+    if len(purpose) > MAX_PURPOSE or not purpose.isprintable():
+        raise KeyRefused(f"a purpose is one line of at most {MAX_PURPOSE} characters")
+    created = _now(now_ms)
+    if expires_ms is not None and expires_ms <= created:
+        raise KeyRefused("a key's expiry must be in the future")
     normalised = normalise_scopes(scopes)
     ensure_schema(conn)
     # The check and the insert in one write transaction: two creations racing for one
@@ -176,15 +218,24 @@ def create_key(
     if own_transaction:
         conn.execute("BEGIN IMMEDIATE")
     try:
-        _refuse_taken_name(conn, name)
+        _refuse_taken_name(conn, name, created)
         while True:
             key_id = secrets.token_hex(4)
             secret = secrets.token_urlsafe(32)
             try:
                 conn.execute(
-                    "INSERT INTO api_keys (id, name, role, scopes, secret_sha256, created_ms)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (key_id, name, role, json.dumps(normalised), _hash(secret), _now(now_ms)),
+                    "INSERT INTO api_keys (id, name, role, scopes, secret_sha256, created_ms,"
+                    " expires_ms, purpose) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        key_id,
+                        name,
+                        role,
+                        json.dumps(normalised),
+                        _hash(secret),
+                        created,
+                        expires_ms,
+                        purpose,
+                    ),
                 )
             except sqlite3.IntegrityError:
                 continue  # id collision (1 in 4 billion): draw again
@@ -198,9 +249,11 @@ def create_key(
     return f"{KEY_PREFIX}_{key_id}_{secret}"
 
 
-def _refuse_taken_name(conn: sqlite3.Connection, name: str) -> None:
+def _refuse_taken_name(conn: sqlite3.Connection, name: str, now_ms: int) -> None:
     same = conn.execute(
-        "SELECT id FROM api_keys WHERE name = ? AND revoked_ms IS NULL", (name,)
+        "SELECT id FROM api_keys WHERE name = ? AND revoked_ms IS NULL"
+        " AND (expires_ms IS NULL OR expires_ms > ?)",
+        (name, now_ms),
     ).fetchone()
     if same is not None:
         raise KeyRefused(
@@ -239,8 +292,11 @@ def revoke_key(conn: sqlite3.Connection, key: str, *, now_ms: int | None = None)
     return _row_to_key(rows[0])
 
 
-def verify_key(conn: sqlite3.Connection, presented: str) -> ApiKey | None:
-    """The active key ``presented`` is, or None (malformed, unknown, revoked, wrong secret)."""
+def verify_key(
+    conn: sqlite3.Connection, presented: str, *, now_ms: int | None = None
+) -> ApiKey | None:
+    """The usable key ``presented`` is, or None (malformed, unknown, revoked, expired at
+    ``now_ms`` (default: now), wrong secret)."""
     match = _KEY_RE.fullmatch(presented)
     if match is None:
         return None
@@ -252,7 +308,8 @@ def verify_key(conn: sqlite3.Connection, presented: str) -> ApiKey | None:
         return None
     if not hmac.compare_digest(row["secret_sha256"], _hash(secret)) or row["revoked_ms"]:
         return None
-    return _row_to_key(row)
+    key = _row_to_key(row)
+    return key if key.usable(_now(now_ms)) else None
 
 
 def presented_key_id(presented: str) -> str | None:
@@ -261,10 +318,15 @@ def presented_key_id(presented: str) -> str | None:
     return match.group(1) if match else None
 
 
-def is_active(conn: sqlite3.Connection, key_id: str) -> bool:
-    """True while the key ``key_id`` exists and is not revoked (open streams re-check it)."""
-    row = conn.execute("SELECT revoked_ms FROM api_keys WHERE id = ?", (key_id,)).fetchone()
-    return row is not None and row["revoked_ms"] is None
+def is_active(conn: sqlite3.Connection, key_id: str, *, now_ms: int | None = None) -> bool:
+    """True while the key ``key_id`` exists, is not revoked and has not expired at ``now_ms``
+    (default: now); open streams re-check it."""
+    row = conn.execute(
+        "SELECT revoked_ms, expires_ms FROM api_keys WHERE id = ?", (key_id,)
+    ).fetchone()
+    if row is None or row["revoked_ms"] is not None:
+        return False
+    return row["expires_ms"] is None or _now(now_ms) < row["expires_ms"]
 
 
 def touch_key(conn: sqlite3.Connection, key_id: str, now_ms: int) -> None:

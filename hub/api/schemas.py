@@ -44,6 +44,23 @@ class WhoAmI(BaseModel):
     name: str
     role: str
     scopes: dict[str, list[str]]
+    expires_ms: int | None = None
+    purpose: str = ""
+
+
+class KeyOut(BaseModel):
+    """An API key as admins list it (never its secret)."""
+
+    id: str
+    name: str
+    role: str
+    scopes: dict[str, list[str]]
+    state: Literal["active", "expired", "revoked"]
+    created_ms: int
+    last_used_ms: int | None
+    expires_ms: int | None
+    revoked_ms: int | None
+    purpose: str
 
 
 class DeviceSummary(BaseModel):

@@ -5,7 +5,16 @@ asset type): production data, shipped with the package beside this module. The
 hub uses the catalog on every reading (:meth:`Catalog.flag` marks physically
 implausible values before the journal, so a broken sensor raises a sensor-fault
 condition and not a false emergency), for the expected reporting interval (stale
-devices, ``no_data``) and for the open-data classification.
+devices, ``no_data``) and for the privacy tier of every metric: who may read it
+through the API, and what of it the open-data endpoints publish (``hub.opendata``).
+
+Tiers (``classification``): ``public`` (published device by device),
+``public_aggregate`` (published only as aggregates over at least ``k`` devices
+per district and time bucket, after a delay), ``internal`` and ``restricted``
+(never published). An asset type whose readings could describe people
+(``open_data.describes_people``, e.g. traffic counters) may not have a ``public``
+metric: the check refuses it, so such data is aggregate-only unless someone
+changes both the flag and the tier, in review.
 
 Check files with ``python -m hub.catalog check [DIR]`` (exit 1 with
 ``file:line: key.path: message`` lines on any problem).
@@ -24,18 +33,61 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from hub.durations import DurationSeconds
 from hub.messages import ASSET_TYPE_RE, METRIC_RE, Reading
-from hub.yamlfile import FileProblem, load_yaml, validation_messages
+from hub.yamlfile import FileProblem, line_of, load_yaml, validation_messages
 
 #: The catalog shipped with the package, found next to this module so it works installed.
 DEFAULT_CATALOG_DIR = Path(__file__).resolve().parent
 
-Classification = Literal["public", "internal", "restricted"]
+Classification = Literal["public", "public_aggregate", "internal", "restricted"]
+#: Tiers whose values leave the hub through the open-data endpoints.
+PUBLISHED_TIERS: frozenset[str] = frozenset({"public", "public_aggregate"})
 
 #: Classification of a metric the catalog does not know: not public until someone says so.
 UNKNOWN_CLASSIFICATION: Classification = "internal"
 
 
 MetricName = Annotated[str, Field(pattern=f"^{METRIC_RE.pattern}$")]
+
+#: Aggregate buckets must tile a day (a daily figure is whole buckets) and be at least this.
+MIN_BUCKET_S = 60.0
+DAY_S = 86_400
+
+
+class AggregateSpec(BaseModel):
+    """How a ``public_aggregate`` metric is published: cells of a district and time bucket."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Fewest devices a cell must aggregate to be published (smaller cells are suppressed).
+    k: Annotated[int, Field(ge=2, le=1000)] = 5
+    #: Shortest time bucket published; must divide a day.
+    bucket: DurationSeconds = 3600.0
+    #: How long after its bucket ends a cell is published.
+    delay: Annotated[DurationSeconds, Field(ge=0, le=30 * DAY_S)] = 0.0
+
+    @model_validator(mode="after")
+    def _tiles_a_day(self) -> AggregateSpec:
+        if self.bucket < MIN_BUCKET_S or self.bucket > DAY_S:
+            raise ValueError(f"bucket must be from 1m to 1d, not {self.bucket:g} s")
+        if self.bucket != int(self.bucket) or DAY_S % int(self.bucket):
+            raise ValueError(
+                f"bucket must divide a day evenly (e.g. 15m, 1h, 6h, 1d), not {self.bucket:g} s"
+            )
+        return self
+
+
+class OpenDataSpec(BaseModel):
+    """What an asset type's public output may show (``open_data:`` in its file)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Readings of this asset type could describe people (counts of passers-by, vehicles):
+    #: none of its metrics may be ``public``; ``public_aggregate`` at most.
+    describes_people: bool = False
+    #: Decimals of latitude and longitude in public output (3 is about 110 m).
+    location_decimals: Annotated[int, Field(ge=0, le=5)] = 3
+    #: Aggregation of this type's ``public_aggregate`` metrics (a metric may override it).
+    aggregate: AggregateSpec = AggregateSpec()
 
 
 class MetricSpec(BaseModel):
@@ -49,9 +101,13 @@ class MetricSpec(BaseModel):
     max: float | None = None
     classification: Classification
     description: str = ""
+    #: For ``public_aggregate``: this metric's own aggregation (else the asset type's).
+    aggregate: AggregateSpec | None = None
 
     @model_validator(mode="after")
     def _range(self) -> MetricSpec:
+        if self.aggregate is not None and self.classification != "public_aggregate":
+            raise ValueError("aggregate applies to public_aggregate metrics only")
         if self.type == "bool":
             if self.min is not None or self.max is not None:
                 raise ValueError("a bool metric has no min/max")
@@ -73,7 +129,15 @@ class AssetTypeSpec(BaseModel):
     asset_type: Annotated[str, Field(pattern=f"^{ASSET_TYPE_RE.pattern}$")]
     description: str = ""
     interval: Annotated[DurationSeconds, Field(gt=0, description="expected reporting interval")]
+    open_data: OpenDataSpec = OpenDataSpec()
     metrics: Annotated[dict[MetricName, MetricSpec], Field(min_length=1)]
+
+    def aggregate(self, metric: str) -> AggregateSpec | None:
+        """How ``metric`` is aggregated for publication, or None unless it is public_aggregate."""
+        spec = self.metrics.get(metric)
+        if spec is None or spec.classification != "public_aggregate":
+            return None
+        return spec.aggregate or self.open_data.aggregate
 
 
 class Catalog:
@@ -109,7 +173,8 @@ class Catalog:
         return spec.interval if spec is not None else None
 
     def classification(self, asset_type: str, metric: str) -> str:
-        """``public``, ``internal`` or ``restricted``; ``internal`` when not in the catalog."""
+        """The metric's tier (``public``, ``public_aggregate``, ``internal`` or ``restricted``);
+        ``internal`` when not in the catalog."""
         return self._classes.get((asset_type, metric), UNKNOWN_CLASSIFICATION)
 
     def plausible(self, asset_type: str, metric: str) -> tuple[float, float] | None:
@@ -168,6 +233,17 @@ def _load_dir(directory: Path) -> tuple[dict[str, AssetTypeSpec], list[str]]:
                 f"({path.stem}.yaml)"
             )
             continue
+        if spec.open_data.describes_people:
+            public = [n for n, m in spec.metrics.items() if m.classification == "public"]
+            for name in public:
+                line = line_of(document, ("metrics", name, "classification"))
+                problems.append(
+                    f"{path}:{line}: metrics.{name}.classification: {spec.asset_type} "
+                    "describes people (open_data.describes_people): its metrics may be "
+                    "public_aggregate, internal or restricted, never public"
+                )
+            if public:
+                continue
         specs[spec.asset_type] = spec
     return specs, problems
 

@@ -27,6 +27,13 @@ async def health(ctx: Ctx) -> JSONResponse:
 
 @router.get("/whoami", response_model=WhoAmI)
 async def whoami(request: Request, who: Viewer) -> WhoAmI:
-    """The key making the request: its id, name, role and scope (the dashboard shows it)."""
+    """The key making the request: its id, name, role, scope, expiry and purpose."""
     set_rows(request, 1)
-    return WhoAmI(id=who.id, name=who.name, role=who.role, scopes=who.key.scopes_dict())
+    return WhoAmI(
+        id=who.id,
+        name=who.name,
+        role=who.role,
+        scopes=who.key.scopes_dict(),
+        expires_ms=who.key.expires_ms,
+        purpose=who.key.purpose,
+    )

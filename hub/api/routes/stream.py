@@ -7,7 +7,8 @@ happened for a while so proxies keep the connection open.
 
 A stream outlives the request that authenticated it, so it checks its key again
 every ``REVALIDATE_S``: once the key is revoked (``hub keys revoke``, possibly from
-another process), the stream sends ``: key revoked`` and ends; reconnecting is a 401.
+another process), the stream sends ``: key revoked`` and ends (``: key expired`` once the
+key's expiry passes); reconnecting is a 401.
 """
 
 from __future__ import annotations
@@ -113,8 +114,9 @@ async def event_source(
         while True:
             now = loop.time()
             if now - checked >= revalidate_s:
-                if not is_active(ctx.conn, who.id):
-                    yield ": key revoked\n\n"
+                now_ms = ctx.clock.now_ms()
+                if not is_active(ctx.conn, who.id, now_ms=now_ms):
+                    yield ": key expired\n\n" if who.key.expired(now_ms) else ": key revoked\n\n"
                     return
                 checked = now
             if now - quiet_since >= keepalive_s:

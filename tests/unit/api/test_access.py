@@ -57,6 +57,7 @@ ENDPOINTS: list[tuple[str, str, str, Any]] = [
     ("DELETE", "/api/v1/rules/managed-rule", "rule_author", None),
     ("GET", "/api/v1/dead-letters", "operator", None),
     ("GET", "/api/v1/audit", "admin", None),
+    ("GET", "/api/v1/keys", "admin", None),
     ("GET", "/api/v1/console/config", "viewer", None),
     ("GET", "/api/v1/console/map", "viewer", None),
     ("GET", "/api/v1/console/devices/fg-d03-1/thresholds", "viewer", None),

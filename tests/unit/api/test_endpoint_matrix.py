@@ -38,6 +38,7 @@ OUT_OF_SCOPE: list[Call] = [
     ("PUT", "/api/v1/rules/managed-rule", {"source_yaml": "id: managed-rule\n"}),
     ("DELETE", "/api/v1/rules/managed-rule", None),
     ("GET", "/api/v1/audit", None),
+    ("GET", "/api/v1/keys", None),
     ("GET", "/api/v1/console/devices/fg-d03-1/thresholds", None),
     ("GET", "/api/v1/console/devices/fg-d03-1/live", None),
 ]
@@ -102,6 +103,7 @@ UNPROCESSABLE: list[Call] = [
     ("DELETE", "/api/v1/rules/bad%20id", None),
     ("GET", "/api/v1/dead-letters?reason=Bad Reason", None),
     ("GET", "/api/v1/audit?key_id=zz", None),
+    ("GET", "/api/v1/keys?state=lost", None),
     ("GET", "/api/v1/console/devices/bad%20id/thresholds", None),
     ("GET", "/api/v1/console/devices/bad%20id/live", None),
     ("POST", "/api/v1/console/silences/preview", {"matchers": {}}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from hub.api.keys import (
     KeyRefused,
     create_key,
     ensure_schema,
+    is_active,
     list_keys,
     parse_scope_args,
     revoke_key,
@@ -166,3 +168,128 @@ def test_last_used_is_recorded_at_most_once_a_minute(tmp_path: Path) -> None:
         api.client.get("/api/v1/devices", headers=api.auth("viewer"))
         later = next(k for k in list_keys(api.ctx.conn) if k.name == "viewer-key")
         assert later.last_used_ms == NOW_MS + 61_000
+
+
+def test_an_expired_key_is_refused_like_a_revoked_one_and_frees_its_name(
+    conn: sqlite3.Connection,
+) -> None:
+    """A key with an expiry verifies until then, is refused from that instant on, and its
+    name may be given to a new key; expiry and purpose are kept and listed."""
+    now = 1_764_000_000_000
+    key = create_key(
+        conn,
+        role="viewer",
+        name="water-board",
+        now_ms=now,
+        expires_ms=now + 90 * 86_400_000,
+        purpose="flood study with the water board",
+    )
+    found = verify_key(conn, key, now_ms=now + 90 * 86_400_000 - 1)
+    assert found is not None
+    assert found.purpose == "flood study with the water board"
+    assert found.state(now) == "active"
+    assert verify_key(conn, key, now_ms=now + 90 * 86_400_000) is None
+    assert not is_active(conn, found.id, now_ms=now + 90 * 86_400_000)
+    with pytest.raises(KeyRefused, match="already named"):
+        create_key(conn, role="viewer", name="water-board", now_ms=now + 1000)
+    later = now + 91 * 86_400_000
+    create_key(conn, role="viewer", name="water-board", now_ms=later)
+    listed = list_keys(conn)
+    assert [k.state(later) for k in listed] == ["expired", "active"]
+    assert listed[0].expires_ms == now + 90 * 86_400_000
+
+
+@pytest.mark.parametrize(
+    ("expires", "purpose", "message"),
+    [(1_764_000_000_000, "", "future"), (None, "x" * 501, "purpose"), (None, "a\nb", "purpose")],
+)
+def test_bad_expiry_or_purpose_is_refused(
+    conn: sqlite3.Connection, expires: int | None, purpose: str, message: str
+) -> None:
+    """An expiry that is not in the future, an overlong or multi-line purpose: refused."""
+    with pytest.raises(KeyRefused, match=message):
+        create_key(
+            conn,
+            role="viewer",
+            name="x",
+            now_ms=1_764_000_000_000,
+            expires_ms=expires,
+            purpose=purpose,
+        )
+    assert list_keys(conn) == []
+
+
+def test_cli_create_with_expiry_and_purpose(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`hub keys create --expires 90d --purpose …` stores both; `hub keys list` shows them;
+    an expiry that is neither a duration nor a time is refused with exit 2."""
+    monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path))
+    before = time.time_ns() // 1_000_000
+    code = main(
+        [
+            *("keys", "create", "--role", "viewer", "--name", "roads", "--expires", "90d"),
+            *("--purpose", "traffic study (roads dept.)"),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "expires 20" in out
+    conn = connect(tmp_path / STATE_DB)
+    (key,) = list_keys(conn)
+    assert key.expires_ms is not None
+    assert (
+        before + 90 * 86_400_000 <= key.expires_ms <= time.time_ns() // 1_000_000 + 90 * 86_400_000
+    )
+    assert key.purpose == "traffic study (roads dept.)"
+    assert main(["keys", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "(traffic study (roads dept.))" in listing
+    assert " active " in listing
+    assert main(["keys", "create", "--role", "viewer", "--name", "y", "--expires", "soon"]) == 2
+    assert "--expires 'soon'" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                *("keys", "create", "--role", "viewer", "--name", "z"),
+                *("--expires", "2020-01-01T00:00:00Z"),
+            ]
+        )
+        == 2
+    )
+    assert "future" in capsys.readouterr().err
+
+
+def test_api_refuses_an_expired_key_and_lists_keys_for_admins(tmp_path: Path) -> None:
+    """Through the API an expired key is a 401 like a revoked one; whoami shows expiry and
+    purpose; GET /keys lists every key's state, expiry and purpose, never a secret."""
+    from tests.unit.api.conftest import NOW_MS, make_api
+
+    for api in make_api(tmp_path):
+        key = create_key(
+            api.ctx.conn,
+            role="viewer",
+            name="roads-dept",
+            now_ms=NOW_MS,
+            expires_ms=NOW_MS + 3_600_000,
+            purpose="traffic study",
+        )
+        headers = {"Authorization": f"Bearer {key}"}
+        me = api.client.get("/api/v1/whoami", headers=headers)
+        assert me.status_code == 200
+        assert me.json()["expires_ms"] == NOW_MS + 3_600_000
+        assert me.json()["purpose"] == "traffic study"
+        api.clock.advance(3600)
+        refused = api.client.get("/api/v1/whoami", headers=headers)
+        assert refused.status_code == 401
+        assert "expired" in refused.json()["detail"]
+        listed = api.client.get("/api/v1/keys", headers=api.auth("admin"))
+        assert listed.status_code == 200
+        mine = next(k for k in listed.json() if k["name"] == "roads-dept")
+        assert mine["state"] == "expired"
+        assert mine["purpose"] == "traffic study"
+        assert key.split("_", 2)[2] not in listed.text
+        expired = api.client.get("/api/v1/keys?state=expired", headers=api.auth("admin"))
+        assert [k["name"] for k in expired.json()] == ["roads-dept"]
+        scoped = api.client.get("/api/v1/keys", headers=api.auth("d07"))
+        assert scoped.status_code == 403

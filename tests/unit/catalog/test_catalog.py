@@ -192,3 +192,87 @@ def test_check_command_exit_codes(tmp_path: Path) -> None:
     )
     assert bad.returncode == 1
     assert f"{tmp_path / 'tank.yaml'}:4: metrics.level_m.classification:" in bad.stdout
+
+
+def test_privacy_tiers_of_the_shipped_catalog() -> None:
+    """Traffic counters describe people: their metrics are aggregate-only (k 5, hourly, an
+    hour late, locations to 2 decimals); flood gauges publish device by device."""
+    traffic = CATALOG.spec("traffic_counter")
+    assert traffic is not None
+    assert traffic.open_data.describes_people
+    assert {m.classification for m in traffic.metrics.values()} == {"public_aggregate"}
+    aggregate = traffic.aggregate("vehicles_per_min")
+    assert aggregate is not None
+    assert (aggregate.k, aggregate.bucket, aggregate.delay) == (5, 3600.0, 3600.0)
+    assert traffic.open_data.location_decimals == 2
+    flood = CATALOG.spec("flood_gauge")
+    assert flood is not None
+    assert flood.aggregate("water_level_m") is None  # public: no aggregation
+    assert flood.open_data.location_decimals == 3
+    assert CATALOG.classification("traffic_counter", "vehicles_per_min") == "public_aggregate"
+
+
+def test_a_metric_may_override_its_types_aggregation(tmp_path: Path) -> None:
+    """A public_aggregate metric's own `aggregate:` wins over the asset type's."""
+    write(
+        tmp_path,
+        "tank",
+        "asset_type: tank\ninterval: 60s\nopen_data: {aggregate: {k: 3, bucket: 15m}}\n"
+        "metrics:\n"
+        "  a: {unit: m, min: 0, max: 1, classification: public_aggregate}\n"
+        "  b: {unit: m, min: 0, max: 1, classification: public_aggregate,"
+        " aggregate: {k: 10, bucket: 1d, delay: 2h}}\n",
+    )
+    spec = load_catalog(tmp_path).spec("tank")
+    assert spec is not None
+    a, b = spec.aggregate("a"), spec.aggregate("b")
+    assert a is not None
+    assert b is not None
+    assert (a.k, a.bucket, a.delay) == (3, 900.0, 0.0)
+    assert (b.k, b.bucket, b.delay) == (10, 86400.0, 7200.0)
+
+
+TIERED = """\
+asset_type: tank
+interval: 60s
+open_data:
+  describes_people: {people}
+  aggregate: {aggregate}
+metrics:
+  level_m: {{unit: m, min: 0, max: 10, classification: {tier}}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("people", "aggregate", "tier", "expected"),
+    [
+        ("true", "{}", "public", ":7: metrics.level_m.classification: tank describes people"),
+        ("false", "{k: 1}", "public", ":5: open_data.aggregate.k:"),
+        ("false", "{bucket: 7m}", "public", ":5: open_data.aggregate: bucket must"),
+        ("false", "{bucket: 2d}", "public", ":5: open_data.aggregate: bucket must"),
+        ("false", "{delay: -1h}", "public", ":5: open_data.aggregate.delay:"),
+        ("false", "{}", "open", ":7: metrics.level_m.classification:"),
+    ],
+)
+def test_broken_open_data_parts_are_refused(
+    tmp_path: Path, people: str, aggregate: str, tier: str, expected: str
+) -> None:
+    """A public metric of a type that describes people, k under 2, a bucket that does not
+    tile a day, a negative delay, an unknown tier: each a file:line problem."""
+    path = write(tmp_path, "tank", TIERED.format(people=people, aggregate=aggregate, tier=tier))
+    problems = check_catalog(tmp_path)
+    assert any(p.startswith(str(path)) and expected in p for p in problems), problems
+
+
+def test_aggregate_settings_on_a_metric_that_is_not_aggregated_are_refused(tmp_path: Path) -> None:
+    """`aggregate:` on a public or internal metric is a mistake, not a silent no-op."""
+    write(
+        tmp_path,
+        "tank",
+        "asset_type: tank\ninterval: 60s\nmetrics:\n"
+        "  a: {unit: m, min: 0, max: 1, classification: public, aggregate: {k: 3}}\n",
+    )
+    problems = check_catalog(tmp_path)
+    assert any(":4: metrics.a: aggregate applies to public_aggregate" in p for p in problems), (
+        problems
+    )
