@@ -33,7 +33,8 @@ class TelemetryQuery:
     """Raw or aggregated points of one device over a time range.
 
     ``every_ms`` and ``agg`` go together: both set means buckets of ``every_ms``
-    aligned to the epoch, each with ``agg`` of the values in it.
+    aligned to the epoch, each with ``agg`` of the values in it. ``descending``
+    returns the newest first (and ``limit`` keeps the newest).
     """
 
     asset_type: str
@@ -44,6 +45,42 @@ class TelemetryQuery:
     every_ms: int | None = None
     agg: Aggregate | None = None
     limit: int = 10_000
+    descending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AreaQuery:
+    """Figures across every device of one asset type, per district and time bucket.
+
+    Buckets of ``every_ms`` are aligned to the epoch; ``[start_ms, end_ms)`` should be
+    whole buckets. Booleans count as 1 and 0.
+    """
+
+    asset_type: str
+    metrics: Sequence[str]
+    start_ms: int
+    end_ms: int
+    every_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AreaCell:
+    """One district, bucket and metric: how many devices reported it, how many readings,
+    and their sum, min and max. Values flagged out of range are not counted."""
+
+    district: str
+    bucket_ms: int
+    metric: str
+    devices: int
+    readings: int
+    total: float
+    min: float
+    max: float
+
+    @property
+    def mean(self) -> float:
+        """The mean of the readings."""
+        return self.total / self.readings
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +117,14 @@ class TelemetryStore(Protocol):
         ...
 
     async def query(self, query: TelemetryQuery) -> list[Point]:
-        """Points of one device, raw or aggregated, ordered by time then metric."""
+        """Points of one device, raw or aggregated, ordered by time (newest first when
+        ``descending``) then metric."""
+        ...
+
+    async def area_aggregate(self, query: AreaQuery) -> list[AreaCell]:
+        """Per district, bucket and metric, across the devices of ``query.asset_type``
+        (open data publishes these); cells with no reading are left out. Order is
+        unspecified. May take seconds over a city's day: it never blocks the event loop."""
         ...
 
     def history(

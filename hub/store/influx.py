@@ -30,7 +30,7 @@ import json
 import math
 import re
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +42,8 @@ from hub.messages import MetricValue, Reading
 from hub.settings import InfluxSettings
 from hub.store.base import (
     AGGREGATES,
+    AreaCell,
+    AreaQuery,
     Point,
     StoreQueryError,
     StoreUnavailable,
@@ -74,6 +76,17 @@ class _Series:
     name: str
     columns: list[str]
     values: list[list[Any]]
+    #: The series' tags of a ``GROUP BY tag`` (1.x and 2.x; 3.x has them as columns).
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def tag(self, row: list[Any], name: str) -> str | None:
+        """Tag ``name`` of ``row``: from the series' tags, or the row's own column."""
+        if name in self.tags:
+            return self.tags[name]
+        if name in self.columns:
+            value = row[self.columns.index(name)]
+            return None if value is None else str(value)
+        return None
 
 
 def _ident(name: str) -> str:
@@ -352,7 +365,9 @@ class InfluxStore:
         if query.every_ms is None or query.agg is None:
             fields = ", ".join(_ident(m) for m in query.metrics) if query.metrics else "*"
             # Identifiers and literals go through _ident/_literal, numbers through int().
-            q = f"SELECT {fields} FROM {source} {where} ORDER BY time ASC LIMIT {int(query.limit)}"  # noqa: S608
+            order = "DESC" if query.descending else "ASC"
+            limit = int(query.limit)
+            q = f"SELECT {fields} FROM {source} {where} ORDER BY time {order} LIMIT {limit}"  # noqa: S608
             points: list[Point] = []
             for s in await self._influxql(q):
                 names = [
@@ -369,7 +384,7 @@ class InfluxStore:
                         value = _as_float(row[idx[name]])
                         if value is not None:
                             points.append(Point(ts, name, value))
-            points.sort(key=lambda p: (p.ts_ms, p.metric))
+            points.sort(key=lambda p: (-p.ts_ms if query.descending else p.ts_ms, p.metric))
             return points[: query.limit]
         if query.every_ms <= 0:
             raise StoreQueryError("every must be positive")
@@ -404,8 +419,127 @@ class InfluxStore:
                     if value is None or (query.agg == "count" and value == 0):
                         continue
                     out.append(Point(ts, name, value))
-        out.sort(key=lambda p: (p.ts_ms, p.metric))
+        out.sort(key=lambda p: (-p.ts_ms if query.descending else p.ts_ms, p.metric))
         return out[: query.limit]
+
+    async def area_aggregate(self, query: AreaQuery) -> list[AreaCell]:
+        """Per district, bucket and metric across the asset type's devices.
+
+        One query groups by bucket, district and device (``COUNT``/``SUM``/``MIN``/``MAX``;
+        booleans, which InfluxQL cannot sum, as ``COUNT`` of all and of ``true``); the
+        per-device figures are combined here. Readings flagged out of range are rare
+        (sensor faults): the devices that have any in the range are read raw and their
+        figures recomputed without the flagged values.
+        """
+        if query.every_ms <= 0:
+            raise StoreQueryError("every must be positive")
+        start, end = max(query.start_ms, -INFLUX_MAX_MS), min(query.end_ms, INFLUX_MAX_MS)
+        if start >= end or not query.metrics:
+            return []
+        types = await self._field_types(query.asset_type)
+        metrics = sorted(
+            m
+            for m in set(query.metrics)
+            if types.get(m) in ("float", "integer", "boolean") and m not in RESERVED_FIELDS
+        )
+        if not metrics:
+            return []
+        source = _ident(query.asset_type)
+        every = int(query.every_ms)
+        where = f"WHERE time >= {int(start)}ms AND time < {int(end)}ms"
+        group = f"GROUP BY time({every}ms), {_ident('district')}, {_ident('device_id')} fill(none)"
+        # (district, device, bucket, metric) -> [readings, total, min, max]
+        per: dict[tuple[str, str, int, str], list[float]] = {}
+        numeric = [m for m in metrics if types[m] != "boolean"]
+        if numeric:
+            selects = ", ".join(
+                f"COUNT({_ident(m)}) AS {_ident(f'c{i}')}, SUM({_ident(m)}) AS {_ident(f's{i}')}, "
+                f"MIN({_ident(m)}) AS {_ident(f'lo{i}')}, MAX({_ident(m)}) AS {_ident(f'hi{i}')}"
+                for i, m in enumerate(numeric)
+            )
+            q = f"SELECT {selects} FROM {source} {where} {group}"  # noqa: S608 (escaped)
+            for s in await self._influxql(q):
+                for row in s.values:
+                    key = _device_bucket(s, row)
+                    if key is None:
+                        continue
+                    for i, m in enumerate(numeric):
+                        n = _as_float(row[s.columns.index(f"c{i}")])
+                        if n:
+                            per[(*key, m)] = [
+                                n,
+                                _as_float(row[s.columns.index(f"s{i}")]) or 0.0,
+                                _as_float(row[s.columns.index(f"lo{i}")]) or 0.0,
+                                _as_float(row[s.columns.index(f"hi{i}")]) or 0.0,
+                            ]
+        for m in (m for m in metrics if types[m] == "boolean"):
+            counts: dict[tuple[str, str, int], list[float]] = {}
+            for only_true in (False, True):
+                cond = f" AND {_ident(m)} = true" if only_true else ""
+                count = f"COUNT({_ident(m)}) AS {_ident('c')}"
+                q = f"SELECT {count} FROM {source} {where}{cond} {group}"  # noqa: S608
+                for s in await self._influxql(q):
+                    for row in s.values:
+                        key = _device_bucket(s, row)
+                        n = _as_float(row[s.columns.index("c")])
+                        if key is not None and n:
+                            counts.setdefault(key, [0.0, 0.0])[int(only_true)] = n
+            for key, (n, trues) in counts.items():
+                if n:
+                    per[(*key, m)] = [n, trues, 1.0 if trues == n else 0.0, 1.0 if trues else 0.0]
+        await self._drop_flagged(query, source, metrics, where, per)
+        return _area_cells(per)
+
+    async def _drop_flagged(
+        self,
+        query: AreaQuery,
+        source: str,
+        metrics: list[str],
+        where: str,
+        per: dict[tuple[str, str, int, str], list[float]],
+    ) -> None:
+        """Recompute, from raw points, the figures of devices with values flagged out of range."""
+        q = (
+            f"SELECT {_ident('out_of_range')}, {_ident('device_id')} FROM {source} {where}"  # noqa: S608
+            f" AND {_ident('quality')} = 'out_of_range'"
+        )
+        flagged = {
+            device
+            for s in await self._influxql(q)
+            for row in s.values
+            if (device := s.tag(row, "device_id")) is not None
+            and set(str(row[s.columns.index("out_of_range")] or "").split(",")) & set(metrics)
+        }
+        for device in sorted(flagged):
+            for key in [k for k in per if k[1] == device]:
+                del per[key]
+            fields = ", ".join(_ident(m) for m in [*metrics, "out_of_range", "district"])
+            raw = (
+                f"SELECT {fields} FROM {source} {where}"  # noqa: S608 (escaped)
+                f" AND {_ident('device_id')} = {_literal(device)}"
+            )
+            for s in await self._influxql(raw):
+                t = s.columns.index("time")
+                for row in s.values:
+                    district = s.tag(row, "district")
+                    if district is None:
+                        continue
+                    bad = set(str(row[s.columns.index("out_of_range")] or "").split(","))
+                    bucket = _time_ms(row[t]) // query.every_ms * query.every_ms
+                    for m in metrics:
+                        if m in bad or m not in s.columns:
+                            continue
+                        v = _as_float(row[s.columns.index(m)])
+                        if v is None:
+                            continue
+                        slot = per.get((district, device, bucket, m))
+                        if slot is None:
+                            per[(district, device, bucket, m)] = [1.0, v, v, v]
+                        else:
+                            slot[0] += 1
+                            slot[1] += v
+                            slot[2] = min(slot[2], v)
+                            slot[3] = max(slot[3], v)
 
     async def history(
         self, start_ms: int, end_ms: int, asset_types: Sequence[str] | None = None
@@ -490,8 +624,36 @@ def _series_from_results(body: Any, *, complete: bool = False) -> list[_Series]:
         ):
             raise _Truncated
         for s in result.get("series", []) or []:
-            out.append(_Series(str(s.get("name", "")), list(s["columns"]), list(s["values"])))
+            tags = {str(k): str(v) for k, v in (s.get("tags") or {}).items()}
+            out.append(_Series(str(s.get("name", "")), list(s["columns"]), list(s["values"]), tags))
     return out
+
+
+def _device_bucket(s: _Series, row: list[Any]) -> tuple[str, str, int] | None:
+    """(district, device, bucket start) of a row grouped by time, district and device."""
+    district, device = s.tag(row, "district"), s.tag(row, "device_id")
+    if district is None or device is None:
+        return None
+    return district, device, _time_ms(row[s.columns.index("time")])
+
+
+def _area_cells(per: dict[tuple[str, str, int, str], list[float]]) -> list[AreaCell]:
+    """Per-device figures summed into (district, bucket, metric) cells."""
+    cells: dict[tuple[str, int, str], list[float]] = {}
+    for (district, _device, bucket, metric), (n, total, low, high) in per.items():
+        cell = cells.get((district, bucket, metric))
+        if cell is None:
+            cells[(district, bucket, metric)] = [1, n, total, low, high]
+        else:
+            cell[0] += 1
+            cell[1] += n
+            cell[2] += total
+            cell[3] = min(cell[3], low)
+            cell[4] = max(cell[4], high)
+    return [
+        AreaCell(district, bucket, metric, int(c[0]), int(c[1]), c[2], c[3], c[4])
+        for (district, bucket, metric), c in cells.items()
+    ]
 
 
 def _series_from_rows(body: Any) -> list[_Series]:

@@ -6,16 +6,18 @@ computed here in plain Python, so passing on both means both agree.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hub.clock import FakeClock
 from hub.messages import MetricValue, Reading
 from hub.settings import InfluxSettings
-from hub.store.base import AGGREGATES, Point, TelemetryQuery, TelemetryStore
+from hub.store.base import AGGREGATES, AreaQuery, Point, TelemetryQuery, TelemetryStore
 from hub.store.embedded import EmbeddedStore
 from hub.store.influx import InfluxStore
 from tests.conftest import Names
@@ -319,6 +321,119 @@ async def test_aggregated_query(store: TelemetryStore, agg: str, every_ms: int) 
     assert [(t, m) for t, m, _ in got] == [(t, m) for t, m, _ in want]
     for (_, _, g), (_, _, w) in zip(got, want, strict=True):
         assert g == pytest.approx(w, rel=1e-12)
+
+
+async def test_descending_raw_query_keeps_the_newest(store: TelemetryStore) -> None:
+    """descending: newest first, and limit keeps the newest points (open data's latest page)."""
+    data = _dataset()
+    await store.write(data)
+    query = TelemetryQuery(
+        "air_quality", "aq-1", BASE, BASE + 3 * 3_600_000, ["pm2_5_ug_m3"], limit=5
+    )
+    newest_first = _as_tuples(
+        await store.query(
+            TelemetryQuery(
+                "air_quality",
+                "aq-1",
+                BASE,
+                BASE + 3 * 3_600_000,
+                ["pm2_5_ug_m3"],
+                limit=5,
+                descending=True,
+            )
+        )
+    )
+    everything = _expected(data, dataclasses.replace(query, limit=10_000))
+    assert newest_first == list(reversed(everything))[:5]
+    assert [t for t, _, _ in newest_first] == sorted((t for t, _, _ in newest_first), reverse=True)
+
+
+def _area_dataset() -> list[Reading]:
+    """Three districts' flood gauges over two hours, with a flagged value and a bool metric."""
+    rng = random.Random(11)
+    out = []
+    for device in range(7):
+        district = f"d0{device % 3}"
+        for minute in range(0, 120, 5):
+            if device == 6 and minute >= 60:
+                break  # reports in the first hour only
+            level = round(rng.uniform(0, 5), 3)
+            flagged = device == 2 and minute == 10
+            out.append(
+                Reading(
+                    district,
+                    "flood_gauge",
+                    f"fg-{device}",
+                    BASE + minute * MINUTE + device,
+                    {
+                        "water_level_m": 99.0 if flagged else level,
+                        "pump_on": minute % 15 == 0,
+                        "battery_v": 3.6,
+                    },
+                    quality="out_of_range" if flagged else "ok",
+                    out_of_range=("water_level_m",) if flagged else (),
+                )
+            )
+    out.append(Reading("d00", "bridge", "br-1", BASE, {"water_level_m": 1000.0}))
+    return out
+
+
+def _area_expected(
+    readings: list[Reading], metrics: list[str], start: int, end: int, every: int
+) -> dict[tuple[str, int, str], tuple[int, int, float, float, float]]:
+    cells: dict[tuple[str, int, str], list[Any]] = {}
+    for r in readings:
+        if r.asset_type != "flood_gauge" or not start <= r.ts_ms < end:
+            continue
+        for m in metrics:
+            if m not in r.metrics or m in r.out_of_range:
+                continue
+            v = float(r.metrics[m])
+            cell = cells.setdefault((r.district, r.ts_ms - r.ts_ms % every, m), [set(), []])
+            cell[0].add(r.device_id)
+            cell[1].append(v)
+    return {
+        key: (len(devices), len(values), sum(values), min(values), max(values))
+        for key, (devices, values) in cells.items()
+    }
+
+
+@pytest.mark.parametrize("every_ms", [15 * MINUTE, 3_600_000, 86_400_000])
+async def test_area_aggregate(store: TelemetryStore, every_ms: int) -> None:
+    """Per district, bucket and metric across an asset type: devices, readings, sum, min, max;
+    values flagged out of range are left out; bools count as 1/0; other asset types apart."""
+    data = _area_dataset()
+    await store.write(data)
+    metrics = ["water_level_m", "pump_on", "no_such_metric"]
+    start, end = BASE, BASE + 2 * 3_600_000
+    cells = await store.area_aggregate(AreaQuery("flood_gauge", metrics, start, end, every_ms))
+    got = {
+        (c.district, c.bucket_ms, c.metric): (c.devices, c.readings, c.total, c.min, c.max)
+        for c in cells
+    }
+    want = _area_expected(data, metrics, start, end, every_ms)
+    assert set(got) == set(want)
+    for key, (devices, readings, total, low, high) in want.items():
+        g = got[key]
+        assert g[:2] == (devices, readings), key
+        assert g[2:] == pytest.approx((total, low, high), rel=1e-9), key
+    assert all(c.max < 99.0 for c in cells if c.metric == "water_level_m")
+    hourly = await store.area_aggregate(
+        AreaQuery("flood_gauge", ["water_level_m"], start, end, 3_600_000)
+    )
+    d00 = {c.bucket_ms: c.devices for c in hourly if c.district == "d00"}
+    assert d00 == {BASE: 3, BASE + 3_600_000: 2}  # fg-6 reported only in the first hour
+
+
+async def test_area_aggregate_of_nothing_is_empty(store: TelemetryStore) -> None:
+    """An unknown asset type, a range without data or no metrics: no cells, no error."""
+    await store.write(_area_dataset())
+    for query in (
+        AreaQuery("no_such_type", ["water_level_m"], BASE, BASE + 3_600_000, 3_600_000),
+        AreaQuery("flood_gauge", ["water_level_m"], BASE - 10**7, BASE, 3_600_000),
+        AreaQuery("flood_gauge", [], BASE, BASE + 3_600_000, 3_600_000),
+    ):
+        assert await store.area_aggregate(query) == []
 
 
 async def test_query_of_unknown_device_is_empty(store: TelemetryStore) -> None:
