@@ -61,3 +61,14 @@ ALERT_LATENCY_SECONDS = Histogram(
     "From the triggering reading's arrival to the alert event's publication",
     buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5),
 )
+
+OPEN_DATA_REQUESTS = Counter(
+    "hub_open_data_requests_total",
+    "Public open-data requests (no key), by API (sta, bulk) and response status",
+    ["api", "status"],
+)
+OPEN_DATA_RELEASES = Counter(
+    "hub_open_data_releases_total",
+    "Open-data releases recorded in the release log, by kind (policy, aggregates, daily)",
+    ["kind"],
+)

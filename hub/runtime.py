@@ -46,6 +46,8 @@ from hub.journal import Journal
 from hub.listen import api_listener
 from hub.logging import get_logger
 from hub.messages import RawMessage, Reading, Rejection, StatusUpdate
+from hub.opendata.service import OpenData
+from hub.opendata.state import SqliteOpenDataState
 from hub.ports import HealthReport
 from hub.redact import redact_url
 from hub.registry.registry import Registry
@@ -221,6 +223,18 @@ class Hub:
         return conn
 
     async def _start_api(self, tg: _TaskGroupOwner, sock: socket.socket) -> None:
+        opendata = None
+        if self.settings.open_data.enabled:
+            # The public tier: its publisher turns stored readings into released aggregates.
+            opendata = OpenData(
+                self.settings.open_data,
+                self.catalog,
+                self.registry,
+                self.store,
+                SqliteOpenDataState(self._connection(self.settings.data_dir / STATE_DB)),
+                self.clock,
+            )
+            tg.create_task(opendata.publisher.run(), name="hub.opendata.publish")
         ctx = ApiContext(
             settings=self.settings,
             clock=self.clock,
@@ -233,6 +247,7 @@ class Hub:
             health=self,
             events=self.events,
             catalog=self.catalog,
+            opendata=opendata,
         )
         config = uvicorn.Config(
             create_app(ctx),

@@ -248,6 +248,57 @@ class ConsoleSettings(_Section):
         return f"{parts.scheme}://{host}"
 
 
+class OpenDataSettings(_Section):
+    """The public open-data endpoints (docs/open-data.md): what they say and what they cost."""
+
+    # Serve /sta/v1.1 and /open/v1 (no key needed). Off: nothing public but health.
+    enabled: bool = True
+    # The address the public reaches the hub at (https://data.city.example), for the links
+    # in responses; empty: the address each request came to. Set it behind a proxy or cache.
+    base_url: str = ""
+    title: Annotated[str, Field(min_length=1, max_length=200)] = "City infrastructure sensor data"
+    publisher: Annotated[str, Field(min_length=1, max_length=200)] = "City"
+    # An Open Definition licence id (what Frictionless expects) and its text's address.
+    license_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9.+-]{1,64}$")] = "CC-BY-4.0"
+    license_url: str = "https://creativecommons.org/licenses/by/4.0/"
+    # Per client address (behind HUB_API__TRUSTED_PROXIES: the client they name), a
+    # token bucket: this many requests a second on average, this many at once.
+    rate_per_s: Annotated[float, Field(gt=0, le=10_000)] = 10.0
+    burst: Annotated[int, Field(ge=1, le=100_000)] = 60
+    # Queries that read the stores run off the event loop, at most this many at a time;
+    # one waits this long for a turn (then 503) and may run this long (then 503).
+    max_concurrent_queries: Annotated[int, Field(ge=1, le=64)] = 4
+    queue_wait_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    query_timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    # Largest page ($top) of any collection, and the page when $top is not given.
+    max_page: Annotated[int, Field(ge=10, le=10_000)] = 1000
+    default_page: Annotated[int, Field(ge=1, le=10_000)] = 100
+    # Responses may be cached this long by browsers and shared caches.
+    cache_max_age_s: Annotated[int, Field(ge=0, le=86_400)] = 60
+    # Publication of aggregates and daily datasets: how far back the first run goes, how
+    # long late readings get before a bucket or day is published (on top of the catalog's
+    # delay), how often the publisher looks for what became due.
+    backfill_days: Annotated[int, Field(ge=0, le=366)] = 7
+    settle_s: Annotated[int, Field(ge=0, le=86_400)] = 600
+    publish_every_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
+    @field_validator("base_url", "license_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query:
+            raise ValueError("must be an http(s) address without a query, e.g. https://host/path")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _page(self) -> OpenDataSettings:
+        if self.default_page > self.max_page:
+            raise ValueError("default_page must not be above max_page")
+        return self
+
+
 class LogSettings(_Section):
     """Structured logging."""
 
@@ -275,6 +326,7 @@ class Settings(BaseSettings):
     alerts: AlertsSettings = AlertsSettings()
     api: ApiSettings = ApiSettings()
     console: ConsoleSettings = ConsoleSettings()
+    open_data: OpenDataSettings = OpenDataSettings()
     log: LogSettings = LogSettings()
 
     @field_validator("data_dir")

@@ -28,12 +28,15 @@ from hub.api.routes import (
     devices,
     districts,
     health,
+    open_data,
     rules,
     silences,
     stream,
     telemetry,
 )
 from hub.api.routing import ApiRoute
+from hub.opendata import bulk, sta
+from hub.opendata.middleware import OpenDataMiddleware
 
 STATIC_DIR = Path(__file__).parent / "static"
 API_PREFIX = "/api/v1"
@@ -47,9 +50,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
         title="City infrastructure hub",
         version="1",
         description=(
-            "Operator API of the hub (CONTRACT §6). Every endpoint but /api/v1/health needs "
-            "`Authorization: Bearer <key>`; roles viewer < operator < rule_author < admin, "
-            "optionally scoped to districts and asset types."
+            "Operator API of the hub (CONTRACT §6). Every endpoint but /api/v1/health and the "
+            "open data (/open/v1 here, and the SensorThings API at /sta/v1.1, which its own "
+            "standard describes) needs `Authorization: Bearer <key>`; roles viewer < operator "
+            "< rule_author < admin, optionally scoped to districts and asset types."
         ),
         docs_url=None,  # Swagger UI would load scripts from a CDN; the schema is at /openapi.json
         redoc_url=None,
@@ -72,10 +76,16 @@ def create_app(ctx: ApiContext) -> FastAPI:
         stream,
         access,
         console,
+        open_data,
     ):
         # straight onto the app: FastAPI rebuilds every route on each include_router
         app.include_router(_documented(module.router), prefix=API_PREFIX)
     app.include_router(_documented(_metrics_router(public=ctx.settings.api.metrics_public)))
+    if ctx.opendata is not None:
+        # The public tier (docs/open-data.md): no key, its own rate limit and headers.
+        app.state.opendata = ctx.opendata
+        app.include_router(_documented(bulk.router))
+        app.include_router(sta.router)
     _catalog_in_schema(app, ctx.catalog.asset_types())
 
     @app.get("/", include_in_schema=False)
@@ -91,6 +101,13 @@ def create_app(ctx: ApiContext) -> FastAPI:
             allow_origins=list(ctx.settings.api.cors_origins),
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
+        )
+    if ctx.opendata is not None:
+        # Outside the operator CORS policy (public data is for any page), inside the guard.
+        app.add_middleware(
+            OpenDataMiddleware,
+            service=ctx.opendata,
+            trusted_proxies=ctx.settings.api.trusted_proxies,
         )
     app.add_middleware(GuardMiddleware, ctx=ctx)  # added last: outermost
     return app

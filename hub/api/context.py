@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from hub.catalog import Catalog
 from hub.clock import Clock
+from hub.opendata.service import OpenData
 from hub.ports import (
     AlertServicePort,
     DeadLetterPort,
@@ -28,6 +29,7 @@ class ApiContext:
     ``catalog`` is the device catalog: which asset types exist (provisioning checks
     against it) and how each metric is classified (what a key's role may read).
     ``catalog`` also gives the console each asset type's metrics and units.
+    ``opendata`` is the public open-data tier (None: off, its endpoints are not served).
     """
 
     settings: Settings
@@ -41,3 +43,4 @@ class ApiContext:
     health: HealthPort
     events: EventStreamPort
     catalog: Catalog
+    opendata: OpenData | None = None

@@ -128,8 +128,9 @@ class GuardMiddleware:
 
     def _audit(self, scope: Scope, state: MutableMapping[str, Any], status: int) -> None:
         principal: Principal | None = state.get("principal")
-        if principal is None and status not in AUDITED_REFUSALS:
-            return  # public endpoints (health, metrics, dashboard files) are not audited
+        if principal is None and (status not in AUDITED_REFUSALS or state.get("open_data")):
+            # public endpoints (health, metrics, dashboard files, open data) are not audited
+            return
         entry = AuditEntry(
             ts_ms=self.ctx.clock.now_ms(),
             key_id=principal.id if principal else None,

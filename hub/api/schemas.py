@@ -385,3 +385,26 @@ class ErrorOut(BaseModel):
     """Every error: ``detail`` says what went wrong."""
 
     detail: Any
+
+
+class ReleaseOut(BaseModel):
+    """One entry of the open-data release log."""
+
+    id: int
+    ts_ms: int
+    kind: Literal["policy", "aggregates", "daily"]
+    dataset: str
+    period_start_ms: int | None
+    period_end_ms: int | None
+    rows: int
+    suppressed: int
+    policy_version: str
+    sha256: str
+    detail: dict[str, Any]
+
+
+class OpenDataPolicyOut(BaseModel):
+    """The open-data policy in effect: its version and, per asset type, what is published."""
+
+    version: str
+    asset_types: dict[str, Any]

@@ -252,6 +252,12 @@ class EmbeddedStore:
         )
         params: list[Any] = [query.asset_type, query.device_id, query.start_ms, query.end_ms]
         if not aggregated:
+            if query.metrics:
+                # Only rows that carry a wanted metric count towards the limit (as InfluxDB
+                # selects only rows where a selected field is set).
+                carried = " OR ".join("json_extract(metrics, ?) IS NOT NULL" for _ in query.metrics)
+                sql = sql.replace(" ORDER BY", f" AND ({carried}) ORDER BY")
+                params.extend(f"$.{m}" for m in query.metrics)
             sql += " LIMIT ?"
             params.append(query.limit)
         rows = self._rows(sql, params)

@@ -15,6 +15,8 @@ from hub.api.context import ApiContext
 from hub.api.keys import create_key
 from hub.catalog import load_catalog
 from hub.clock import FakeClock
+from hub.opendata.service import OpenData
+from hub.opendata.state import SqliteOpenDataState
 from hub.settings import ApiSettings, Settings
 from hub.sqlite import STATE_DB, connect
 from hub.store.base import TelemetryStore
@@ -45,6 +47,7 @@ class Api:
     events: FakeEvents
     health: FakeHealth
     store: TelemetryStore
+    opendata: OpenData
     keys: dict[str, str] = field(default_factory=dict)
 
     def auth(self, who: str) -> dict[str, str]:
@@ -81,8 +84,14 @@ def make_api(
     dead.add("city/d03/flood_gauge/fg-d03-1/telemetry", "invalid_json", "fg-d03-1", "d03")
     dead.add("city/d07/manhole/mh-d07-1/telemetry", "bad_metric", "mh-d07-1", "d07")
     dead.add("garbage", "bad_topic", None, None)
+    settings = settings or Settings(data_dir=tmp_path)
+    catalog = load_catalog()
+    opendata_conn = connect(tmp_path / STATE_DB)
+    opendata = OpenData(
+        settings.open_data, catalog, registry, store, SqliteOpenDataState(opendata_conn), clock
+    )
     ctx = ApiContext(
-        settings=settings or Settings(data_dir=tmp_path),
+        settings=settings,
         clock=clock,
         conn=conn,
         registry=registry,
@@ -92,10 +101,13 @@ def make_api(
         dead_letters=dead,
         health=health,
         events=events,
-        catalog=load_catalog(),
+        catalog=catalog,
+        opendata=opendata,
     )
     app = create_app(ctx)
-    api = Api(TestClient(app), ctx, clock, registry, alerts, rules, dead, events, health, store)
+    api = Api(
+        TestClient(app), ctx, clock, registry, alerts, rules, dead, events, health, store, opendata
+    )
     for role in ("viewer", "operator", "rule_author", "admin"):
         api.keys[role] = create_key(conn, role=role, name=f"{role}-key", now_ms=NOW_MS)
     api.keys["d07"] = create_key(
@@ -111,6 +123,7 @@ def make_api(
         yield api
     if own_store:
         asyncio.run(store.close())
+    opendata_conn.close()
     conn.close()
 
 

@@ -58,6 +58,8 @@ ENDPOINTS: list[tuple[str, str, str, Any]] = [
     ("GET", "/api/v1/dead-letters", "operator", None),
     ("GET", "/api/v1/audit", "admin", None),
     ("GET", "/api/v1/keys", "admin", None),
+    ("GET", "/api/v1/open-data/policy", "viewer", None),
+    ("GET", "/api/v1/open-data/releases", "operator", None),
     ("GET", "/api/v1/console/config", "viewer", None),
     ("GET", "/api/v1/console/map", "viewer", None),
     ("GET", "/api/v1/console/devices/fg-d03-1/thresholds", "viewer", None),

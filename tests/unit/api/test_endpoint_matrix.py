@@ -75,6 +75,8 @@ NOT_FOUND: list[Call] = [
     ("DELETE", "/api/v1/rules/ghost", None),
     ("GET", "/api/v1/console/devices/ghost-1/thresholds", None),
     ("GET", "/api/v1/console/devices/ghost-1/live", None),
+    ("GET", "/open/v1/datasets/manhole-daily.csv", None),  # nothing of manholes is public
+    ("GET", "/open/v1/datasets/ghost-daily/datapackage.json", None),
 ]
 
 #: Bad parameters or bodies: 422 with a detail.
@@ -107,7 +109,40 @@ UNPROCESSABLE: list[Call] = [
     ("GET", "/api/v1/console/devices/bad%20id/thresholds", None),
     ("GET", "/api/v1/console/devices/bad%20id/live", None),
     ("POST", "/api/v1/console/silences/preview", {"matchers": {}}),
+    ("GET", "/api/v1/open-data/releases?limit=0", None),
+    ("GET", "/api/v1/open-data/releases?kind=everything", None),
+    ("GET", "/open/v1/catalog.json?format=xml", None),
+    ("GET", "/open/v1/datasets/Flood%20Gauge-daily.csv", None),
+    ("GET", "/open/v1/datasets/flood_gauge/datapackage.json", None),
 ]
+
+#: Routes that answer without any key (CONTRACT §6, §9): health and the open data.
+PUBLIC: list[str] = [
+    "/api/v1/health",
+    "/open/v1/catalog.json",
+    "/open/v1/datasets/flood_gauge-daily.csv",
+    "/open/v1/datasets/flood_gauge-daily/datapackage.json",
+    "/sta/v1.1",
+    "/sta/v1.1/Things",
+    "/sta/v1.1/Things('fg-d03-1')",
+    "/sta/v1.1/Things('fg-d03-1')/Datastreams",
+    "/sta/v1.1/Locations",
+    "/sta/v1.1/Datastreams",
+    "/sta/v1.1/Datastreams('fg-d03-1:water_level_m')/Observations",
+    "/sta/v1.1/Observations?$filter=Datastream/@iot.id eq 'fg-d03-1:water_level_m'",
+    "/sta/v1.1/Sensors",
+    "/sta/v1.1/ObservedProperties",
+    "/sta/v1.1/FeaturesOfInterest",
+]
+#: Templates of the public routes (the SensorThings API is one route for all its paths).
+PUBLIC_ROUTES = {
+    ("GET", "/api/v1/health"),
+    ("GET", "/open/v1/catalog.json"),
+    ("GET", "/open/v1/datasets/{dataset_id}.csv"),
+    ("GET", "/open/v1/datasets/{dataset_id}/datapackage.json"),
+    ("GET", "/sta/v1.1"),
+    ("GET", "/sta/v1.1/{path:path}"),
+}
 
 #: Endpoints without path, query or body parameters, or tested elsewhere by design.
 NO_PARAMETERS = {
@@ -123,6 +158,8 @@ NO_PARAMETERS = {
     ("GET", "/api/v1/console/map"),
     ("GET", "/api/v1/console/districts.geojson"),  # roles, scope, 404 and 503: test_console.py
     ("GET", "/api/v1/console/devices/{device_id}/live"),  # endless stream: test_console.py
+    ("GET", "/api/v1/open-data/policy"),
+    ("GET", "/open/v1/catalog.json"),
 }
 
 
@@ -147,6 +184,10 @@ def _template(path: str) -> str:
         r"/api/v1/rules/(?!changes$|problems$)[^/]+": "/api/v1/rules/{rule_id}",
         r"/api/v1/console/devices/[^/]+/(thresholds|live)": (
             "/api/v1/console/devices/{device_id}/\\1"
+        ),
+        r"/open/v1/datasets/[^/]+\.csv": "/open/v1/datasets/{dataset_id}.csv",
+        r"/open/v1/datasets/[^/]+/datapackage\.json": (
+            "/open/v1/datasets/{dataset_id}/datapackage.json"
         ),
     }
     for pattern, template in templates.items():
@@ -228,7 +269,7 @@ def test_every_endpoint_is_in_the_tables(api: Api) -> None:
     schema = api.client.get("/openapi.json").json()
     routes = {(m.upper(), p): op for p, ops in schema["paths"].items() for m, op in ops.items()}
     with_role = {(m, _template(p)) for m, p, _, _ in ENDPOINTS}
-    assert set(routes) - with_role <= NO_PARAMETERS | {("GET", "/api/v1/health")}
+    assert set(routes) - with_role <= NO_PARAMETERS | PUBLIC_ROUTES
     with_404 = {(m, _template(p)) for m, p, _ in NOT_FOUND}
     with_422 = {(m, _template(p)) for m, p, _ in UNPROCESSABLE}
     for (method, path), op in routes.items():
@@ -238,3 +279,42 @@ def test_every_endpoint_is_in_the_tables(api: Api) -> None:
         takes_input = bool(op.get("parameters")) or "requestBody" in op
         if takes_input and (method, path) not in NO_PARAMETERS:
             assert (method, path) in with_422, (method, path)
+
+
+@pytest.mark.parametrize("path", PUBLIC)
+def test_public_routes_answer_without_a_key(api: Api, path: str) -> None:
+    """Health and every open-data route answer 200 without a key, and the same with a bad one
+    (a public route never looks at credentials)."""
+    anonymous = api.client.get(path)
+    assert anonymous.status_code == 200, (path, anonymous.text)
+    garbage = api.client.get(path, headers={"Authorization": "Bearer hub_00000000_" + "A" * 43})
+    assert garbage.status_code == 200, (path, garbage.text)
+
+
+def test_every_other_route_needs_a_key(api: Api) -> None:
+    """Every route of the app, whether in the schema or not, answers 401 without a key unless
+    it is one of the public routes, the console's files or public /metrics."""
+    from fastapi.routing import iter_route_contexts
+
+    public = {path for _, path in PUBLIC_ROUTES} | {"/", "/metrics", "/openapi.json"}
+    samples = {
+        "device_id": "fg-d03-1",
+        "alert_id": "ghost",
+        "silence_id": "ghost",
+        "rule_id": "managed-rule",
+        "district": "d03",
+        "dataset_id": "flood_gauge-daily",
+        "path": "Things",
+    }
+    checked = 0
+    for route in iter_route_contexts(api.client.app.router.routes):  # type: ignore[attr-defined]
+        if route.path is None or route.path in public or route.path.startswith("/static"):
+            continue
+        path = route.path
+        for name, value in samples.items():
+            path = path.replace("{" + name + "}", value)
+        for method in sorted((route.methods or set()) - {"HEAD"}):
+            response = api.client.request(method, path, json={})
+            assert response.status_code == 401, (method, route.path, response.status_code)
+            checked += 1
+    assert checked >= len(ENDPOINTS)
