@@ -51,7 +51,7 @@ _UNSUPPORTED_WORDS = {
 }
 _TOKEN = re.compile(
     r"""(?P<space>\s+)
-    |(?P<open>\()|(?P<close>\))
+    |(?P<open>\()|(?P<close>\))|(?P<comma>,)
     |(?P<string>'(?:[^']|'')*')
     |(?P<time>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:\d{2}))
     |(?P<number>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
@@ -122,7 +122,7 @@ def parse_options(
 ) -> Options:
     """The options of a request's query string (or of one ``$expand`` item's parentheses)."""
     seen: dict[str, str] = {}
-    allowed = OPTIONS if nested else (*OPTIONS, SKIPTOKEN)
+    allowed = tuple(o for o in OPTIONS if o != "$expand") if nested else (*OPTIONS, SKIPTOKEN)
     for key, value in pairs:
         if key not in allowed:
             if nested and key == "$expand":
@@ -311,8 +311,10 @@ class _Parser:
         if token is not None and token[0] == "open":
             self.take()
             inner = self.expression()
-            if self.take()[0] != "close":
+            closing = self.peek()
+            if closing is None or closing[0] != "close":
                 raise QueryError("$filter: a parenthesis is not closed")
+            self.take()
             return inner
         return [self.comparison()]
 

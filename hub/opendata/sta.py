@@ -185,6 +185,8 @@ class _Resolver:
 
     async def resolve(self, path: str, options: Options) -> Any:
         parts = [p for p in path.split("/") if p]
+        if any(p.startswith("$") for p in parts):
+            raise QueryError("$ref, $value and other path options are not supported")
         if not parts:
             _only(options, "$select", what="the service root")
             return self.root()
