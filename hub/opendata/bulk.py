@@ -21,11 +21,14 @@ import asyncio
 import csv
 import hashlib
 import io
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
 from hub.api.deps import errors
 from hub.api.routing import ApiRoute
@@ -90,7 +93,36 @@ CONTEXT: dict[str, Any] = {
     "openDataPolicyVersion": "urn:city-hub:openDataPolicyVersion",
 }
 
-router = APIRouter(prefix=OPEN_PREFIX, tags=["open data"], route_class=ApiRoute)
+
+class PublicRoute(ApiRoute):
+    """An API route whose 422 never repeats the request (a public answer must not echo a
+    name a client typed, such as a hidden metric's): what was wrong and where, not what."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """The strict handler, its validation errors stripped of their inputs."""
+        handler = super().get_route_handler()
+
+        async def public_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                detail = [
+                    {
+                        "type": e.get("type"),
+                        # an unknown parameter's name is the client's text: not repeated
+                        "loc": list(e["loc"][:1])
+                        if e.get("type") == "extra_forbidden"
+                        else e["loc"],
+                        "msg": e.get("msg"),
+                    }
+                    for e in exc.errors()
+                ]
+                return JSONResponse({"detail": detail}, status_code=422)
+
+        return public_handler
+
+
+router = APIRouter(prefix=OPEN_PREFIX, tags=["open data"], route_class=PublicRoute)
 
 _JSON_OK: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {"schema": {"type": "object"}}}, "description": "OK"},
