@@ -348,6 +348,21 @@ async def test_descending_raw_query_keeps_the_newest(store: TelemetryStore) -> N
     assert [t for t, _, _ in newest_first] == sorted((t for t, _, _ in newest_first), reverse=True)
 
 
+async def test_limit_counts_readings_that_carry_the_metric(store: TelemetryStore) -> None:
+    """With metrics named, the limit counts readings that carry one of them (readings of a
+    device's other metrics in between do not use it up): a page of one metric is full."""
+    mixed = []
+    for i in range(30):
+        metrics: dict[str, MetricValue] = (
+            {"pm2_5_ug_m3": float(i)} if i % 3 == 0 else {"no2_ug_m3": float(i)}
+        )
+        mixed.append(Reading("d02", "air_quality", "aq-9", BASE + i * MINUTE, metrics))
+    await store.write(mixed)
+    query = TelemetryQuery("air_quality", "aq-9", BASE, BASE + 3_600_000, ["pm2_5_ug_m3"], limit=5)
+    got = _as_tuples(await store.query(query))
+    assert got == [(BASE + i * MINUTE, "pm2_5_ug_m3", float(i)) for i in (0, 3, 6, 9, 12)]
+
+
 def _area_dataset() -> list[Reading]:
     """Three districts' flood gauges over two hours, with a flagged value and a bool metric."""
     rng = random.Random(11)
