@@ -268,7 +268,8 @@ def list_keys(conn: sqlite3.Connection, *, include_revoked: bool = True) -> list
     sql = "SELECT * FROM api_keys"
     if not include_revoked:
         sql += " WHERE revoked_ms IS NULL"
-    return [_row_to_key(row) for row in conn.execute(sql + " ORDER BY created_ms, id")]
+    # rowid breaks ties: keys made within one millisecond keep the order they were made in
+    return [_row_to_key(row) for row in conn.execute(sql + " ORDER BY created_ms, rowid")]
 
 
 def revoke_key(conn: sqlite3.Connection, key: str, *, now_ms: int | None = None) -> ApiKey:

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
 from hub.api.auth import FailedAuthLimiter, Lockout
+from hub.opendata.limits import RateLimiter
 from tests.unit.api.conftest import Api, make_api
 
 #: Examples per operation in the fuzzing phase, and steps of the stateful phase.
@@ -69,6 +70,8 @@ def fuzzed_api(tmp_path: Path) -> Iterator[Api]:
         # schemathesis sends many bad keys on purpose; the lockout is tested in test_access.
         unlimited = FailedAuthLimiter(max_failures=10**9)
         api.client.app.state.lockout = Lockout(unlimited, unlimited)  # type: ignore[attr-defined]
+        # and as many public requests as it likes: the rate limit is tested in test_sta.py
+        api.opendata.limiter = RateLimiter(rate_per_s=1e9, burst=10**9)
         yield api
 
 

@@ -96,6 +96,18 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", "/api/v1/dead-letters"): ("/api/v1/dead-letters", None),
     ("GET", "/api/v1/stream"): ("/api/v1/stream", None),
     ("GET", "/api/v1/audit"): ("/api/v1/audit", None),
+    ("GET", "/api/v1/keys"): ("/api/v1/keys", None),
+    ("GET", "/api/v1/open-data/policy"): ("/api/v1/open-data/policy", None),
+    ("GET", "/api/v1/open-data/releases"): ("/api/v1/open-data/releases", None),
+    ("GET", "/open/v1/catalog.json"): ("/open/v1/catalog.json", None),
+    ("GET", "/open/v1/datasets/{dataset_id}.csv"): (
+        "/open/v1/datasets/flood_gauge-daily.csv",
+        None,
+    ),
+    ("GET", "/open/v1/datasets/{dataset_id}/datapackage.json"): (
+        "/open/v1/datasets/flood_gauge-daily/datapackage.json",
+        None,
+    ),
     ("GET", "/metrics"): ("/metrics", None),
     ("GET", "/api/v1/console/config"): ("/api/v1/console/config", None),
     ("GET", "/api/v1/console/map"): ("/api/v1/console/map", None),
