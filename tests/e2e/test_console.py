@@ -458,6 +458,33 @@ def test_a_viewer_sees_no_write_controls(browser: Any, city: City) -> None:
     viewer.close()
 
 
+def test_operators_see_what_open_data_publishes_and_the_release_log(
+    browser: Any, city: City
+) -> None:
+    """The open-data page shows the policy in effect (traffic counters aggregate-only with k,
+    flood gauges device by device, nothing of manholes) and the release log, which starts with
+    the policy taking effect; in Chinese too. Viewers have no such page."""
+    from playwright.sync_api import expect
+
+    operator = Console(browser, city, "operator")
+    page = operator.open("open-data")
+    traffic = page.locator('#open-policy tr[data-metric="traffic_counter:vehicles_per_min"]')
+    expect(traffic).to_contain_text("Aggregates only")
+    expect(traffic.locator("td").nth(3)).to_have_text("5")
+    gauge = page.locator('#open-policy tr[data-metric="flood_gauge:water_level_m"]')
+    expect(gauge).to_contain_text("Device by device")
+    expect(page.locator('#open-policy tr[data-metric^="manhole:"]')).to_have_count(0)
+    expect(page.locator('#open-releases tr[data-kind="policy"]')).to_have_count(1)
+    expect(page.locator("#open-version")).to_contain_text("version")
+    operator.shot("open-data")
+    page.select_option("#language", "zh-CN")
+    expect(traffic).to_contain_text("仅聚合")
+    operator.close()
+    viewer = Console(browser, city, "viewer")
+    expect(viewer.page.locator('nav a[data-page="open-data"]')).to_have_count(0)
+    viewer.close()
+
+
 def test_the_console_speaks_chinese_to_a_chinese_browser(browser: Any, city: City) -> None:
     """With zh-CN as the browser's language the console is in Chinese, metric names and
     units included; the switch brings English back."""
@@ -500,6 +527,7 @@ def test_axe_finds_no_serious_or_critical_violation_on_any_page(browser: Any, ci
         "map-page": ("map", "#map path.district"),
         "devices-list": ("devices/d03/flood_gauge", "#devices"),
         "device-page": (f"device/{FLOOD[2]}", "#chart canvas"),
+        "open-data": ("open-data", "#open-releases"),
     }
     found: dict[str, list[str]] = {}
     page = operator.page

@@ -44,6 +44,9 @@ def test_config_tells_each_role_what_it_may_do(api: Api) -> None:
     assert not operator["can"]["rules"]
     author = api.client.get("/api/v1/console/config", headers=api.auth("rule_author")).json()
     assert author["can"]["rules"]
+    # the open-data page (policy and release log) is for operators and up
+    assert not viewer["can"]["open_data"]
+    assert operator["can"]["open_data"]
 
 
 def test_config_carries_the_catalog_units_and_what_the_key_may_read(api: Api) -> None:

@@ -13,6 +13,7 @@ import MapPage from "./map.js";
 import Devices from "./devices.js";
 import Device from "./device.js";
 import Rules from "./rules.js";
+import OpenData from "./open-data.js";
 
 export const PAGES = [
   { id: "board", nav: "nav.board", component: Board },
@@ -23,6 +24,7 @@ export const PAGES = [
   { id: "devices", component: Devices },
   { id: "device", component: Device },
   { id: "rules", nav: "nav.rules", component: Rules, allowed: (can) => can.rules },
+  { id: "open-data", nav: "nav.open_data", component: OpenData, allowed: (can) => can.open_data },
 ];
 
 export const NOT_FOUND = {
