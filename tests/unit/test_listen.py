@@ -67,3 +67,27 @@ def test_api_listener_binds_without_listening() -> None:
             client.connect(("127.0.0.1", port))
     finally:
         sock.close()
+
+
+async def test_connections_to_the_api_socket_send_without_delay() -> None:
+    """Connections accepted on the API's socket have TCP_NODELAY (asyncio sets it only for
+    sockets whose protocol is TCP): a response in two writes is not held for a delayed ACK."""
+    import asyncio
+
+    sock = api_listener("127.0.0.1", 0)
+    accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def on_client(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raw = writer.get_extra_info("socket")
+        accepted.set_result(raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    server = await asyncio.start_server(on_client, sock=sock)
+    try:
+        port = sock.getsockname()[1]
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(accepted, 5) != 0
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()
