@@ -200,9 +200,11 @@ def _orderby(text: str) -> tuple[tuple[str, bool], ...]:
     out = []
     for item in _split(text, ","):
         words = item.split()
-        if not words or len(words) > 2 or (len(words) == 2 and words[1] not in ("asc", "desc")):
+        # asc/desc in any case: frost-sta-client, for one, sends DESC
+        direction = words[1].lower() if len(words) == 2 else "asc"
+        if not words or len(words) > 2 or direction not in ("asc", "desc"):
             raise QueryError("$orderby takes 'property', 'property asc' or 'property desc'")
-        out.append((_property(words[0], "$orderby"), len(words) == 2 and words[1] == "desc"))
+        out.append((_property(words[0], "$orderby"), direction == "desc"))
     if len(out) > 5:
         raise QueryError("$orderby takes at most 5 properties")
     return tuple(out)

@@ -128,6 +128,8 @@ def test_frost_client_lists_things_and_pages_observations(hub: tuple[HubProcess,
     assert len(observations) >= len(expected) - 2  # the last reading's minute aside
     times = [o.phenomenon_time for o in observations]
     assert times == sorted(times)
+    newest = list(stream.get_observations().query().orderby("phenomenonTime", "DESC").top(3).list())
+    assert [o.phenomenon_time for o in newest[:3]] == sorted(times, reverse=True)[:3]
     assert observations[0].result == pytest.approx(expected[0]["metrics"]["water_level_m"])  # type: ignore[index]
     area = service.datastreams().find("d01:traffic_counter:vehicles_per_min")
     cells = list(area.get_observations().query().top(10).list())

@@ -124,7 +124,7 @@ def test_options_parse_and_bound() -> None:
             ("$top", "5"),
             ("$skip", "10"),
             ("$count", "true"),
-            ("$orderby", "phenomenonTime desc, name"),
+            ("$orderby", "phenomenonTime DESC, name"),
             ("$select", "name,@iot.id"),
             ("$expand", "Datastreams($top=2;$filter=name eq 'a;b';$select=name),Locations"),
             ("$filter", "name eq 'x'"),
