@@ -292,21 +292,26 @@ def _render_csv(service: OpenData, asset_type: str) -> bytes:
 
 def _bbox(index: Index, asset_type: str) -> str | None:
     """The coarsened places of the asset type's things, as a WKT polygon (DCAT-AP bbox)."""
-    points = []
-    for location in index.records("Locations"):
-        things = location.links.get("Things")
-        thing = index.get("Things", things[0]) if isinstance(things, list) and things else None
-        if thing is not None and thing.values.get("properties/asset_type") == asset_type:
-            lon, lat = location.body["location"]["coordinates"]
-            points.append((lon, lat))
-    if not points:
+    box = index.bbox(asset_type)
+    if box is None:
         return None
-    west, east = min(p[0] for p in points), max(p[0] for p in points)
-    south, north = min(p[1] for p in points), max(p[1] for p in points)
+    west, south, east, north = box
     return f"POLYGON(({west} {south},{east} {south},{east} {north},{west} {north},{west} {south}))"
 
 
 async def _catalog(service: OpenData, index: Index, origin: str) -> dict[str, Any]:
+    """The catalog, built again only when the index, the release log or the origin moved."""
+    newest = await asyncio.to_thread(service.state.releases, limit=1)
+    key = (index.built_at, newest[0].id if newest else 0, origin)
+    kept = service.catalog_cache
+    if kept is not None and kept[0] == key:
+        return kept[1]
+    body = await _build_catalog(service, index, origin)
+    service.catalog_cache = (key, body)
+    return body
+
+
+async def _build_catalog(service: OpenData, index: Index, origin: str) -> dict[str, Any]:
     policy = service.policy
     settings = service.settings
     datasets = []

@@ -17,8 +17,12 @@ What becomes an entity (and nothing else is ever named):
   aggregation procedure per asset type (``{asset_type}:aggregate``).
 - **ObservedProperties**: one per published metric name.
 
-The index is a snapshot rebuilt at most every ``INDEX_TTL_S`` seconds: a device
-added or moved appears in open data within that time.
+The index is a snapshot. Every ``INDEX_TTL_S`` the registry's device counts are
+compared with the snapshot's; when devices came or went, or the snapshot is older
+than ``INDEX_MAX_AGE_S``, it is built again: a device added appears in open data
+within a minute, one moved within ten. The registry is read on the event loop (it
+belongs to the live stage) and the entities are built from that copy in a thread,
+while requests go on using the previous index.
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ from hub.opendata.odata import Kind
 from hub.opendata.policy import OpenDataPolicy, PublishedMetric
 from hub.ports import DeviceFilter, DeviceInfo, DeviceRegistryPort, Scope
 
-#: Seconds an index snapshot is used before it is built again.
+#: How often the registry is asked whether devices came or went (a cheap count), in s.
 INDEX_TTL_S = 60.0
+#: The index is built again at least this often, in s (a device moved, not added).
+INDEX_MAX_AGE_S = 600.0
 #: Every device the registry lists at once for a snapshot (a city's worth).
 MAX_DEVICES = 10_000_000
 
@@ -134,11 +140,14 @@ class Stream:
 class Index:
     """A snapshot of the public entities (module docstring)."""
 
-    def __init__(self, built_at: float) -> None:
+    def __init__(self, built_at: float, fingerprint: object = None) -> None:
         self.built_at = built_at
+        #: What the registry looked like (devices per district and asset type).
+        self.fingerprint = fingerprint
         self.sets: dict[str, dict[str, Record]] = {name: {} for name in ENTITY_SETS}
         self.streams: dict[str, Stream] = {}
         self._sorted: dict[str, list[Record]] = {}
+        self._boxes: dict[str, tuple[float, float, float, float]] | None = None
         # While building: the datastreams of each sensor and observed property.
         self.of_sensor: dict[str, list[str]] = defaultdict(list)
         self.of_property: dict[str, list[str]] = defaultdict(list)
@@ -151,6 +160,22 @@ class Index:
     def get(self, entity_set: str, entity_id: str) -> Record | None:
         """One entity, or None."""
         return self.sets.get(entity_set, {}).get(entity_id)
+
+    def bbox(self, asset_type: str) -> tuple[float, float, float, float] | None:
+        """(west, south, east, north) of the public places of ``asset_type``'s Things, or
+        None; worked out once per snapshot for every asset type."""
+        if self._boxes is None:
+            boxes: dict[str, tuple[float, float, float, float]] = {}
+            for location in self.sets["Locations"].values():
+                thing = self.get("Things", location.id)
+                if thing is None:
+                    continue
+                kind = thing.values["properties/asset_type"]
+                lon, lat = location.body["location"]["coordinates"]
+                w, s, e, n = boxes.get(kind, (lon, lat, lon, lat))
+                boxes[kind] = (min(w, lon), min(s, lat), max(e, lon), max(n, lat))
+            self._boxes = boxes
+        return self._boxes.get(asset_type)
 
     def records(self, entity_set: str) -> list[Record]:
         """Every entity of ``entity_set`` by id."""
@@ -166,13 +191,26 @@ class Index:
 CATALOG_PATH = "/open/v1/catalog.json"
 
 
-def build_index(policy: OpenDataPolicy, registry: DeviceRegistryPort, built_at: float) -> Index:
-    """The public entities of the devices the registry knows now (module docstring)."""
-    index = Index(built_at)
+def public_devices(policy: OpenDataPolicy, registry: DeviceRegistryPort) -> list[DeviceInfo]:
+    """The devices of asset types with anything published (a snapshot of the registry)."""
+    wanted = Scope(asset_types=frozenset(policy.asset_types()))
+    return registry.list_devices(DeviceFilter(limit=MAX_DEVICES), wanted)
+
+
+def fingerprint(policy: OpenDataPolicy, registry: DeviceRegistryPort) -> object:
+    """How many public devices each district and asset type has (cheap: the registry keeps
+    these counts); a change means devices came or went."""
+    wanted = Scope(asset_types=frozenset(policy.asset_types()))
+    return tuple(sorted((k, c.devices) for k, c in registry.device_counts(wanted).items()))
+
+
+def build_index(
+    policy: OpenDataPolicy, devices: list[DeviceInfo], built_at: float, seen: object = None
+) -> Index:
+    """The public entities of ``devices`` (module docstring); pure, safe in a thread."""
+    index = Index(built_at, seen)
     device_types = frozenset(policy.device_level_types())
     aggregate_types = frozenset(policy.aggregate_types())
-    wanted = Scope(asset_types=device_types | aggregate_types)
-    devices = registry.list_devices(DeviceFilter(limit=MAX_DEVICES), wanted)
     areas: dict[tuple[str, str], list[DeviceInfo]] = defaultdict(list)
     for device in devices:
         if device.asset_type in device_types:
@@ -203,6 +241,9 @@ def build_index(policy: OpenDataPolicy, registry: DeviceRegistryPort, built_at: 
                 {"Datastreams": sorted(index.of_property[name])},
             )
         )
+    for entity_set in ENTITY_SETS:
+        index.records(entity_set)  # sorted here, in the builder's thread, not on first use
+    index.bbox("")
     return index
 
 
@@ -210,35 +251,20 @@ def _text(entity_id: str, name: str, description: str) -> dict[str, str]:
     return {"@iot.id": entity_id, "name": name, "description": description}
 
 
-def _place(index: Index, thing_id: str, name: str, lat: float, lon: float) -> None:
+#: What every public place says of itself.
+PLACE = "Where it is, to the precision the city publishes"
+
+
+def _place(index: Index, thing_id: str, lat: float, lon: float) -> None:
     point = {"type": "Point", "coordinates": [lon, lat]}
-    description = f"Where {name} is, to the precision the city publishes"
+    text = _text(thing_id, thing_id, PLACE)
+    common = {"name": thing_id, "description": PLACE, "encodingType": GEOJSON}
     index.add(
-        Record(
-            "Locations",
-            thing_id,
-            {
-                "name": name,
-                "description": description,
-                "encodingType": GEOJSON,
-                "location": point,
-            },
-            _text(thing_id, name, description),
-            {"Things": [thing_id]},
-        )
+        Record("Locations", thing_id, {**common, "location": point}, text, {"Things": [thing_id]})
     )
     index.add(
         Record(
-            "FeaturesOfInterest",
-            thing_id,
-            {
-                "name": name,
-                "description": description,
-                "encodingType": GEOJSON,
-                "feature": point,
-            },
-            _text(thing_id, name, description),
-            {"Observations": []},
+            "FeaturesOfInterest", thing_id, {**common, "feature": point}, text, {"Observations": []}
         )
     )
 
@@ -250,7 +276,7 @@ def _add_device(index: Index, policy: OpenDataPolicy, device: DeviceInfo) -> Non
         assert device.latitude is not None
         assert device.longitude is not None
         lat, lon = policy.coarsen(device.asset_type, device.latitude, device.longitude)
-        _place(index, thing, thing, lat, lon)
+        _place(index, thing, lat, lon)
     streams = []
     for metric in policy.metrics(device.asset_type, "public"):
         stream_id = f"{thing}:{metric.metric}"
@@ -308,7 +334,7 @@ def _add_area(
     if has_place:
         lat = sum(p[0] for p in located) / len(located)
         lon = sum(p[1] for p in located) / len(located)
-        _place(index, thing, thing, *policy.coarsen(asset_type, lat, lon))
+        _place(index, thing, *policy.coarsen(asset_type, lat, lon))
     streams = []
     for metric in metrics:
         stream_id = f"{thing}:{metric.metric}"

@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 from hub.catalog import Catalog
 from hub.clock import Clock
-from hub.opendata.index import INDEX_TTL_S, Index, build_index
+from hub.logging import get_logger
+from hub.opendata.index import (
+    INDEX_MAX_AGE_S,
+    INDEX_TTL_S,
+    Index,
+    build_index,
+    fingerprint,
+    public_devices,
+)
 from hub.opendata.limits import QueryGate, RateLimiter
 from hub.opendata.observations import ObservationSource
 from hub.opendata.policy import OpenDataPolicy
@@ -20,6 +29,8 @@ from hub.opendata.state import OpenDataState, Release
 from hub.ports import DeviceRegistryPort
 from hub.settings import OpenDataSettings
 from hub.store.base import TelemetryStore
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,25 +67,47 @@ class OpenData:
         self.observations = ObservationSource(store, state, clock)
         self.publisher = Publisher(self.policy, store, state, clock, settings)
         self.downloads: dict[str, Download] = {}
+        #: The last catalog.json built: (index, newest release, origin) and the document.
+        self.catalog_cache: tuple[tuple[float, int, str], dict[str, Any]] | None = None
         self._index: Index | None = None
         self._index_lock = asyncio.Lock()
+        self._rebuilding: asyncio.Task[None] | None = None
+        self._checked = 0.0
 
     async def index(self) -> Index:
-        """The entity index, built again when older than ``INDEX_TTL_S``."""
-        now = self.clock.monotonic()
+        """The entity index; older than ``INDEX_TTL_S``, it is rebuilt in the background
+        and this request (and those until it is done) uses the previous one."""
         current = self._index
-        if current is not None and now - current.built_at < INDEX_TTL_S:
+        now = self.clock.monotonic()
+        if current is None:
+            async with self._index_lock:
+                if self._index is None:
+                    self._index = await self._build(now)
+                self._checked = now
+                return self._index
+        if now - self._checked < INDEX_TTL_S:
             return current
-        async with self._index_lock:
-            current = self._index
-            if current is None or now - current.built_at >= INDEX_TTL_S:
-                # On the loop: the registry is the live stage's, not safe to walk from a thread.
-                current = self._index = build_index(self.policy, self.registry, now)
+        self._checked = now
+        stale = now - current.built_at >= INDEX_MAX_AGE_S
+        if (stale or fingerprint(self.policy, self.registry) != current.fingerprint) and (
+            self._rebuilding is None or self._rebuilding.done()
+        ):
+            self._rebuilding = asyncio.create_task(self._refresh(now), name="hub.opendata.index")
         return current
 
-    def forget_index(self) -> None:
-        """Build the index afresh on the next request (tests, provisioning)."""
-        self._index = None
+    async def _build(self, now: float) -> Index:
+        # The registry on the loop (it is the live stage's, not safe to walk from a
+        # thread); the entities from that copy in a thread (a city's worth of objects
+        # must not stall ingest).
+        seen = fingerprint(self.policy, self.registry)
+        devices = public_devices(self.policy, self.registry)
+        return await asyncio.to_thread(build_index, self.policy, devices, now, seen)
+
+    async def _refresh(self, now: float) -> None:
+        try:
+            self._index = await self._build(now)
+        except Exception:
+            log.exception("open data: rebuilding the entity index failed; keeping the old one")
 
     async def releases(
         self,

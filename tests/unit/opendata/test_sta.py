@@ -382,3 +382,29 @@ def test_quoted_ids_and_encoded_paths(shared_city: OpenCity) -> None:
     encoded = quote("/sta/v1.1/Things('fg-d01-1')")
     assert city.json(encoded)["@iot.id"] == "fg-d01-1"
     assert city.get("/sta/v1.1/Things('it''s')").status_code == 404
+
+
+def test_a_new_device_appears_within_a_minute_and_a_moved_one_within_ten(city: OpenCity) -> None:
+    """The entity index is checked a minute after it was built: a device added by then is in
+    the next answers (the index is rebuilt in the background meanwhile); a device that only
+    moved is seen once the index is ten minutes old."""
+    from tests.services import wait_for
+
+    def things() -> dict[str, object]:
+        found = city.json(f"{STA}/Things?$top=1000&$expand=Locations")["value"]
+        return {t["@iot.id"]: t["Locations"] for t in found}
+
+    assert "fg-d01-9" not in things()
+    city.api.registry.add("fg-d01-9", "d01", "flood_gauge", latitude=51.5, longitude=7.5)
+    assert "fg-d01-9" not in things()  # within the minute: the snapshot holds
+    city.api.clock.advance(61)
+    wait_for(lambda: "fg-d01-9" in things(), timeout=10, what="the new device")
+    city.api.registry.add("fg-d01-9", "d01", "flood_gauge", latitude=51.6, longitude=7.5)
+    city.api.clock.advance(61)
+    assert things()["fg-d01-9"][0]["location"]["coordinates"] == [7.5, 51.5]  # type: ignore[index]
+    city.api.clock.advance(600)
+    wait_for(
+        lambda: things()["fg-d01-9"][0]["location"]["coordinates"] == [7.5, 51.6],  # type: ignore[index]
+        timeout=10,
+        what="the moved device",
+    )
