@@ -100,7 +100,7 @@ async def _preflight(send: Send) -> None:
         204,
         b"",
         [
-            (b"access-control-allow-methods", b"GET, HEAD"),
+            (b"access-control-allow-methods", b"GET"),
             (b"access-control-allow-headers", b"If-None-Match, Accept"),
             (b"access-control-max-age", b"86400"),
         ],
