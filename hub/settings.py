@@ -290,6 +290,12 @@ class OpenDataSettings(_Section):
         parts = urlsplit(value)
         if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query:
             raise ValueError("must be an http(s) address without a query, e.g. https://host/path")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        # Links are built as base_url + "/sta/v1.1/…"
         return value.rstrip("/")
 
     @model_validator(mode="after")
