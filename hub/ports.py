@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from hub.messages import AlertEvent, MetricValue
 
@@ -202,6 +202,8 @@ class AlertRecord:
     silenced: bool = False
     incident_id: str | None = None
     reopened_from: str | None = None
+    #: Why an operator resolved it (RESOLUTION_REASONS); None while open or when the rule did.
+    resolution: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +216,62 @@ class Silence:
     ends_ms: int
     created_by: str
     comment: str
+
+
+#: Reasons an operator gives when resolving an alert by hand (``resolution``); alerts
+#: the rule resolved itself have none. ``false_alarm`` feeds each rule's false-alarm rate.
+RESOLUTION_REASONS = ("fixed", "false_alarm", "duplicate", "maintenance", "other")
+#: The reason of a hand resolution that names none.
+DEFAULT_RESOLUTION = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFact:
+    """One alert's lifecycle as the response indicators count it.
+
+    ``responded_ms`` is the first human action: the acknowledgement, or a resolution
+    by an operator when nobody acknowledged first. ``muted_ms`` is how long the alert
+    was open while a silence or maintenance window muted it (up to now for an open
+    alert); ``ack_target_ms`` the target time of its severity (routing file), if any.
+    """
+
+    alert_id: str
+    rule_id: str
+    severity: str
+    district: str
+    asset_type: str
+    source: str
+    started_ms: int
+    acknowledged_ms: int | None
+    responded_ms: int | None
+    resolved_ms: int | None
+    resolved_by: str | None
+    resolution: str | None
+    escalations: int
+    muted_ms: int
+    ack_target_ms: int | None
+
+
+#: Matcher keys that name devices: a silence or maintenance window whose matchers are
+#: all among these takes the devices it matches out of service (indicators do not
+#: expect their readings meanwhile); one that also names a rule, a severity or
+#: another label only mutes alerts.
+DEVICE_MATCHER_KEYS = frozenset({"district", "asset_type", "source", "device_id"})
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenancePeriod:
+    """A silence, or one occurrence of a recurring maintenance window: who, and when."""
+
+    matchers: Mapping[str, str | list[str]]
+    starts_ms: int
+    ends_ms: int
+    origin: str  # silence:<id> or maintenance:<name>
+
+    @property
+    def device_wide(self) -> bool:
+        """True when the matchers name devices only (see DEVICE_MATCHER_KEYS)."""
+        return bool(self.matchers) and set(self.matchers) <= DEVICE_MATCHER_KEYS
 
 
 class NotFound(Exception):
@@ -255,8 +313,10 @@ class AlertServicePort(Protocol):
         """Acknowledge; raises NotFound / Conflict."""
         ...
 
-    async def resolve(self, alert_id: str, actor: str, comment: str) -> AlertRecord:
-        """Resolve by hand; raises NotFound / Conflict."""
+    async def resolve(
+        self, alert_id: str, actor: str, comment: str, reason: str = DEFAULT_RESOLUTION
+    ) -> AlertRecord:
+        """Resolve by hand, saying why (one of RESOLUTION_REASONS); raises NotFound / Conflict."""
         ...
 
     async def comment(self, alert_id: str, actor: str, comment: str) -> AlertRecord:
@@ -287,6 +347,14 @@ class AlertServicePort(Protocol):
 
     def response_figures(self, flt: AlertFilter, scope: Scope) -> dict[str, Any]:
         """Time to acknowledge / resolve figures grouped by district, asset type, severity."""
+        ...
+
+    def response_facts(self, start_ms: int, end_ms: int, scope: Scope) -> list[ResponseFact]:
+        """The lifecycle of every alert inside ``scope`` opened in ``[start_ms, end_ms)``."""
+        ...
+
+    def maintenance_periods(self, start_ms: int, end_ms: int) -> list[MaintenancePeriod]:
+        """Silences and maintenance window occurrences overlapping ``[start_ms, end_ms)``."""
         ...
 
 
@@ -405,4 +473,94 @@ class EventStreamPort(Protocol):
 
     def subscribe(self) -> AsyncIterator[StreamEvent]:
         """Events from now on; a slow subscriber loses the oldest, never blocks others."""
+        ...
+
+
+# --------------------------------------------------------------------------- indicators
+
+#: How indicator points are grouped: per district (the default), per asset type, per
+#: district and asset type, or one point for all the caller may see.
+IndicatorGrouping = Literal["district", "asset_type", "district_asset_type", "city"]
+
+
+@dataclass(frozen=True, slots=True)
+class IndicatorInfo:
+    """An indicator definition as the API lists it (CONTRACT §8)."""
+
+    id: str
+    title: str
+    unit: str
+    description: str
+    formula: str
+    source: str
+    direction: str
+    target: float | None
+    reference: str | None
+    headline: bool
+    version: str
+    measure: Mapping[str, Any]
+    ratio: bool
+    per_device: bool
+
+
+@dataclass(frozen=True, slots=True)
+class IndicatorQuery:
+    """Which values of one indicator: periods in ``[start_ms, end_ms)``, filters, grouping.
+
+    ``severity`` and ``rule_id`` narrow the alerts of response indicators.
+    """
+
+    id: str
+    period: Literal["day", "week", "month"]
+    start_ms: int
+    end_ms: int
+    district: str | None = None
+    asset_type: str | None = None
+    by: IndicatorGrouping = "district"
+    severity: str | None = None
+    rule_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IndicatorPoint:
+    """One value (CONTRACT §8): numerator and denominator where the value is a ratio."""
+
+    period_start_ms: int
+    district: str | None
+    asset_type: str | None
+    value: float | None
+    numerator: float | None
+    denominator: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFigure:
+    """One device's value of an indicator over a whole query range (drill-down)."""
+
+    device_id: str
+    district: str
+    asset_type: str
+    value: float | None
+    numerator: float | None
+    denominator: float | None
+
+
+class IndicatorPort(Protocol):
+    """Indicators for the API (the indicators package implements it)."""
+
+    def definitions(self) -> list[IndicatorInfo]:
+        """Every loaded definition, in file order."""
+        ...
+
+    def definition(self, indicator_id: str) -> IndicatorInfo | None:
+        """One definition, or None."""
+        ...
+
+    def series(self, query: IndicatorQuery, scope: Scope) -> list[IndicatorPoint]:
+        """Values per period and group inside ``scope``; raises NotFound (no such id)
+        or ValueError (a query the indicator cannot answer)."""
+        ...
+
+    def devices(self, query: IndicatorQuery, scope: Scope, limit: int) -> list[DeviceFigure]:
+        """Per-device values over the whole range, worst first; raises NotFound / ValueError."""
         ...

@@ -64,6 +64,7 @@ def to_record(row: sqlite3.Row, *, muted: bool = False) -> AlertRecord:
         silenced=muted,
         incident_id=row["incident_id"],
         reopened_from=row["reopened_from"],
+        resolution=row["resolution"],
     )
 
 

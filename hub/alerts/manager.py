@@ -29,6 +29,7 @@ from hub.alerts import escalation, lifecycle, notify_log
 from hub.alerts.cap import cap_messages, render_cap, render_feed
 from hub.alerts.db import checkpoint, database_file, migrate_alerts, transaction
 from hub.alerts.escalation import DueStep
+from hub.alerts.facts import RULE_ACTOR, AlertFacts, scope_clause
 from hub.alerts.figures import response_figures
 from hub.alerts.grouping import assign_incident, incident_summary, release_alert
 from hub.alerts.inhibition import Inhibitor
@@ -40,11 +41,15 @@ from hub.clock import Clock
 from hub.logging import get_logger
 from hub.messages import AlertEvent, AlertStatus, Notification, RuleEvent, RuleState, Severity
 from hub.ports import (
+    DEFAULT_RESOLUTION,
+    RESOLUTION_REASONS,
     AlertFilter,
     AlertRecord,
     Conflict,
     DeliveryError,
+    MaintenancePeriod,
     NotFound,
+    ResponseFact,
     Scope,
     Silence,
     Transition,
@@ -119,6 +124,7 @@ class AlertManager:
         migrate_alerts(conn)
         self._planner = RoutePlanner(routes.route)
         self._silences = SilenceBook(conn, routes.maintenance)
+        self._facts = AlertFacts(conn, routes, clock, self._silences)
         self._inhibitor = Inhibitor(routes.inhibit)
         for row in conn.execute("SELECT * FROM alerts WHERE status IN ('firing', 'acknowledged')"):
             self._inhibitor.activate(row["id"], match_labels(row))
@@ -205,7 +211,9 @@ class AlertManager:
                 (hold_since,),
             ).fetchall()
             for row in rows:
-                self._resolve(row, now, "rule", "cleared and stayed clear (flapping hold)", emitted)
+                self._resolve(
+                    row, now, RULE_ACTOR, "cleared and stayed clear (flapping hold)", emitted
+                )
             if now - self._pruned_ms >= PRUNE_EVERY_MS:
                 self._conn.execute(
                     "DELETE FROM notify_log WHERE done_ms < ?", (now - NOTIFY_LOG_RETENTION_MS,)
@@ -265,7 +273,7 @@ class AlertManager:
                 {"hold_ms": self._routes.flapping.hold},
             )
             return None
-        self._resolve(row, now, "rule", ev.explanation.summary or "rule cleared", emitted)
+        self._resolve(row, now, RULE_ACTOR, ev.explanation.summary or "rule cleared", emitted)
         return None
 
     def _flapping(self, row: sqlite3.Row, now: int) -> bool:
@@ -391,14 +399,24 @@ class AlertManager:
         )
 
     def _resolve(
-        self, row: sqlite3.Row, now: int, actor: str, comment: str, emitted: list[Emitted]
+        self,
+        row: sqlite3.Row,
+        now: int,
+        actor: str,
+        comment: str,
+        emitted: list[Emitted],
+        reason: str | None = None,
     ) -> sqlite3.Row:
         self._conn.execute(
             "UPDATE alerts SET status = 'resolved', resolved_ms = ?, updated_ms = ?,"
-            " active_key = NULL, resolve_pending_ms = NULL WHERE id = ?",
-            (now, now, row["id"]),
+            " active_key = NULL, resolve_pending_ms = NULL, resolution = ?, resolved_by = ?"
+            " WHERE id = ?",
+            (now, now, reason, actor, row["id"]),
         )
-        tid = lifecycle.add_transition(self._conn, row["id"], now, "resolved", actor, comment)
+        detail = {"reason": reason} if reason is not None else None
+        tid = lifecycle.add_transition(
+            self._conn, row["id"], now, "resolved", actor, comment, detail
+        )
         escalation.stop(self._conn, row["id"])
         release_alert(self._conn, row["incident_id"], now)
         inhibiting = self._inhibitor.is_active(row["id"])
@@ -808,15 +826,19 @@ class AlertManager:
         self._publish(emitted)
         return to_record(fresh, muted=self._muted(fresh, now) is not None)
 
-    async def resolve(self, alert_id: str, actor: str, comment: str) -> AlertRecord:
-        """Resolve an open alert by hand."""
+    async def resolve(
+        self, alert_id: str, actor: str, comment: str, reason: str = DEFAULT_RESOLUTION
+    ) -> AlertRecord:
+        """Resolve an open alert by hand, saying why (RESOLUTION_REASONS)."""
+        if reason not in RESOLUTION_REASONS:
+            raise ValueError(f"reason must be one of {', '.join(RESOLUTION_REASONS)}")
         now = self._clock.now_ms()
         emitted: list[Emitted] = []
         with transaction(self._conn):
             row = self._require(alert_id)
             if row["status"] == "resolved":
                 raise Conflict(f"alert {alert_id} is already resolved")
-            fresh = self._resolve(row, now, actor, comment, emitted)
+            fresh = self._resolve(row, now, actor, comment, emitted, reason)
         self._publish(emitted)
         return to_record(fresh)
 
@@ -914,6 +936,14 @@ class AlertManager:
         rows = self._conn.execute(f"SELECT * FROM alerts{where}", args).fetchall()  # noqa: S608
         return response_figures(to_record(r) for r in rows)
 
+    def response_facts(self, start_ms: int, end_ms: int, scope: Scope) -> list[ResponseFact]:
+        """The lifecycle of every alert inside ``scope`` opened in ``[start_ms, end_ms)``."""
+        return self._facts.response_facts(start_ms, end_ms, scope)
+
+    def maintenance_periods(self, start_ms: int, end_ms: int) -> list[MaintenancePeriod]:
+        """Silences and maintenance window occurrences overlapping ``[start_ms, end_ms)``."""
+        return self._facts.maintenance_periods(start_ms, end_ms)
+
 
 # ---------------------------------------------------------------------- helpers
 
@@ -1006,11 +1036,7 @@ def _where(flt: AlertFilter, scope: Scope) -> tuple[str, list[Any]]:
     if flt.severity:
         clauses.append("severity = ?")
         args.append(int(Severity.parse(flt.severity)))
-    for column, allowed in (("district", scope.districts), ("asset_type", scope.asset_types)):
-        if allowed is not None:
-            if not allowed:
-                clauses.append("0")
-                continue
-            clauses.append(f"{column} IN ({', '.join('?' for _ in allowed)})")
-            args.extend(sorted(allowed))
+    scope_clauses, scope_args = scope_clause(scope)
+    clauses.extend(scope_clauses)
+    args.extend(scope_args)
     return ((" WHERE " + " AND ".join(clauses)) if clauses else ""), args
