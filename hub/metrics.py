@@ -61,3 +61,8 @@ ALERT_LATENCY_SECONDS = Histogram(
     "From the triggering reading's arrival to the alert event's publication",
     buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5),
 )
+INDICATOR = Gauge(
+    "hub_indicator",
+    "Headline indicators per district, for the current local day so far (docs/indicators.md)",
+    ["indicator", "district"],
+)

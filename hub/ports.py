@@ -54,6 +54,8 @@ class DeviceInfo:
     longitude: float | None = None
     provisioned: bool = False
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    #: When the registry first knew the device (provisioned, or first heard from).
+    created_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

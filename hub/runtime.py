@@ -30,12 +30,14 @@ from typing import Any
 import uvicorn
 
 from hub import metrics, records
+from hub.api import audit
 from hub.api.app import create_app
 from hub.api.context import ApiContext
 from hub.broker import EmbeddedBroker
 from hub.catalog import Catalog, load_catalog
 from hub.clock import Clock, SystemClock
 from hub.events import EventBus
+from hub.indicators.live import Indicators
 from hub.ingest.dead_letters import DeadLetterStore
 from hub.ingest.decode import Decoder
 from hub.ingest.mqtt_source import MqttSource
@@ -84,6 +86,8 @@ WRITER_RESTART_MAX_S = 30.0
 WRITER_STABLE_S = 60.0
 #: Cadence of the event-loop lag probe (hub_event_loop_lag_seconds).
 LOOP_LAG_PROBE_S = 0.1
+#: How often audit entries older than HUB_AUDIT__RETENTION_DAYS are deleted (ms).
+AUDIT_PRUNE_EVERY_MS = 3_600_000
 #: Cold start: how long the live stage waits for the store before it starts with
 #: empty rule windows (alerts must not wait for an InfluxDB outage).
 PRIME_STORE_WAIT_S = 10.0
@@ -104,6 +108,8 @@ class Hub:
         self._tasks: _TaskGroupOwner | None = None
         self._store_opened = asyncio.Event()
         self._stopping = asyncio.Event()  # set as the live stage stops: checkpoints hurry
+        self._audit_key = b""  # set once the API (and the audit table) is up
+        self._audit_pruned_ms = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -161,6 +167,16 @@ class Hub:
             mqtt_url=self.mqtt_url,
         )
         self._stack.push_async_callback(self.alerts.close)
+        self.indicators = Indicators(
+            s.indicators,
+            self.catalog,
+            data_dir / STATE_DB,
+            clock=self.clock,
+            responses=self.alerts,
+            registry=self.registry,
+            record_change=self.rules.record_change,
+        )
+        self._stack.callback(self.indicators.close)
 
         # The journal sits between ingest and everything downstream.
         self.journal = Journal(data_dir / "journal", s.journal, clock=self.clock)
@@ -200,6 +216,7 @@ class Hub:
         if s.rules.watch:
             tg.create_task(self.rules.watch(), name="hub.rules.watch")
         await self._start_api(tg)
+        self._audit_start()
         log.info("hub started", mqtt=self.mqtt_url, api=self.api_url, data_dir=str(data_dir))
 
     def _connection(self, path: Path) -> sqlite3.Connection:
@@ -220,6 +237,7 @@ class Hub:
             health=self,
             events=self.events,
             catalog_classification=self.catalog.classification,
+            indicators=self.indicators.service,
         )
         config = uvicorn.Config(
             create_app(ctx),
@@ -432,6 +450,7 @@ class Hub:
             self.registry.apply_readings(readings)
         if rejections:
             self.dead_letters.add(rejections)
+        self.indicators.observe(readings, statuses, rejections)
         events = self.rules.evaluate_many(readings) if readings else []
         metrics.READINGS_EVALUATED.inc(len(readings))
         if events:
@@ -449,12 +468,14 @@ class Hub:
         commit the offset."""
         raw = await self.rules.snapshot(snapshot, pause=self._checkpoint_pause)
         await self.registry.flush_async(pause=self._checkpoint_pause)
+        await self.indicators.flush()
         await self.rules.write_snapshot(raw, offset)
         reader.commit(offset)
 
     def _checkpoint_live_now(self, reader: Any, offset: int) -> None:
         """The same, blocking: for the clean stop, where the loop has nothing else to run."""
         self.registry.flush()
+        self.indicators.flush_now()
         self.rules.save_state(offset)
         reader.commit(offset)
 
@@ -468,6 +489,36 @@ class Hub:
                 await self.alerts.handle(events)
             await self.alerts.tick()
             self.registry.tick(now)
+            self.indicators.tick(now)
+            self._audit_housekeeping(now)
+
+    def _audit_start(self) -> None:
+        """The audit chain's key, and the retention setting in the log if it changed."""
+        secret = self.settings.audit.chain_key
+        self._audit_key = audit.chain_key(
+            secret.get_secret_value() if secret is not None else None, self.settings.data_dir
+        )
+        audit.note_retention(
+            self.state_conn,
+            self._audit_key,
+            self.clock.now_ms(),
+            self.settings.audit.retention_days,
+        )
+
+    def _audit_housekeeping(self, now: int) -> None:
+        """Delete audit entries past their retention (the deletion is audited), hourly."""
+        if not self._audit_key or now - self._audit_pruned_ms < AUDIT_PRUNE_EVERY_MS:
+            return
+        self._audit_pruned_ms = now
+        try:
+            removed = audit.prune(
+                self.state_conn, self._audit_key, now, self.settings.audit.retention_days
+            )
+        except sqlite3.Error:
+            log.exception("old audit entries could not be deleted; will retry")
+            return
+        if removed:
+            log.info("old audit entries deleted", entries=removed)
 
     # ------------------------------------------------------------------ health
 
@@ -492,6 +543,7 @@ class Hub:
             },
             "dead_letters": self.dead_letters.counts_by_reason(),
             "rules": {"problems": [str(p) for p in problems]},
+            "indicators": self.indicators.health(),
             "tasks": {"running": tasks_ok},
         }
         ready = tasks_ok and self.source.connected and not self.journal.is_full

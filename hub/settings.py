@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -197,6 +198,56 @@ class ApiSettings(_Section):
         return value
 
 
+class IndicatorsSettings(_Section):
+    """Indicator definitions, the city's calendar, device roll-up retention (docs/indicators.md)."""
+
+    paths: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["rules/indicators"])
+    # Days, weeks and months are those of this IANA time zone (DST changes included).
+    timezone: str = "UTC"
+    # Device-hour roll-ups are kept this long: longer than the backfill window, so a
+    # late reading always finds its hour. District-days are kept for good.
+    hour_retention_days: Annotated[int, Field(ge=2, le=3660)] = 35
+    device_day_retention_days: Annotated[int, Field(ge=1, le=36600)] = 400
+
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; an IANA name such as Europe/Paris"
+            ) from None
+        return value
+
+
+class AuditSettings(_Section):
+    """The audit log: retention and the key of its hash chain (docs/api.md, "Audit log")."""
+
+    # Entries older than this are deleted (each deletion is itself an audit entry).
+    retention_days: Annotated[int, Field(ge=1, le=36600)] = 400
+    # Key of the chain's HMAC: kept out of the database, so someone who can write the
+    # database cannot forge a consistent chain. Unset: a key file in HUB_DATA_DIR.
+    chain_key: SecretStr | None = None
+
+    @field_validator("chain_key")
+    @classmethod
+    def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and (
+            value.get_secret_value().lower() in _PLACEHOLDER_SECRETS
+            or len(value.get_secret_value()) < 16
+        ):
+            raise ValueError("is a placeholder or shorter than 16 characters; set a real secret")
+        return value
+
+
 class LogSettings(_Section):
     """Structured logging."""
 
@@ -223,12 +274,23 @@ class Settings(BaseSettings):
     rules: RulesSettings = RulesSettings()
     alerts: AlertsSettings = AlertsSettings()
     api: ApiSettings = ApiSettings()
+    indicators: IndicatorsSettings = IndicatorsSettings()
+    audit: AuditSettings = AuditSettings()
     log: LogSettings = LogSettings()
 
     @model_validator(mode="after")
     def _influx_needs_url(self) -> Settings:
         if self.store.backend == "influxdb" and not self.influx.url:
             raise ValueError("HUB_STORE__BACKEND=influxdb needs HUB_INFLUX__URL")
+        return self
+
+    @model_validator(mode="after")
+    def _hours_outlive_backfill(self) -> Settings:
+        if self.indicators.hour_retention_days * 86400 <= self.ingest.backfill_window_s:
+            raise ValueError(
+                "HUB_INDICATORS__HOUR_RETENTION_DAYS must be longer than the backfill window"
+                " (HUB_INGEST__BACKFILL_WINDOW_S), or late readings would miss their hour"
+            )
         return self
 
     @classmethod

@@ -20,10 +20,12 @@ from hub.api.middleware import GuardMiddleware
 from hub.api.routes import (
     access,
     alerts,
+    audit_report,
     dead_letters,
     devices,
     districts,
     health,
+    indicators,
     rules,
     silences,
     stream,
@@ -81,6 +83,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
         dead_letters,
         stream,
         access,
+        audit_report,
+        indicators,
     ):
         # straight onto the app: FastAPI rebuilds every route on each include_router
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)

@@ -13,6 +13,7 @@ from hub.ports import (
     DeviceRegistryPort,
     EventStreamPort,
     HealthPort,
+    IndicatorPort,
     RuleServicePort,
 )
 from hub.settings import Settings
@@ -40,3 +41,4 @@ class ApiContext:
     health: HealthPort
     events: EventStreamPort
     catalog_classification: Callable[[str, str], str]
+    indicators: IndicatorPort | None = None

@@ -152,6 +152,9 @@ class AlertOut(BaseModel):
     silenced: bool
     incident_id: str | None
     reopened_from: str | None
+    #: Why an operator resolved it (fixed, false_alarm, duplicate, maintenance, other);
+    #: null while open or when the rule resolved it.
+    resolution: str | None = None
 
 
 class TransitionOut(BaseModel):
@@ -175,6 +178,16 @@ class CommentIn(_In):
     """An optional note with an acknowledgement or resolution."""
 
     comment: Annotated[str, Field(max_length=MAX_COMMENT)] = ""
+
+
+ResolutionReason = Literal["fixed", "false_alarm", "duplicate", "maintenance", "other"]
+
+
+class ResolveIn(_In):
+    """An optional note and the reason of a resolution by hand (default ``other``)."""
+
+    comment: Annotated[str, Field(max_length=MAX_COMMENT)] = ""
+    reason: ResolutionReason = "other"
 
 
 class RequiredCommentIn(_In):
@@ -296,3 +309,86 @@ class ErrorOut(BaseModel):
     """Every error: ``detail`` says what went wrong."""
 
     detail: Any
+
+
+class IndicatorOut(BaseModel):
+    """An indicator definition (CONTRACT §8)."""
+
+    id: str
+    title: str
+    unit: str
+    description: str
+    formula: str
+    source: str
+    direction: str
+    target: float | None
+    reference: str | None
+    headline: bool
+    version: str
+    measure: dict[str, Any]
+    ratio: bool
+    per_device: bool
+
+
+class IndicatorPointOut(BaseModel):
+    """One value: numerator and denominator where the value is a ratio."""
+
+    period_start_ms: int
+    district: str | None
+    asset_type: str | None
+    value: float | None
+    numerator: float | None
+    denominator: float | None
+
+
+class IndicatorSeriesOut(BaseModel):
+    """An indicator's values per period and group (CONTRACT §8)."""
+
+    id: str
+    unit: str
+    points: list[IndicatorPointOut]
+
+
+class DeviceFigureOut(BaseModel):
+    """One device's value over the whole range."""
+
+    device_id: str
+    district: str
+    asset_type: str
+    value: float | None
+    numerator: float | None
+    denominator: float | None
+
+
+class IndicatorDevicesOut(BaseModel):
+    """The devices of a query, worst first (a district's drill-down)."""
+
+    id: str
+    unit: str
+    start_ms: int
+    end_ms: int
+    devices: list[DeviceFigureOut]
+
+
+class AuditReportRowOut(BaseModel):
+    """Requests of one key on one resource kind and district in one period."""
+
+    period_start_ms: int
+    key_id: str | None
+    key_name: str | None
+    role: str | None
+    resource: str
+    district: str | None
+    action: Literal["read", "change"]
+    requests: int
+    rows: int
+    refused: int
+
+
+class AuditReportOut(BaseModel):
+    """Who read or changed what, per key, resource kind, district and period."""
+
+    period: Literal["day", "week", "month"]
+    start_ms: int
+    end_ms: int
+    rows: list[AuditReportRowOut]

@@ -48,9 +48,6 @@ from hub.yamlfile import (
 if TYPE_CHECKING:
     from hub.catalog import Catalog
 
-#: The folder of indicator files among the rule files (``rules/indicators/``); the
-#: rule loader skips it, as it skips the routing file.
-INDICATORS_DIR = "indicators"
 SUFFIXES = (".yaml", ".yml")
 #: Built-in ids the city relies on (CONTRACT §8); the shipped files define them.
 BUILT_IN_IDS = (
@@ -544,6 +541,34 @@ def _check(
                 )
             )
     return problems
+
+
+def check_command_problems(paths: Sequence[Path]) -> tuple[list[RuleProblem], int, int]:
+    """For ``hub rules check``: problems of the indicator files under ``paths`` (against
+    the device catalog), how many definitions they hold, and how many files. A full
+    set (a folder) must define the built-in ids the city relies on."""
+    from hub.catalog import load_catalog
+    from hub.yamlfile import FileProblem
+
+    try:
+        catalog: Catalog | None = load_catalog()
+    except FileProblem:
+        catalog = None  # the rule check reports the catalog's own problems
+    found = load_definitions(paths, catalog)
+    problems = list(found.problems)
+    folders = [p for p in paths if p.is_dir()]
+    if folders and not problems:
+        missing = [i for i in BUILT_IN_IDS if i not in found.definitions]
+        if missing:
+            problems.append(
+                RuleProblem(
+                    str(folders[0]),
+                    1,
+                    f"built-in indicators missing: {', '.join(missing)} (CONTRACT §8;"
+                    " copy them from the shipped rules/indicators/)",
+                )
+            )
+    return problems, len(found.definitions), len(found.files)
 
 
 def domain_metrics(definitions: Iterable[IndicatorDefinition]) -> dict[str, frozenset[str]]:

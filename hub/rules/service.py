@@ -515,6 +515,13 @@ class RuleService:
         self._texts.pop(path.resolve(), None)
         self.reload()
 
+    def record_change(
+        self, actor: str, subject_id: str, action: str, path: Path, before: str, after: str
+    ) -> None:
+        """Record a change of another file kept with the rules (indicator definitions)
+        in the same change log, with its diff."""
+        self._record(actor, subject_id, action, path, before, after)
+
     def changes(self, limit: int) -> list[dict[str, Any]]:
         """Recorded rule changes, newest first: author, time, rule id, action, diff."""
         rows = self._db.execute(

@@ -16,6 +16,7 @@ from hub.api.schemas import (
     AlertState,
     CommentIn,
     RequiredCommentIn,
+    ResolveIn,
     SeverityName,
     TransitionOut,
 )
@@ -51,6 +52,7 @@ def alert_dict(alert: AlertRecord) -> dict[str, Any]:
         "silenced": alert.silenced,
         "incident_id": alert.incident_id,
         "reopened_from": alert.reopened_from,
+        "resolution": alert.resolution,
     }
 
 
@@ -178,11 +180,14 @@ async def resolve(
     ctx: Ctx,
     who: Operator,
     alert_id: AlertId,
-    body: Annotated[CommentIn | None, Body()] = None,
+    body: Annotated[ResolveIn | None, Body()] = None,
 ) -> AlertOut:
-    """Resolve an alert by hand (409 when already resolved)."""
+    """Resolve an alert by hand, saying why: ``reason`` is one of fixed, false_alarm,
+    duplicate, maintenance, other (the default); it feeds each rule's false-alarm rate
+    (409 when already resolved)."""
     _alert_in_scope(ctx, who, alert_id)
-    alert = await ctx.alerts.resolve(alert_id, who.name, body.comment if body else "")
+    body = body or ResolveIn()
+    alert = await ctx.alerts.resolve(alert_id, who.name, body.comment, body.reason)
     set_rows(request, 1)
     return alert_out(alert)
 

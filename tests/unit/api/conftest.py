@@ -13,7 +13,15 @@ from fastapi.testclient import TestClient
 from hub.api.app import create_app
 from hub.api.context import ApiContext
 from hub.api.keys import create_key
+from hub.catalog import load_catalog
 from hub.clock import FakeClock
+from hub.indicators.definitions import load_definitions
+from hub.indicators.fleet import interval_ms_of
+from hub.indicators.periods import CityCalendar
+from hub.indicators.service import IndicatorService
+from hub.indicators.sqlite_store import SqliteIndicatorStore
+from hub.indicators.updater import IndicatorUpdater
+from hub.messages import Reading
 from hub.settings import ApiSettings, Settings
 from hub.sqlite import STATE_DB, connect
 from hub.store.base import TelemetryStore
@@ -29,6 +37,7 @@ from tests.unit.api.fakes import (
 )
 
 NOW_MS = 1_764_000_000_000
+REPO = Path(__file__).resolve().parents[3]
 
 
 @dataclass
@@ -45,6 +54,7 @@ class Api:
     events: FakeEvents
     health: FakeHealth
     store: TelemetryStore
+    indicators: IndicatorService
     keys: dict[str, str] = field(default_factory=dict)
 
     def auth(self, who: str) -> dict[str, str]:
@@ -81,6 +91,7 @@ def make_api(
     dead.add("city/d03/flood_gauge/fg-d03-1/telemetry", "invalid_json", "fg-d03-1", "d03")
     dead.add("city/d07/manhole/mh-d07-1/telemetry", "bad_metric", "mh-d07-1", "d07")
     dead.add("garbage", "bad_topic", None, None)
+    indicators = _indicators(tmp_path, clock, alerts)
     ctx = ApiContext(
         settings=settings or Settings(data_dir=tmp_path),
         clock=clock,
@@ -93,9 +104,12 @@ def make_api(
         health=health,
         events=events,
         catalog_classification=classification,
+        indicators=indicators,
     )
     app = create_app(ctx)
-    api = Api(TestClient(app), ctx, clock, registry, alerts, rules, dead, events, health, store)
+    api = Api(
+        TestClient(app), ctx, clock, registry, alerts, rules, dead, events, health, store, indicators
+    )
     for role in ("viewer", "operator", "rule_author", "admin"):
         api.keys[role] = create_key(conn, role=role, name=f"{role}-key", now_ms=NOW_MS)
     api.keys["d07"] = create_key(
@@ -112,6 +126,38 @@ def make_api(
     if own_store:
         asyncio.run(store.close())
     conn.close()
+
+
+def _indicators(tmp_path: Path, clock: FakeClock, alerts: FakeAlerts) -> IndicatorService:
+    """Real indicators over the shipped definitions, with an hour of readings of the
+    flood gauges of d03 and d07 (the d07 gauge missing a quarter of them)."""
+    catalog = load_catalog()
+    defs = list(load_definitions([REPO / "rules" / "indicators"], catalog).definitions.values())
+    store = SqliteIndicatorStore(tmp_path / STATE_DB)
+    calendar = CityCalendar("UTC")
+    intervals = interval_ms_of(catalog.expected_interval_s)
+    updater = IndicatorUpdater(
+        store, calendar, intervals=intervals, clock=clock, definitions=defs
+    )
+    start = NOW_MS - 3_600_000
+    readings = [
+        Reading(district, "flood_gauge", device, start + i * 60_000, {"water_level_m": 1.0})
+        for district, device, every in (("d03", "fg-d03-1", 1), ("d07", "fg-d07-1", 4))
+        for i in range(60)
+        if every == 1 or i % every
+    ]
+    updater.observe(readings)
+    updater.flush_now()
+    store.close()
+    return IndicatorService(
+        SqliteIndicatorStore(tmp_path / STATE_DB),
+        calendar,
+        defs,
+        intervals=intervals,
+        clock=clock,
+        responses=alerts,
+        devices=lambda: list(updater.devices.values()),
+    )
 
 
 @pytest.fixture

@@ -51,6 +51,10 @@ ENDPOINTS: list[tuple[str, str, str, Any]] = [
     ("DELETE", "/api/v1/rules/managed-rule", "rule_author", None),
     ("GET", "/api/v1/dead-letters", "operator", None),
     ("GET", "/api/v1/audit", "admin", None),
+    ("GET", "/api/v1/audit/report", "admin", None),
+    ("GET", "/api/v1/indicators", "viewer", None),
+    ("GET", "/api/v1/indicators/data_completeness_pct", "viewer", None),
+    ("GET", "/api/v1/indicators/data_completeness_pct/devices", "viewer", None),
 ]
 
 

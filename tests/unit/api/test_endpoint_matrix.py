@@ -38,6 +38,9 @@ OUT_OF_SCOPE: list[Call] = [
     ("PUT", "/api/v1/rules/managed-rule", {"source_yaml": "id: managed-rule\n"}),
     ("DELETE", "/api/v1/rules/managed-rule", None),
     ("GET", "/api/v1/audit", None),
+    ("GET", "/api/v1/audit/report", None),
+    ("GET", "/api/v1/indicators/data_completeness_pct?district=d03", None),
+    ("GET", "/api/v1/indicators/data_completeness_pct/devices?district=d03", None),
 ]
 
 #: Lists a d07-scoped key may read: 200, with nothing of d03 in them, even when asked.
@@ -52,6 +55,9 @@ SCOPED_LISTS: list[str] = [
     "/api/v1/alerts/cap.atom",
     "/api/v1/silences?include_expired=true",
     "/api/v1/dead-letters",
+    "/api/v1/indicators/data_completeness_pct?start=-1d",
+    "/api/v1/indicators/data_completeness_pct?start=-1d&by=district_asset_type&format=csv",
+    "/api/v1/indicators/data_completeness_pct/devices?start=-1d",
 ]
 
 #: Unknown ids: 404 for a key that may otherwise do it.
@@ -69,6 +75,8 @@ NOT_FOUND: list[Call] = [
     ("GET", "/api/v1/rules/ghost", None),
     ("PUT", "/api/v1/rules/ghost", {"source_yaml": "id: ghost\n"}),
     ("DELETE", "/api/v1/rules/ghost", None),
+    ("GET", "/api/v1/indicators/ghost", None),
+    ("GET", "/api/v1/indicators/ghost/devices", None),
 ]
 
 #: Bad parameters or bodies: 422 with a detail.
@@ -97,6 +105,11 @@ UNPROCESSABLE: list[Call] = [
     ("DELETE", "/api/v1/rules/bad%20id", None),
     ("GET", "/api/v1/dead-letters?reason=Bad Reason", None),
     ("GET", "/api/v1/audit?key_id=zz", None),
+    ("GET", "/api/v1/audit/report?period=year", None),
+    ("GET", "/api/v1/indicators/Bad-Id", None),
+    ("GET", "/api/v1/indicators/data_completeness_pct?period=year", None),
+    ("GET", "/api/v1/indicators/data_completeness_pct?start=-1d&end=-2d", None),
+    ("GET", "/api/v1/indicators/data_completeness_pct/devices?limit=0", None),
 ]
 
 #: Endpoints without path, query or body parameters, or tested elsewhere by design.
@@ -107,6 +120,7 @@ NO_PARAMETERS = {
     ("GET", "/api/v1/alerts/cap.atom"),
     ("GET", "/api/v1/rules"),
     ("GET", "/api/v1/rules/problems"),
+    ("GET", "/api/v1/indicators"),
     ("GET", "/api/v1/stream"),  # 401, scope and events: test_stream.py
     ("GET", "/metrics"),  # test_hardening.py
 }
@@ -131,6 +145,8 @@ def _template(path: str) -> str:
         r"/api/v1/alerts/(?!figures$|cap\.atom$)[^/]+": "/api/v1/alerts/{alert_id}",
         r"/api/v1/silences/[^/]+/expire": "/api/v1/silences/{silence_id}/expire",
         r"/api/v1/rules/(?!changes$|problems$)[^/]+": "/api/v1/rules/{rule_id}",
+        r"/api/v1/indicators/[^/]+/devices": "/api/v1/indicators/{indicator_id}/devices",
+        r"/api/v1/indicators/[^/]+": "/api/v1/indicators/{indicator_id}",
     }
     for pattern, template in templates.items():
         match = re.fullmatch(pattern, bare)
