@@ -74,6 +74,23 @@ def _parser() -> argparse.ArgumentParser:
     cred = dev_sub.add_parser("credentials", help="Mosquitto password file and ACL")
     cred.add_argument("--out", type=Path, default=Path("deploy/mosquitto/generated"))
     cred.add_argument("--hub-user", default="hub")
+
+    ind = sub.add_parser("indicators", help="the city's indicators: report and rebuild")
+    ind_sub = ind.add_subparsers(dest="indicators_command", required=True)
+    report = ind_sub.add_parser("report", help="indicator report per district, HTML or CSV")
+    report.add_argument("--period", required=True, choices=["day", "week", "month"])
+    report.add_argument("--start", required=True, help="RFC 3339 time, epoch ms or like -90d")
+    report.add_argument("--end", required=True, help="RFC 3339 time, epoch ms, now or like -1d")
+    report.add_argument("--district", default=None, help="one district (default: all)")
+    report.add_argument("--out", required=True, type=Path, help="FILE.csv or FILE.html")
+    rebuild = ind_sub.add_parser("rebuild", help="recompute roll-ups from stored history")
+    rebuild.add_argument("--start", required=True, help="RFC 3339 time, epoch ms or like -30d")
+    rebuild.add_argument("--end", default=None, help="default: now")
+
+    aud = sub.add_parser("audit", help="the audit log")
+    aud_sub = aud.add_subparsers(dest="audit_command", required=True)
+    ver = aud_sub.add_parser("verify", help="check the hash chain; exit 1 if tampered with")
+    ver.add_argument("--head", default=None, help="ID:HASH printed by an earlier verify")
     return parser
 
 
@@ -129,6 +146,14 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from hub.registry.cli import devices_command
 
         return devices_command(settings, args)
+    if command == "indicators":
+        from hub.indicators.cli import indicators_command
+
+        return indicators_command(settings, args)
+    if command == "audit":
+        from hub.api.audit_cli import audit_command
+
+        return audit_command(settings, args)
     raise AssertionError(f"unhandled command {command}")
 
 
@@ -139,8 +164,9 @@ def _rules_check(settings: Settings, paths: list[Path]) -> int:
     inside them (and the configured routing file, under any name, if named). Without:
     HUB_RULES__PATHS and the configured routing file (HUB_ALERTS__ROUTES_PATH).
     """
+    from hub.indicators.definitions import check_command_problems
     from hub.responders import check_routes
-    from hub.rules.loader import check_command, routes_files
+    from hub.rules.loader import check_command, indicator_paths, routes_files
 
     configured = Path(settings.alerts.routes_path)
 
@@ -150,7 +176,15 @@ def _rules_check(settings: Settings, paths: list[Path]) -> int:
     if paths:
         rule_paths = [p for p in paths if not is_configured(p)]
         routes = routes_files(paths) + [p for p in paths if is_configured(p)]
+        indicators = indicator_paths(paths)
     else:
+        indicators = [Path(p) for p in settings.indicators.paths if Path(p).exists()]
+        if not indicators:
+            print(
+                f"note: no indicator definitions at {', '.join(settings.indicators.paths)}"
+                " (HUB_INDICATORS__PATHS): the hub uses the shipped ones",
+                file=sys.stderr,
+            )
         rule_paths = [Path(p) for p in settings.rules.paths]
         routes = [*routes_files(rule_paths), configured]
         if not configured.exists():
@@ -163,7 +197,13 @@ def _rules_check(settings: Settings, paths: list[Path]) -> int:
     unique: dict[Path, Path] = {}
     for p in routes:
         unique.setdefault(p.resolve(), p)
-    return check_command(rule_paths, routes=list(unique.values()), check_routes=check_routes)
+    return check_command(
+        rule_paths,
+        routes=list(unique.values()),
+        check_routes=check_routes,
+        indicators=indicators,
+        check_indicators=check_command_problems,
+    )
 
 
 def parse_time(text: str) -> int:
