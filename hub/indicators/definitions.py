@@ -353,6 +353,10 @@ class IndicatorDefinition(_Model):
 
 
 _ADAPTER: TypeAdapter[IndicatorDefinition] = TypeAdapter(IndicatorDefinition)
+_MESSAGES = {
+    "union_tag_invalid": f"kind must be one of {', '.join(MEASURE_SOURCES)}",
+    "union_tag_not_found": f"needs a kind, one of {', '.join(MEASURE_SOURCES)}",
+}
 
 
 @dataclass(slots=True)
@@ -469,7 +473,7 @@ def _load_text(out: DefinitionSet, text: str, file: str, catalog: Catalog | None
         try:
             definition = _ADAPTER.validate_python(plain(node))
         except ValidationError as exc:
-            for p in locate_errors(node, exc, default_line=line):
+            for p in locate_errors(node, exc, default_line=line, overrides=_MESSAGES):
                 where = prefix if p.path == "(file)" else f"{prefix}.{p.path}"
                 out.problems.append(RuleProblem(file, p.line, f"{where}: {p.message}"))
             continue
