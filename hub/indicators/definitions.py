@@ -221,7 +221,8 @@ class HoursOk(_Model):
 
 
 class MetricTotal(_Model):
-    """The sum of ``metric`` × ``scale`` over the period's readings, per day or in all."""
+    """The sum of ``metric`` × ``scale`` over the period's readings: per day with
+    readings (``per: day``), or in all (``per: period``)."""
 
     kind: Literal["metric_total"]
     asset_type: _ASSET

@@ -261,7 +261,7 @@ class IndicatorService:
         for row in self._store.group_days(lo, hi, districts, assets):
             a = slot(row.day_ms, row.district, row.asset_type)
             a.totals.add(row.totals)
-            if isinstance(d.measure, DaysMeanAbove):
+            if isinstance(d.measure, DaysMeanAbove | MetricTotal):
                 metric = d.measure.metric
                 n = row.totals.domain.get("n", {}).get(metric, 0)
                 if n:
@@ -389,7 +389,7 @@ class IndicatorService:
             total = t.domain.get("s", {}).get(m.metric, 0.0) * m.scale
             if m.per == "period":
                 return total, None, None
-            days = len(self._cal.days(period[0], min(period[1], now + 1)))
+            days = sum(1 for n, _ in a.daily.values() if n)
             return (total / days if days else None), total, days
         if isinstance(m, DaysMeanAbove):
             above = sum(1 for n, s in a.daily.values() if n and s / n > m.threshold)

@@ -55,20 +55,44 @@ def test_a_valid_domain_definition_loads_with_its_threshold() -> None:
     d = found.definitions["pm10_days_above_45"]
     assert d.measure.threshold == 45  # type: ignore[union-attr]
     assert not d.is_ratio
-    assert d.version == parse_definitions(GOOD.replace("    unit", "    # note\n    unit"), "x", CATALOG).definitions["pm10_days_above_45"].version
+    assert (
+        d.version
+        == parse_definitions(GOOD.replace("    unit", "    # note\n    unit"), "x", CATALOG)
+        .definitions["pm10_days_above_45"]
+        .version
+    )
 
 
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
         (("threshold: 45", "threshold: high"), "ind.yaml:13: indicators[0].measure.threshold:"),
-        (("    formula: f\n", "    formula: f\n    colour: red\n"), "ind.yaml:7: indicators[0].colour: unknown field"),
-        (("source: telemetry", "source: alerts"), "ind.yaml:7: indicators[0].source: a days_mean_above measure is computed from telemetry"),
-        (("metric: pm10_ug_m3", "metric: pm10"), "ind.yaml:12: indicators[0].measure.metric: 'pm10' is not a metric of air_quality"),
-        (("asset_type: air_quality", "asset_type: volcano"), "ind.yaml:11: indicators[0].measure.asset_type: 'volcano' is not an asset type"),
-        (("kind: days_mean_above", "kind: magic"), "ind.yaml:9: indicators[0].measure: kind must be one of completeness,"),
+        (
+            ("    formula: f\n", "    formula: f\n    colour: red\n"),
+            "ind.yaml:7: indicators[0].colour: unknown field",
+        ),
+        (
+            ("source: telemetry", "source: alerts"),
+            "ind.yaml:7: indicators[0].source: a days_mean_above measure is computed from"
+            " telemetry",
+        ),
+        (
+            ("metric: pm10_ug_m3", "metric: pm10"),
+            "ind.yaml:12: indicators[0].measure.metric: 'pm10' is not a metric of air_quality",
+        ),
+        (
+            ("asset_type: air_quality", "asset_type: volcano"),
+            "ind.yaml:11: indicators[0].measure.asset_type: 'volcano' is not an asset type",
+        ),
+        (
+            ("kind: days_mean_above", "kind: magic"),
+            "ind.yaml:9: indicators[0].measure: kind must be one of completeness,",
+        ),
         (("direction: lower_is_better", "direction: up"), "ind.yaml:8: indicators[0].direction:"),
-        (("threshold: 45", "threshold: .nan"), "ind.yaml:13: indicators[0].measure.threshold: must be a finite number"),
+        (
+            ("threshold: 45", "threshold: .nan"),
+            "ind.yaml:13: indicators[0].measure.threshold: must be a finite number",
+        ),
     ],
 )
 def test_problems_name_file_line_and_key(change: tuple[str, str], expected: str) -> None:
@@ -81,7 +105,8 @@ def test_duplicate_ids_are_refused_with_the_first_place() -> None:
     """The same id twice is a problem naming where it was first defined."""
     text = GOOD + GOOD.split("indicators:\n", 1)[1]
     found = problems(text)
-    assert found and "duplicate indicator id 'pm10_days_above_45'" in found[0]
+    assert found
+    assert "duplicate indicator id 'pm10_days_above_45'" in found[0]
     assert "first defined at ind.yaml:2" in found[0]
 
 
@@ -109,13 +134,17 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "rules" / "indicators").mkdir(parents=True)
-    (tmp_path / "rules" / "routes.yaml").write_text("receivers: [{name: m, mqtt: {}}]\nroute: {receivers: [m]}\n")
+    (tmp_path / "rules" / "routes.yaml").write_text(
+        "receivers: [{name: m, mqtt: {}}]\nroute: {receivers: [m]}\n"
+    )
     for f in SHIPPED.glob("*.yaml"):
         (tmp_path / "rules" / "indicators" / f.name).write_text(f.read_text())
     return tmp_path
 
 
-def test_rules_check_counts_indicator_files(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rules_check_counts_indicator_files(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`hub rules check` validates the configured indicator definitions too."""
     assert main(["rules", "check"]) == 0
     out = capsys.readouterr().out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -45,7 +46,7 @@ def test_march_is_one_hour_short_and_its_periods_tile() -> None:
     assert end - start == 31 * 24 * HOUR_MS - HOUR_MS
     weeks = cal.periods("week", start, end)
     assert weeks[0][0] == local_ms(2026, 2, 23)  # the Monday before March 1st (a Sunday)
-    assert all(a[1] == b[0] for a, b in zip(weeks, weeks[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in pairwise(weeks))
     assert [cal.label("week", w[0]) for w in weeks][:2] == ["2026-W09", "2026-W10"]
     assert cal.label("month", start) == "2026-03"
     days = cal.days(start, end)
@@ -67,12 +68,16 @@ def test_unknown_zone_is_refused() -> None:
         CityCalendar("Mars/Olympus")
 
 
-ZONES = st.sampled_from(["UTC", "Europe/Paris", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"])
+ZONES = st.sampled_from(
+    ["UTC", "Europe/Paris", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"]
+)
 TIMES = st.integers(min_value=1_700_000_000_000, max_value=1_900_000_000_000)
 
 
 @given(ZONES, TIMES, st.sampled_from(["day", "week", "month"]))
-def test_every_instant_is_in_exactly_the_period_that_holds_it(zone: str, ts: int, period: str) -> None:
+def test_every_instant_is_in_exactly_the_period_that_holds_it(
+    zone: str, ts: int, period: str
+) -> None:
     """period_start <= ts < period_end, and the next period starts where this one ends."""
     cal = CityCalendar(zone)
     start = cal.period_start(period, ts)  # type: ignore[arg-type]

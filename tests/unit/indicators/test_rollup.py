@@ -44,7 +44,14 @@ def fresh() -> HourState:
 
 def reading(slot: int, offset: int, seq: int | None) -> Reading:
     # one value per slot: readings of a slot agree, as a redelivery does
-    return Reading("d01", "air_quality", "aq-1", HOUR + slot * IV + offset, {"pm2_5_ug_m3": slot * 1.5}, seq=seq)
+    return Reading(
+        "d01",
+        "air_quality",
+        "aq-1",
+        HOUR + slot * IV + offset,
+        {"pm2_5_ug_m3": slot * 1.5},
+        seq=seq,
+    )
 
 
 def accumulate(readings: list[Reading]) -> HourState:
@@ -67,7 +74,9 @@ READINGS = st.lists(
 
 @settings(deadline=None)
 @given(READINGS, st.randoms())
-def test_any_order_and_any_repeat_give_the_same_figures(readings: list[Reading], rnd: object) -> None:
+def test_any_order_and_any_repeat_give_the_same_figures(
+    readings: list[Reading], rnd: object
+) -> None:
     """Readings in another order, or each twice (a replay), derive the same figures."""
     shuffled = list(readings)
     rnd.shuffle(shuffled)  # type: ignore[attr-defined]
@@ -130,7 +139,13 @@ def test_maintenance_and_offline_slots_are_not_counted() -> None:
     state = fresh()
     state.bits = (1 << 60) - 1
     maint = interval_mask([(HOUR, HOUR + 10 * IV)], HOUR, IV, 0, 60)
-    off = interval_mask(offline_intervals([(HOUR + 30 * IV, "offline"), (HOUR + 35 * IV, "online")]), HOUR, IV, 0, 60)
+    off = interval_mask(
+        offline_intervals([(HOUR + 30 * IV, "offline"), (HOUR + 35 * IV, "online")]),
+        HOUR,
+        IV,
+        0,
+        60,
+    )
     f = derive(state, maintenance=maint, offline=off)
     assert f.received == 50
     assert f.up == 45
@@ -160,7 +175,9 @@ def test_horizon_leaves_slots_not_begun_out() -> None:
     st.tuples(st.integers(0, 100), st.integers(0, 100)),
     st.lists(st.tuples(st.integers(0, 100), st.integers(0, 100)), max_size=5),
 )
-def test_subtract_leaves_exactly_the_points_outside_the_holes(span: tuple[int, int], holes: list[tuple[int, int]]) -> None:
+def test_subtract_leaves_exactly_the_points_outside_the_holes(
+    span: tuple[int, int], holes: list[tuple[int, int]]
+) -> None:
     """What subtract keeps is the span's points in no hole."""
     kept = subtract(span, holes)
     points = {t for a, b in kept for t in range(a, b)}
