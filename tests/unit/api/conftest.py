@@ -108,7 +108,17 @@ def make_api(
     )
     app = create_app(ctx)
     api = Api(
-        TestClient(app), ctx, clock, registry, alerts, rules, dead, events, health, store, indicators
+        TestClient(app),
+        ctx,
+        clock,
+        registry,
+        alerts,
+        rules,
+        dead,
+        events,
+        health,
+        store,
+        indicators,
     )
     for role in ("viewer", "operator", "rule_author", "admin"):
         api.keys[role] = create_key(conn, role=role, name=f"{role}-key", now_ms=NOW_MS)
