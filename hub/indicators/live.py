@@ -32,10 +32,10 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 #: How often the definition files are looked at for changes, the registry's
-#: provisioned devices synced, and the headline gauges refreshed (ms).
+#: provisioned devices synced, and the headline gauges refreshed (at a flush) (ms).
 RELOAD_EVERY_MS = 10_000
 SYNC_EVERY_MS = 300_000
-GAUGES_EVERY_MS = 60_000
+GAUGES_EVERY_MS = 10_000
 #: Registry devices read per page when syncing.
 SYNC_PAGE = 5000
 
@@ -150,24 +150,26 @@ class Indicators:
         self.updater.observe(readings, statuses, rejections)
 
     async def flush(self) -> None:
-        """Write the roll-ups changed since the last flush (in a worker thread)."""
+        """Write the roll-ups changed since the last flush (in a worker thread), then
+        refresh the headline gauges."""
         await self.updater.flush()
+        now = self._clock.now_ms()
+        if now - self._gauges_ms >= GAUGES_EVERY_MS:
+            self._gauges_ms = now
+            self.update_gauges()
 
     def flush_now(self) -> None:
         """Write them now, blocking (the hub is stopping)."""
         self.updater.flush_now()
 
     def tick(self, now_ms: int) -> None:
-        """Timer work: definition files changed, registry devices, headline gauges."""
+        """Timer work: definition files changed, registry devices."""
         if now_ms - self._reload_ms >= RELOAD_EVERY_MS:
             self._reload_ms = now_ms
             self.reload_if_changed()
         if self._registry is not None and now_ms - self._sync_ms >= SYNC_EVERY_MS:
             self._sync_ms = now_ms
             self.sync_registry()
-        if now_ms - self._gauges_ms >= GAUGES_EVERY_MS:
-            self._gauges_ms = now_ms
-            self.update_gauges()
 
     def sync_registry(self) -> None:
         """Provisioned devices count from their provisioning; deleted ones are retired."""
