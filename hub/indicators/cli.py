@@ -38,9 +38,10 @@ class Offline:
 
 
 @contextlib.contextmanager
-def open_offline(settings: Settings, clock: Clock) -> Iterator[Offline]:
-    """The indicator service over the data dir's state database, with the alert facts
-    read from its alert tables and the routing file's targets and windows."""
+def open_offline(settings: Settings, clock: Clock, *, create: bool = False) -> Iterator[Offline]:
+    """The indicator service over the data dir's state database (made when ``create``),
+    with the alert facts read from its alert tables and the routing file's targets and
+    maintenance windows."""
     from hub.alerts.db import migrate_alerts
     from hub.alerts.facts import AlertFacts
     from hub.alerts.routing import DEFAULT_ROUTES, RoutesInvalid, load_routes
@@ -55,7 +56,7 @@ def open_offline(settings: Settings, clock: Clock) -> Iterator[Offline]:
     from hub.sqlite import STATE_DB, connect
 
     db = settings.data_dir / STATE_DB
-    if not db.exists():
+    if not db.exists() and not create:
         raise LookupError(f"no hub data at {db} (HUB_DATA_DIR)")
     catalog = load_catalog()
     loaded = load_definitions(definition_paths(settings.indicators.paths), catalog)
@@ -153,7 +154,7 @@ async def _rebuild(settings: Settings, clock: Clock, start_ms: int, end_ms: int)
     from hub.store.base import StoreUnavailable
     from hub.store.factory import make_store
 
-    with open_offline(settings, clock) as offline:
+    with open_offline(settings, clock, create=True) as offline:
         store = offline.store
         calendar = CityCalendar(settings.indicators.timezone)
         now = clock.now_ms()
