@@ -207,6 +207,10 @@ class IndicatorsSettings(_Section):
     # Device-hour roll-ups are kept this long: longer than the backfill window, so a
     # late reading always finds its hour. District-days are kept for good.
     hour_retention_days: Annotated[int, Field(ge=2, le=3660)] = 35
+    # The hour in progress is saved (and counted in queries) this often; finished
+    # hours and late readings at every live checkpoint. Shorter: fresher figures for
+    # the current hour and less to rebuild after a crash; longer: less CPU.
+    save_interval_s: Annotated[int, Field(ge=5, le=3600)] = 300
     device_day_retention_days: Annotated[int, Field(ge=1, le=36600)] = 400
 
     @field_validator("paths", mode="before")

@@ -14,7 +14,7 @@ running alert manager.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hub.alerts.lifecycle import match_labels
@@ -87,8 +87,12 @@ class AlertFacts:
         """The lifecycle of every alert inside ``scope`` opened in ``[start_ms, end_ms)``."""
         clauses, args = scope_clause(scope)
         where = "".join(f" AND {c}" for c in clauses)
-        rows = self._conn.execute(
-            "SELECT a.*, (SELECT COUNT(*) FROM alert_transitions t WHERE t.alert_id = a.id"  # noqa: S608  (placeholders only)
+        cur = self._conn.cursor()
+        cur.row_factory = None  # plain tuples: a month of a city's alerts, read fast
+        rows: list[tuple[Any, ...]] = cur.execute(
+            "SELECT a.id, a.rule_id, a.severity, a.district, a.asset_type, a.source, a.labels,"  # noqa: S608  (placeholders only)
+            " a.started_ms, a.acknowledged_ms, a.resolved_ms, a.resolved_by, a.resolution,"
+            " (SELECT COUNT(*) FROM alert_transitions t WHERE t.alert_id = a.id"
             " AND t.status = 'escalated') AS escalations FROM alerts a"
             f" WHERE a.started_ms >= ? AND a.started_ms < ?{where} ORDER BY a.started_ms, a.id",
             (start_ms, end_ms, *args),
@@ -96,42 +100,88 @@ class AlertFacts:
         if not rows:
             return []
         now = self._clock.now_ms()
-        last_end = max((r["resolved_ms"] or now) for r in rows)
-        periods = self.maintenance_periods(rows[0]["started_ms"], max(last_end, start_ms + 1))
+        last_end = max((r[9] or now) for r in rows)
+        periods = self.maintenance_periods(rows[0][7], max(last_end, start_ms + 1))
         targets = self._routes.targets.acknowledge
+        labels_of = [s.label for s in Severity]
+        # Which periods match an alert depends on its labels only; without a matcher on
+        # `source`, the alerts of one rule, district and asset type share the answer.
+        by_source = any("source" in p.matchers for p in periods)
+        groups: dict[str, tuple[Mapping[str, str | list[str]], list[tuple[int, int]]]] = {}
+        for p in periods:  # a recurring window's occurrences share their matchers
+            g = groups.setdefault(repr(sorted(p.matchers.items())), (p.matchers, []))
+            g[1].append((p.starts_ms, p.ends_ms))
+        matching: dict[tuple[object, ...], list[tuple[int, int]]] = {}
         out: list[ResponseFact] = []
-        for r in rows:
-            severity = Severity(r["severity"]).label
-            labels = match_labels(r)
-            end = r["resolved_ms"] if r["resolved_ms"] is not None else now
-            spans = [
-                (p.starts_ms, p.ends_ms) for p in periods if matchers_match(p.matchers, labels)
-            ]
-            resolved_by = r["resolved_by"]
-            responded = r["acknowledged_ms"]
-            if (
-                responded is None
-                and r["resolved_ms"] is not None
-                and resolved_by not in (None, RULE_ACTOR)
-            ):
-                responded = r["resolved_ms"]
+        for (
+            alert_id,
+            rule_id,
+            sev,
+            district,
+            asset_type,
+            source,
+            labels_json,
+            started,
+            acked,
+            resolved,
+            resolved_by,
+            resolution,
+            escalations,
+        ) in rows:
+            end = resolved if resolved is not None else now
+            muted = 0
+            if periods:
+                key = (
+                    labels_json,
+                    district,
+                    asset_type,
+                    sev,
+                    rule_id,
+                    source if by_source else None,
+                )
+                matched = matching.get(key)
+                if matched is None:
+                    labels = match_labels(
+                        {
+                            "labels": labels_json,
+                            "district": district,
+                            "asset_type": asset_type,
+                            "severity": sev,
+                            "rule_id": rule_id,
+                            "source": source,
+                        }
+                    )
+                    matched = matching[key] = [
+                        span
+                        for matchers, spans_of in groups.values()
+                        if matchers_match(matchers, labels)
+                        for span in spans_of
+                    ]
+                if matched:
+                    muted = overlap_ms(
+                        started, end, [(a, b) for a, b in matched if a < end and b > started]
+                    )
+            responded = acked
+            if responded is None and resolved is not None and resolved_by not in (None, RULE_ACTOR):
+                responded = resolved
+            severity = labels_of[sev]
             out.append(
                 ResponseFact(
-                    alert_id=r["id"],
-                    rule_id=r["rule_id"],
-                    severity=severity,
-                    district=r["district"],
-                    asset_type=r["asset_type"],
-                    source=r["source"],
-                    started_ms=r["started_ms"],
-                    acknowledged_ms=r["acknowledged_ms"],
-                    responded_ms=responded,
-                    resolved_ms=r["resolved_ms"],
-                    resolved_by=resolved_by,
-                    resolution=r["resolution"],
-                    escalations=int(r["escalations"]),
-                    muted_ms=overlap_ms(r["started_ms"], end, spans) if spans else 0,
-                    ack_target_ms=targets.get(severity),
+                    alert_id,
+                    rule_id,
+                    severity,
+                    district,
+                    asset_type,
+                    source,
+                    started,
+                    acked,
+                    responded,
+                    resolved,
+                    resolved_by,
+                    resolution,
+                    int(escalations),
+                    muted,
+                    targets.get(severity),
                 )
             )
         return out

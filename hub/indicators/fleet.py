@@ -59,6 +59,12 @@ class MaintenanceIndex:
     def __bool__(self) -> bool:
         return bool(self._periods)
 
+    def within(self, start_ms: int, end_ms: int) -> MaintenanceIndex:
+        """The index of the periods overlapping ``[start_ms, end_ms)`` only."""
+        return MaintenanceIndex(
+            p for p in self._periods if p.starts_ms < end_ms and p.ends_ms > start_ms
+        )
+
 
 def fingerprint(periods: Iterable[MaintenancePeriod]) -> set[tuple[str, int, int, str]]:
     """What identifies the device-wide maintenance (to see what changed between flushes)."""
@@ -109,20 +115,40 @@ def expected_by_group(
     intervals: Intervals,
     maintenance: MaintenanceIndex,
 ) -> dict[tuple[str, str], int]:
-    """Expected slots of one local day per (district, asset type), up to ``until_ms``."""
+    """Expected slots of one local day per (district, asset type), up to ``until_ms``.
+
+    Devices in service the whole day with no maintenance are counted per group and
+    interval and multiplied out (the common case: 10,000 devices in milliseconds).
+    """
     day_end = calendar.day_end(day_ms)
+    today = maintenance.within(day_ms, day_end) if maintenance else maintenance
     out: dict[tuple[str, str], int] = {}
+    whole: dict[tuple[str, str, int], int] = {}
     for device in devices:
         iv = intervals(device.asset_type)
         if iv is None or device.commissioned_ms > min(day_end - 1, until_ms):
             continue
-        if device.retired_ms is not None and device.retired_ms <= day_ms:
+        retired = device.retired_ms
+        if retired is not None and retired <= day_ms:
             continue
-        spans = maintenance.spans(device) if maintenance else ()
+        spans = today.spans(device) if today else ()
+        if (
+            not spans
+            and device.commissioned_ms <= day_ms
+            and (retired is None or retired >= day_end)
+        ):
+            gkey = (device.district, device.asset_type, iv)
+            whole[gkey] = whole.get(gkey, 0) + 1
+            continue
         n = expected_slots(device, day_ms, day_end, iv, until_ms, spans)
         if n:
             key = (device.district, device.asset_type)
             out[key] = out.get(key, 0) + n
+    horizon = min(day_end, until_ms + 1)
+    for (district, asset, iv), count in whole.items():
+        n = slots_starting_in(day_ms, horizon, day_ms, day_end, iv) * count
+        if n:
+            out[(district, asset)] = out.get((district, asset), 0) + n
     return out
 
 

@@ -120,6 +120,7 @@ class Indicators:
                 hours_ms=settings.hour_retention_days * DAY_MS,
                 device_days_ms=settings.device_day_retention_days * DAY_MS,
             ),
+            save_interval_ms=settings.save_interval_s * 1000,
         )
         self.service = IndicatorService(
             self.store,
@@ -159,8 +160,8 @@ class Indicators:
             self.update_gauges()
 
     def flush_now(self) -> None:
-        """Write them now, blocking (the hub is stopping)."""
-        self.updater.flush_now()
+        """Write everything now, blocking (the hub is stopping)."""
+        self.updater.flush_now(stopping=True)
 
     def tick(self, now_ms: int) -> None:
         """Timer work: definition files changed, registry devices."""
@@ -250,6 +251,7 @@ class Indicators:
             "definitions": len(self.service.loaded()),
             "problems": [str(p) for p in self.problems],
             "last_error": self.updater.last_error,
+            "unsaved_after_crash_ms": list(self.updater.unsaved) if self.updater.unsaved else None,
         }
 
     def close(self) -> None:

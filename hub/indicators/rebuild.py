@@ -15,6 +15,7 @@ updater's heartbeat is fresh the range ends where its in-memory hours begin.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ from hub.indicators.rollup import HourState, offline_intervals
 from hub.indicators.store import DeviceRecord, HourKey, IndicatorStore
 from hub.indicators.updater import (
     CACHE_HOURS,
+    GENERATION_KEY,
     HEARTBEAT_KEY,
     DomainPlan,
     HourDeriver,
@@ -101,6 +103,7 @@ async def rebuild(
         nonlocal hours
         mine = {k: s for k, s in states.items() if lo <= k[1] < hi}
         with store.transaction() as txn:
+            txn.set_meta(GENERATION_KEY, uuid.uuid4().hex)  # the live updater re-reads
             if changed:
                 txn.put_devices(list(changed.values()))
                 for d in changed.values():
@@ -121,6 +124,8 @@ async def rebuild(
         for key in [k for k in states if lo <= k[1] < hi]:
             del states[key]
 
+    ivs: dict[str, int | None] = {}
+    day_lo = day_hi = hour_lo = hour_hi = 0
     async for r in history:
         ts = r.ts_ms
         if ts < start or ts >= end_ms:
@@ -129,39 +134,45 @@ async def rebuild(
             write(chunk_start, chunk_end)
             chunk_start, chunk_end = chunk_end, min(end_ms, chunk_end + CHUNK_HOURS * HOUR_MS)
         readings += 1
-        iv = intervals(r.asset_type)
+        asset = r.asset_type
+        iv = ivs.get(asset, -1)
+        if iv == -1:
+            iv = ivs[asset] = intervals(asset)
         if iv is None:
             continue
-        day = calendar.day_start(ts)
-        slot = (ts - day) // iv
-        slot_start = day + slot * iv
-        hour = calendar.hour_start(slot_start)
-        key = (r.device_id, hour)
+        if not day_lo <= ts < day_hi:
+            day_lo = calendar.day_start(ts)
+            day_hi = calendar.day_end(day_lo)
+        slot = (ts - day_lo) // iv
+        slot_start = day_lo + slot * iv
+        if not hour_lo <= slot_start < hour_hi:
+            hour_lo = calendar.hour_start(slot_start)
+            hour_hi = hour_lo + HOUR_MS
+        key = (r.device_id, hour_lo)
         state = states.get(key)
         if state is None:
-            day_end = calendar.day_end(day)
-            n = slots_starting_in(hour, hour + HOUR_MS, day, day_end, iv)
+            n = slots_starting_in(hour_lo, hour_hi, day_lo, day_hi, iv)
             state = states[key] = HourState(
                 r.device_id,
                 r.district,
-                r.asset_type,
-                hour,
-                day,
+                asset,
+                hour_lo,
+                day_lo,
                 iv,
-                first_slot_of_hour(hour, day, iv),
+                first_slot_of_hour(hour_lo, day_lo, iv),
                 max(n, 1),
             )
+            dev = devices.get(r.device_id)
+            if dev is None or slot_start < dev.commissioned_ms:
+                new = DeviceRecord(
+                    r.device_id,
+                    r.district,
+                    asset,
+                    slot_start if dev is None else min(dev.commissioned_ms, slot_start),
+                    None if dev is None else dev.retired_ms,
+                )
+                devices[r.device_id] = changed[r.device_id] = new
         add_reading(state, r, slot, plan)
-        dev = devices.get(r.device_id)
-        if dev is None or slot_start < dev.commissioned_ms:
-            new = DeviceRecord(
-                r.device_id,
-                r.district,
-                r.asset_type,
-                slot_start if dev is None else min(dev.commissioned_ms, slot_start),
-                None if dev is None else dev.retired_ms,
-            )
-            devices[r.device_id] = changed[r.device_id] = new
     while chunk_start < end_ms:
         write(chunk_start, chunk_end)
         chunk_start, chunk_end = chunk_end, min(end_ms, chunk_end + CHUNK_HOURS * HOUR_MS)

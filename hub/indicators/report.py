@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import IO
 
 import pygal
-from pygal.etree import etree
 from jinja2 import Environment, select_autoescape
 from markupsafe import Markup
+from pygal.etree import etree
 from pygal.style import Style
 
 from hub.indicators.definitions import IndicatorDefinition

@@ -258,7 +258,8 @@ class IndicatorService:
         assets: list[str] | None,
         slot: Callable[[int, str, str], _Acc],
     ) -> None:
-        for row in self._store.group_days(lo, hi, districts, assets):
+        plain = isinstance(d.measure, Completeness | Availability | SeqLoss)
+        for row in self._store.group_days(lo, hi, districts, assets, domain=not plain):
             a = slot(row.day_ms, row.district, row.asset_type)
             a.totals.add(row.totals)
             if isinstance(d.measure, DaysMeanAbove | MetricTotal):
@@ -347,6 +348,7 @@ class IndicatorService:
         rules: list[str] | None = getattr(m, "rules", None)
         severities: list[str] | None = getattr(m, "severities", None)
         now = self._clock.now_ms()
+        count = _alert_counter(m, now)
         for f in self._responses.response_facts(lo, hi, scope):
             if districts is not None and f.district not in districts:
                 continue
@@ -364,7 +366,7 @@ class IndicatorService:
                 continue
             a = slot(self._cal.day_start(f.started_ms), f.district, f.asset_type)
             a.count += 1
-            _count_alert(m, f, a, now)
+            count(f, a)
 
     # ------------------------------------------------------------------ values
 
@@ -422,7 +424,8 @@ class IndicatorService:
         assets = _domain_assets(d, assets)
         totals: dict[str, Totals] = {}
         where: dict[str, tuple[str, str]] = {}
-        for row in self._store.device_days(lo, hi, districts, assets):
+        plain = isinstance(m, Completeness | Availability | SeqLoss)
+        for row in self._store.device_days(lo, hi, districts, assets, domain=not plain):
             assert row.device_id is not None
             totals.setdefault(row.device_id, Totals()).add(row.totals)
             where[row.device_id] = (row.district, row.asset_type)
@@ -495,27 +498,53 @@ class IndicatorService:
         return out
 
 
-def _count_alert(m: object, f: ResponseFact, a: _Acc, now: int) -> None:
-    """Add one alert to the point of a response measure."""
-    if isinstance(m, TimeToAcknowledge):
+def _alert_counter(m: object, now: int) -> Callable[[ResponseFact, _Acc], None]:
+    """How one alert adds to a point of response measure ``m`` (chosen once per query)."""
+
+    def nothing(f: ResponseFact, a: _Acc) -> None:
+        return None
+
+    def acknowledge(f: ResponseFact, a: _Acc) -> None:
         if f.responded_ms is not None:
             a.values.append((f.responded_ms - f.started_ms) / 1000)
-    elif isinstance(m, TimeToResolve):
+
+    def resolve(f: ResponseFact, a: _Acc) -> None:
         if f.resolved_ms is not None:
             a.values.append((f.resolved_ms - f.started_ms) / 1000)
-    elif isinstance(m, AckWithinTarget):
+
+    def in_target(f: ResponseFact, a: _Acc) -> None:
         verdict = ack_verdict(f, now)
         if verdict is not None:
             a.den += 1
             a.num += verdict
-    elif isinstance(m, EscalatedShare):
+
+    def escalated(f: ResponseFact, a: _Acc) -> None:
         a.den += 1
         a.num += 1 if f.escalations else 0
-    elif isinstance(m, MutedTime):
+
+    def muted(f: ResponseFact, a: _Acc) -> None:
         a.num += f.muted_ms
-    elif isinstance(m, ResolutionShare) and f.resolved_ms is not None:
-        a.den += 1
-        a.num += 1 if f.resolution in m.reasons else 0
+
+    if isinstance(m, TimeToAcknowledge):
+        return acknowledge
+    if isinstance(m, TimeToResolve):
+        return resolve
+    if isinstance(m, AckWithinTarget):
+        return in_target
+    if isinstance(m, EscalatedShare):
+        return escalated
+    if isinstance(m, MutedTime):
+        return muted
+    if isinstance(m, ResolutionShare):
+        reasons = set(m.reasons)
+
+        def resolution(f: ResponseFact, a: _Acc) -> None:
+            if f.resolved_ms is not None:
+                a.den += 1
+                a.num += 1 if f.resolution in reasons else 0
+
+        return resolution
+    return nothing
 
 
 def ack_verdict(f: ResponseFact, now: int) -> int | None:

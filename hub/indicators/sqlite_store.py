@@ -382,6 +382,10 @@ class _Txn:
             )
         }
 
+    def meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM ind_meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
     def set_meta(self, key: str, value: str) -> None:
         self._conn.execute(
             "INSERT INTO ind_meta (key, value) VALUES (?, ?)"
@@ -467,19 +471,22 @@ class SqliteIndicatorStore:
         end_ms: int,
         districts: Sequence[str] | None,
         asset_types: Sequence[str] | None,
+        domain: bool,
     ) -> list[DayRow]:
         device = "device_id" if table == "ind_device_days" else "NULL"
+        sums = "domain" if domain else "NULL"
         params: list[Any] = [start_ms, end_ms]
         sql = (
-            f"SELECT district, asset_type, day_ms, received, up, seq_n, seq_lost, domain, {device}"  # noqa: S608
+            "SELECT district, asset_type, day_ms, received, up, seq_n, seq_lost,"  # noqa: S608
+            f" {sums}, {device}"
             f" FROM {table} WHERE day_ms >= ? AND day_ms < ?"
             + _in("district", districts, params)
             + _in("asset_type", asset_types, params)
         )
-        return [
-            DayRow(r[0], r[1], r[2], _totals(r, 3), r[8])
-            for r in self._read.execute(sql, params).fetchall()
-        ]
+        rows = self._read.execute(sql, params).fetchall()
+        if not domain:
+            return [DayRow(r[0], r[1], r[2], Totals(r[3], r[4], r[5], r[6]), r[8]) for r in rows]
+        return [DayRow(r[0], r[1], r[2], _totals(r, 3), r[8]) for r in rows]
 
     def group_days(
         self,
@@ -487,9 +494,12 @@ class SqliteIndicatorStore:
         end_ms: int,
         districts: Sequence[str] | None = None,
         asset_types: Sequence[str] | None = None,
+        *,
+        domain: bool = True,
     ) -> list[DayRow]:
-        """District-day sums of days starting in ``[start_ms, end_ms)``."""
-        return self._days("ind_group_days", start_ms, end_ms, districts, asset_types)
+        """District-day sums of days starting in ``[start_ms, end_ms)`` (without the
+        domain sums when ``domain`` is false: less to read)."""
+        return self._days("ind_group_days", start_ms, end_ms, districts, asset_types, domain)
 
     def device_days(
         self,
@@ -497,9 +507,11 @@ class SqliteIndicatorStore:
         end_ms: int,
         districts: Sequence[str] | None = None,
         asset_types: Sequence[str] | None = None,
+        *,
+        domain: bool = True,
     ) -> list[DayRow]:
-        """Device-day sums of days starting in ``[start_ms, end_ms)``."""
-        return self._days("ind_device_days", start_ms, end_ms, districts, asset_types)
+        """Device-day sums of days starting in ``[start_ms, end_ms)`` (see group_days)."""
+        return self._days("ind_device_days", start_ms, end_ms, districts, asset_types, domain)
 
     def arrivals(
         self,

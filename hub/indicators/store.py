@@ -166,6 +166,10 @@ class IndicatorTxn(Protocol):
         """Set a meta value."""
         ...
 
+    def meta(self, key: str) -> str | None:
+        """A meta value (as this transaction sees it), or None."""
+        ...
+
 
 class IndicatorStore(Protocol):
     """Roll-up state: one writer transaction at a time, reads any time."""
@@ -198,8 +202,11 @@ class IndicatorStore(Protocol):
         end_ms: int,
         districts: Sequence[str] | None = None,
         asset_types: Sequence[str] | None = None,
+        *,
+        domain: bool = True,
     ) -> list[DayRow]:
-        """District-day sums of days starting in ``[start_ms, end_ms)``."""
+        """District-day sums of days starting in ``[start_ms, end_ms)`` (without the
+        domain sums when ``domain`` is false: less to read)."""
         ...
 
     def device_days(
@@ -208,8 +215,10 @@ class IndicatorStore(Protocol):
         end_ms: int,
         districts: Sequence[str] | None = None,
         asset_types: Sequence[str] | None = None,
+        *,
+        domain: bool = True,
     ) -> list[DayRow]:
-        """Device-day sums of days starting in ``[start_ms, end_ms)``."""
+        """Device-day sums of days starting in ``[start_ms, end_ms)`` (see group_days)."""
         ...
 
     def arrivals(

@@ -84,12 +84,20 @@ CACHE_HOURS = 2
 #: The updater's heartbeat in the store's meta (``hub indicators rebuild`` reads it
 #: to leave the hours of a running hub alone).
 HEARTBEAT_KEY = "updater_heartbeat_ms"
+#: When the hours in progress were last saved; whether the last stop saved them.
+OPEN_SAVED_KEY = "open_saved_ms"
+CLEAN_STOP_KEY = "clean_stop"
+#: Changed by every write not made by the live updater (a rebuild): the updater then
+#: reads what it had kept in memory of the stored hours back from the store.
+GENERATION_KEY = "generation"
 #: The device-wide maintenance periods the last flush saw (to find what changed).
 MAINTENANCE_KEY = "maintenance"
 #: How often old device-hours and device-days are pruned.
 PRUNE_EVERY_MS = HOUR_MS
 
 MaintenanceSource = Callable[[int, int], Sequence[MaintenancePeriod]]
+#: What the updater knows of a stored device-hour it wrote: figures, district, asset type.
+Known = tuple[HourFigures, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +147,13 @@ class FlushWork:
     reload: list[HourKey] = field(default_factory=list)
     #: Filled by the write: device-hours derived while in progress.
     partial: set[HourKey] = field(default_factory=set)
+    #: What the updater knows of stored hours (figures as it last wrote them).
+    known: dict[HourKey, Known] = field(default_factory=dict)
+    #: Filled by the write: what it wrote; whether someone else wrote meanwhile.
+    written: dict[HourKey, Known] = field(default_factory=dict)
+    generation_changed: bool = False
+    saves_open: bool = False
+    clean_stop: bool = False
 
 
 class HourDeriver:
@@ -156,6 +171,7 @@ class HourDeriver:
         devices: Mapping[str, DeviceRecord],
         offline: Mapping[str, list[tuple[int, int]]],
         now_ms: int,
+        known: Mapping[HourKey, Known] | None = None,
     ) -> None:
         self._txn = txn
         self._cal = calendar
@@ -165,6 +181,8 @@ class HourDeriver:
         self._offline = offline
         self._now = now_ms
         self.written: dict[HourKey, HourFigures] = {}
+        #: Figures (and district, asset type) of stored hours the caller knows to be current.
+        self._known: Mapping[HourKey, Known] = known or {}
         #: Hours derived while still in progress: to be derived again once over.
         self.partial: set[HourKey] = set()
         self.device_deltas: dict[DeviceDayKey, tuple[str, str, Totals]] = {}
@@ -174,6 +192,8 @@ class HourDeriver:
         """``(carry_in, prev_seq_last)`` from the device's hours before ``hour_ms``."""
         prev_key = (device_id, hour_ms - HOUR_MS)
         figures = self.written.get(prev_key)
+        if figures is None and prev_key in self._known:
+            figures = self._known[prev_key][0]
         if figures is not None:
             return figures.carry, figures.seq_last
         row = self._txn.hour_before(device_id, hour_ms)
@@ -215,8 +235,15 @@ class HourDeriver:
             state = pending.pop(key, None)
             if state is None:
                 continue
-            stored = known_old.pop(key, None) or self._txn.hour(key)
-            before = stored.figures if stored is not None else ZERO
+            known = self._known.get(key)
+            stored = known_old.pop(key, None)
+            was: tuple[str, str] | None
+            if known is not None and stored is None:
+                before, was = known[0], (known[1], known[2])
+            else:
+                stored = stored or self._txn.hour(key)
+                before = stored.figures if stored is not None else ZERO
+                was = (stored.state.district, stored.state.asset_type) if stored else None
             carry_in, prev_seq = self._previous(*key)
             maintenance, offline = self._masks(state)
             horizon = self._horizon(state)
@@ -232,12 +259,15 @@ class HourDeriver:
                 horizon=horizon,
             )
             self.written[key] = figures
-            if stored is not None and state.bits == 0 and not state.runs and figures == ZERO:
+            if was is not None and state.bits == 0 and not state.runs and figures == ZERO:
                 self._txn.delete_hour(key)  # nothing left in it (a rebuild emptied it)
-            elif stored is not None or figures != ZERO or state.bits or state.runs:
+            elif was is not None or figures != ZERO or state.bits or state.runs:
                 self._txn.put_hour(StoredHour(state, figures))
-            self._delta(state, stored, figures, before)
-            if figures.carry != before.carry or figures.seq_last != before.seq_last:
+            self._delta(state, was, figures, before)
+            if (figures.carry != before.carry or figures.seq_last != before.seq_last) and (
+                key[1] + HOUR_MS <= self._now
+            ):
+                # Only a finished hour can have a successor (the next one has begun).
                 self._successor(key, state, figures, pending, queue)
 
     def _horizon(self, state: HourState) -> int | None:
@@ -279,15 +309,15 @@ class HourDeriver:
                 heapq.heappush(queue, empty.key)
 
     def _delta(
-        self, state: HourState, stored: StoredHour | None, new: HourFigures, old: HourFigures
+        self, state: HourState, was: tuple[str, str] | None, new: HourFigures, old: HourFigures
     ) -> None:
-        if new == old and (stored is None or stored.state.district == state.district):
+        moved = was is not None and was != (state.district, state.asset_type)
+        if new == old and not moved:
             return
-        if stored is not None and (
-            stored.state.district != state.district or stored.state.asset_type != state.asset_type
-        ):
-            self._add(stored.state, old, -1)
-            self._add(state, new, 1)
+        if moved:
+            assert was is not None
+            self._add_totals_at(was[0], was[1], state, _totals(old, -1))
+            self._add_totals(state, _totals(new, 1))
             return
         delta = Totals()
         delta.add(new)
@@ -295,19 +325,17 @@ class HourDeriver:
         if not delta.is_zero():
             self._add_totals(state, delta)
 
-    def _add(self, state: HourState, figures: HourFigures, sign: int) -> None:
-        delta = Totals()
-        delta.add(figures, sign)
-        self._add_totals(state, delta)
-
     def _add_totals(self, state: HourState, delta: Totals) -> None:
+        self._add_totals_at(state.district, state.asset_type, state, delta)
+
+    def _add_totals_at(self, district: str, asset: str, state: HourState, delta: Totals) -> None:
         dkey = (state.device_id, state.day_ms)
         entry = self.device_deltas.get(dkey)
         if entry is None:
-            self.device_deltas[dkey] = (state.district, state.asset_type, delta)
-        else:
-            entry[2].add(delta)
-        gkey = (state.district, state.asset_type, state.day_ms)
+            self.device_deltas[dkey] = (state.district, state.asset_type, Totals())
+            entry = self.device_deltas[dkey]
+        entry[2].add(delta)
+        gkey = (district, asset, state.day_ms)
         got = self.group_deltas.get(gkey)
         if got is None:
             got = self.group_deltas[gkey] = Totals()
@@ -316,6 +344,12 @@ class HourDeriver:
     def finish(self) -> None:
         """Write the collected day deltas."""
         self._txn.add_days(self.device_deltas, self.group_deltas)
+
+
+def _totals(figures: HourFigures, sign: int) -> Totals:
+    t = Totals()
+    t.add(figures, sign)
+    return t
 
 
 def new_state(
@@ -394,12 +428,14 @@ class IndicatorUpdater:
         definitions: Iterable[IndicatorDefinition] = (),
         maintenance: MaintenanceSource | None = None,
         retention: Retention | None = None,
+        save_interval_ms: int = 300_000,
     ) -> None:
         self._store = store
         self._cal = calendar
         # The flush thread's own calendar: CityCalendar caches are not thread-safe.
         self._thread_cal = CityCalendar(calendar.zone_name)
         self._intervals = intervals
+        self._iv_cache: dict[str, int | None] = {}
         self._clock = clock
         self._maintenance_source = maintenance
         self.retention = retention or Retention()
@@ -417,13 +453,39 @@ class IndicatorUpdater:
         self._rederive: dict[str, tuple[int, int]] = {}
         self._expected_drop: list[tuple[int, int]] = []
         self._maintenance_seen: dict[tuple[str, int, int, str], MaintenancePeriod] | None = None
-        #: Device-hours last derived while in progress: derived again at each flush
-        #: until their hour is over (the slots that began meanwhile count).
+        #: Device-hours last derived while in progress: derived again once their hour
+        #: is over (the slots that began meanwhile count), or at the next save.
         self._open_keys: set[HourKey] = set()
+        #: Figures, district and asset type of the stored hours in memory, as last
+        #: written (a rebuild's write changes the store's generation: then forgotten).
+        self._known: dict[HourKey, Known] = {}
+        self._generation: str | None = None
+        self._open_saved_ms = now
+        self.save_interval_ms = save_interval_ms
+        self.unsaved: tuple[int, int] | None = self._check_last_stop()
         self._pruned_ms = 0
         self._flushing = asyncio.Lock()
         #: Set while the last flush failed (health shows it); the work is kept and retried.
         self.last_error: str | None = None
+
+    def _check_last_stop(self) -> tuple[int, int] | None:
+        """After a crash, the span of readings that may be missing from the roll-ups (the
+        hours in progress since their last save), said once in the log."""
+        heartbeat = self._store.meta(HEARTBEAT_KEY)
+        saved = self._store.meta(OPEN_SAVED_KEY)
+        if heartbeat is None or saved is None or self._store.meta(CLEAN_STOP_KEY) == "1":
+            return None
+        lost = (int(saved), int(heartbeat))
+        if lost[1] <= lost[0]:
+            return None  # the last checkpoint saved everything
+        log.warning(
+            "the hub stopped without saving the hours in progress: readings of that span may be"
+            " missing from the indicators; rebuild it from the store with"
+            f" `hub indicators rebuild --start {lost[0] - HOUR_MS} --end {lost[1] + HOUR_MS}`",
+            from_ms=lost[0],
+            to_ms=lost[1],
+        )
+        return lost
 
     def set_definitions(self, definitions: Iterable[IndicatorDefinition]) -> None:
         """Use new definitions from now on (their domain values count from now)."""
@@ -446,48 +508,76 @@ class IndicatorUpdater:
             self._rejections(rejections)
 
     def _readings(self, readings: Sequence[Reading]) -> None:
+        # The hot path: ~1-2 µs a reading. The day and hour of the last reading are
+        # kept in locals (readings come in time order, mostly of the current hour),
+        # and the common case of add_reading is inlined.
         cal = self._cal
         cache = self._cache
         dirty = self._dirty
         devices = self.devices
         arrivals = self._arrivals
-        intervals = self._intervals
+        ivs = self._iv_cache
         plan = self.plan
+        metrics_of = plan.metrics
+        checks_of = plan.checks
         now = self._clock.now_ms()
         edges = _DELAY_EDGES_MS
+        day_lo = day_hi = hour_lo = hour_hi = 0
         for r in readings:
             ts = r.ts_ms
             district = r.district
             asset = r.asset_type
-            day = cal.day_start(ts)
+            if not day_lo <= ts < day_hi:
+                day_lo = cal.day_start(ts)
+                day_hi = cal.day_end(day_lo)
+            day = day_lo
             received = r.received_ms or now
             tkey = (district, asset, day)
             a = arrivals.get(tkey)
             if a is None:
                 a = arrivals[tkey] = Arrivals()
             a.delays[bisect_left(edges, received - ts)] += 1
-            rday = day if received - day < DAY_MS - HOUR_MS else cal.day_start(received)
-            if rday != day:
-                rkey = (district, asset, rday)
+            if day <= received < day_hi:
+                a.accepted += 1
+            else:
+                rkey = (district, asset, cal.day_start(received))
                 ra = arrivals.get(rkey)
                 if ra is None:
                     ra = arrivals[rkey] = Arrivals()
                 ra.accepted += 1
-                cal.day_start(ts)  # back to the reading's day for the next one
-            else:
-                a.accepted += 1
-            iv = intervals(asset)
+            iv = ivs.get(asset, -1)
+            if iv == -1:
+                iv = ivs[asset] = self._intervals(asset)
             if iv is None:
                 continue  # an asset type the catalog does not know: no declared interval
             slot = (ts - day) // iv
             slot_start = day + slot * iv
-            hour = cal.hour_start(slot_start)
+            if not hour_lo <= slot_start < hour_hi:
+                hour_lo = cal.hour_start(slot_start)
+                hour_hi = hour_lo + HOUR_MS
             device_id = r.device_id
-            key = (device_id, hour)
+            key = (device_id, hour_lo)
             state = cache.get(key)
             if state is None or state.interval_ms != iv:
                 state = self._open(key, district, asset, day, iv)
-            add_reading(state, r, slot, plan)
+            bit = 1 << (slot - state.first_slot)
+            bits = state.bits
+            if bits & bit:
+                state.extra += 1
+                seq = r.seq
+                if seq is not None:
+                    add_seq(state.runs, seq)
+            elif asset in metrics_of or asset in checks_of:
+                add_reading(state, r, slot, plan)
+            else:
+                state.bits = bits | bit
+                seq = r.seq
+                if seq is not None:
+                    runs = state.runs
+                    if runs and runs[-1][1] == seq - 1:
+                        runs[-1][1] = seq
+                    else:
+                        add_seq(runs, seq)
             dirty.add(key)
             dev = devices.get(device_id)
             if (
@@ -593,20 +683,39 @@ class IndicatorUpdater:
 
     # ------------------------------------------------------------------ flush
 
-    def _capture(self) -> FlushWork:
+    def _capture(self, *, save_open: bool = False) -> FlushWork:
+        """What to write now: hours that are over (or changed by late readings) at every
+        flush; the hours in progress every ``save_interval_ms``, or when ``save_open``."""
         now = self._clock.now_ms()
         work = FlushWork(now_ms=now)
         cache = self._cache
-        work.states = {key: cache[key].copy() for key in self._dirty if key in cache}
-        self._dirty = set()
+        save_open = save_open or now - self._open_saved_ms >= self.save_interval_ms
+        work.saves_open = save_open
+        keep: set[HourKey] = set()
+        for key in self._dirty:
+            if key not in cache:
+                continue
+            if key[1] + HOUR_MS > now and not save_open:
+                keep.add(key)  # in progress: saved with the others, every save_interval
+                continue
+            work.states[key] = cache[key].copy()
+        self._dirty = keep
+        still_open: set[HourKey] = set()
         for key in self._open_keys:
-            if key not in work.states:
+            if key[1] + HOUR_MS > now and not save_open:
+                still_open.add(key)
+            elif key not in work.states and key not in keep:
                 state = cache.get(key)
                 if state is not None:
                     work.states[key] = state.copy()
                 else:
                     work.reload.append(key)
-        self._open_keys = set()
+        self._open_keys = still_open
+        for key in work.states:
+            for k in (key, (key[0], key[1] - HOUR_MS)):
+                known = self._known.get(k)
+                if known is not None:
+                    work.known[k] = known
         work.devices = dict(self.devices)
         work.changed_devices = [self.devices[d] for d in self._changed_devices]
         self._changed_devices = set()
@@ -643,7 +752,7 @@ class IndicatorUpdater:
         self._expected_drop.extend(work.expected_drop)
 
     async def flush(self) -> None:
-        """Write what changed since the last flush (store writes in a worker thread)."""
+        """Write what is due (store writes in a worker thread)."""
         async with self._flushing:
             work = self._capture()
             periods = self._maintenance_periods(work.now_ms)
@@ -655,14 +764,26 @@ class IndicatorUpdater:
                 log.exception("indicator roll-ups could not be written; kept for the next try")
                 return
             self.last_error = None
-            self._open_keys |= work.partial
-            self._evict(work.now_ms)
+            self._written(work)
 
-    def flush_now(self) -> None:
-        """The same, blocking (a stopping hub)."""
-        work = self._capture()
+    def flush_now(self, *, stopping: bool = False, save_open: bool = True) -> None:
+        """Write what is due, blocking; with ``save_open`` the hours in progress too (a
+        stopping hub: then it is recorded that nothing was left unsaved)."""
+        work = self._capture(save_open=save_open or stopping)
+        work.clean_stop = stopping
         self.write(work, self._maintenance_periods(work.now_ms))
+        self._written(work)
+
+    def _written(self, work: FlushWork) -> None:
+        """After a successful write: what is known of the stored hours, what is left open."""
         self._open_keys |= work.partial
+        if work.saves_open:
+            self._open_saved_ms = work.now_ms
+        if work.generation_changed:
+            self._known = {}
+        for key, known in work.written.items():
+            if key in self._cache:
+                self._known[key] = known
         self._evict(work.now_ms)
 
     def _maintenance_periods(self, now: int) -> list[MaintenancePeriod]:
@@ -674,6 +795,7 @@ class IndicatorUpdater:
         horizon = self._cal.hour_start(now) - CACHE_HOURS * HOUR_MS
         for key in [k for k in self._cache if k[1] < horizon and k not in self._dirty]:
             del self._cache[key]
+            self._known.pop(key, None)
         cutoff = now - self.retention.hours_ms
         for device_id, events in list(self._status_events.items()):
             keep = [e for e in events if e[0] >= cutoff]
@@ -687,6 +809,10 @@ class IndicatorUpdater:
         cal = self._thread_cal
         maintenance = MaintenanceIndex(periods)
         with self._store.transaction() as txn:
+            generation = txn.meta(GENERATION_KEY)
+            if generation != self._generation:
+                work.known = {}
+                work.generation_changed = True
             if work.changed_devices:
                 txn.put_devices(work.changed_devices)
             if work.statuses:
@@ -695,7 +821,14 @@ class IndicatorUpdater:
             for lo, hi in work.expected_drop:
                 txn.drop_expected(cal.day_start(lo), hi)
             deriver = HourDeriver(
-                txn, cal, self.plan, maintenance, work.devices, work.offline, work.now_ms
+                txn,
+                cal,
+                self.plan,
+                maintenance,
+                work.devices,
+                work.offline,
+                work.now_ms,
+                known=work.known,
             )
             states = dict(work.states)
             old = self._add_rederive(work, states, cal)
@@ -707,6 +840,11 @@ class IndicatorUpdater:
             deriver.apply(states.values(), old=old)
             deriver.finish()
             work.partial = deriver.partial
+            work.written = {
+                key: (figures, states[key].district, states[key].asset_type)
+                for key, figures in deriver.written.items()
+                if key in states
+            }
             if work.arrivals:
                 txn.add_arrivals(work.arrivals)
             fill_expected(
@@ -719,6 +857,10 @@ class IndicatorUpdater:
                 since_ms=work.now_ms - self.retention.device_days_ms,
             )
             txn.set_meta(HEARTBEAT_KEY, str(work.now_ms))
+            if work.saves_open:
+                txn.set_meta(OPEN_SAVED_KEY, str(work.now_ms))
+            txn.set_meta(CLEAN_STOP_KEY, "1" if work.clean_stop else "0")
+        self._generation = generation
         if work.prune is not None:
             removed = self._store.prune(*work.prune)
             if removed:

@@ -21,7 +21,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 @pytest.fixture
 def hub(mosquitto: Mosquitto, names: Names, tmp_path: Path) -> Iterator[HubProcess]:
     """A running hub on the embedded store."""
-    process = HubProcess(tmp_path / "hub", env_for(names.topic_prefix(), mosquitto.url))
+    env = env_for(names.topic_prefix(), mosquitto.url, HUB_INDICATORS__SAVE_INTERVAL_S="5")
+    process = HubProcess(tmp_path / "hub", env)
     process.start()
     yield process
     process.stop()

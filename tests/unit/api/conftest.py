@@ -146,9 +146,7 @@ def _indicators(tmp_path: Path, clock: FakeClock, alerts: FakeAlerts) -> Indicat
     store = SqliteIndicatorStore(tmp_path / STATE_DB)
     calendar = CityCalendar("UTC")
     intervals = interval_ms_of(catalog.expected_interval_s)
-    updater = IndicatorUpdater(
-        store, calendar, intervals=intervals, clock=clock, definitions=defs
-    )
+    updater = IndicatorUpdater(store, calendar, intervals=intervals, clock=clock, definitions=defs)
     start = NOW_MS - 3_600_000
     readings = [
         Reading(district, "flood_gauge", device, start + i * 60_000, {"water_level_m": 1.0})
