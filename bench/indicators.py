@@ -270,7 +270,7 @@ def main() -> None:
     p.add_argument("--days", type=int, default=30)
     p.add_argument("--alerts", type=int, default=20_000)
     p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--minutes", type=int, default=10, help="minutes of live readings for upkeep")
+    p.add_argument("--minutes", type=int, default=60, help="minutes of live readings for upkeep")
     p.add_argument("--ingest-us", type=float, default=28.0, help="hub CPU per reading (bench/ingest.py)")
     p.add_argument("--rebuild-devices", type=int, default=500)
     p.add_argument("--rebuild-days", type=int, default=2)
