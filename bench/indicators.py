@@ -67,7 +67,13 @@ DEFS = list(load_definitions([REPO / "rules" / "indicators"], CATALOG).definitio
 INTERVALS = interval_ms_of(CATALOG.expected_interval_s)
 
 METRICS = {
-    "air_quality": {"pm2_5_ug_m3": 9.0, "pm10_ug_m3": 20.0, "no2_ug_m3": 30.0, "temperature_c": 12.0, "humidity_pct": 60.0},
+    "air_quality": {
+        "pm2_5_ug_m3": 9.0,
+        "pm10_ug_m3": 20.0,
+        "no2_ug_m3": 30.0,
+        "temperature_c": 12.0,
+        "humidity_pct": 60.0,
+    },
     "bridge": {"strain_ue": 100.0, "vibration_mm_s": 2.0, "temperature_c": 10.0},
     "flood_gauge": {"water_level_m": 1.2, "rainfall_mm_h": 0.0, "battery_v": 3.7},
     "manhole": {"methane_pct_lel": 1.0, "h2s_ppm": 2.0, "water_level_m": 0.2, "battery_v": 3.6},
@@ -79,7 +85,12 @@ METRICS = {
 
 def devices(n: int) -> list[DeviceRecord]:
     return [
-        DeviceRecord(f"dev-{i:05d}", DISTRICTS[i % len(DISTRICTS)], ASSETS[i % len(ASSETS)], NOW - 40 * DAY_MS)
+        DeviceRecord(
+            f"dev-{i:05d}",
+            DISTRICTS[i % len(DISTRICTS)],
+            ASSETS[i % len(ASSETS)],
+            NOW - 40 * DAY_MS,
+        )
         for i in range(n)
     ]
 
@@ -108,14 +119,20 @@ def generate(data_dir: Path, n_devices: int, days: int, n_alerts: int) -> list[D
             if d.asset_type == "air_quality":
                 t.domain = {"n": {"pm2_5_ug_m3": got}, "s": {"pm2_5_ug_m3": got * 9.0}}
             elif d.asset_type == "flood_gauge":
-                t.domain = {"n": {"water_level_m": got}, "s": {"water_level_m": got * 1.2}, "h": {"flood_warning_hours": rnd.randint(0, 1)}}
+                t.domain = {
+                    "n": {"water_level_m": got},
+                    "s": {"water_level_m": got * 1.2},
+                    "h": {"flood_warning_hours": rnd.randint(0, 1)},
+                }
             elif d.asset_type == "streetlight":
                 t.domain = {"c": {"streetlights_working_pct": [12, 12 - rnd.randint(0, 1)]}}
             elif d.asset_type == "traffic_counter":
                 t.domain = {"n": {"vehicles_per_min": got}, "s": {"vehicles_per_min": got * 12.0}}
             per_device[(d.device_id, day)] = (d.district, d.asset_type, t)
             groups.setdefault((d.district, d.asset_type), Totals()).add(t)
-            expected[(d.district, d.asset_type)] = expected.get((d.district, d.asset_type), 0) + slots
+            expected[(d.district, d.asset_type)] = (
+                expected.get((d.district, d.asset_type), 0) + slots
+            )
         arrivals = {}
         for (district, asset), t in groups.items():
             a = Arrivals(accepted=t.received, rejected={"bad_metric": rnd.randint(0, 5)})
@@ -138,9 +155,26 @@ def generate(data_dir: Path, n_devices: int, days: int, n_alerts: int) -> list[D
         acked = started + rnd.randint(60_000, 3_600_000) if rnd.random() < 0.8 else None
         resolved = started + rnd.randint(120_000, 8 * 3_600_000) if rnd.random() < 0.9 else None
         rows.append(
-            (f"{started:012x}{i:020x}", "pressure-low", "v1", "resolved" if resolved else "firing", rnd.randint(0, 3),
-             d.district, d.asset_type, d.device_id, "s", "", "{}", "{}", started, started, acked, resolved,
-             "other" if resolved and rnd.random() < 0.5 else None, "alice" if resolved else None)
+            (
+                f"{started:012x}{i:020x}",
+                "pressure-low",
+                "v1",
+                "resolved" if resolved else "firing",
+                rnd.randint(0, 3),
+                d.district,
+                d.asset_type,
+                d.device_id,
+                "s",
+                "",
+                "{}",
+                "{}",
+                started,
+                started,
+                acked,
+                resolved,
+                "other" if resolved and rnd.random() < 0.5 else None,
+                "alice" if resolved else None,
+            )
         )
     conn.executemany(
         "INSERT INTO alerts (id, rule_id, rule_version, status, severity, district, asset_type, source,"
@@ -159,7 +193,13 @@ def bench_queries(data_dir: Path, devs: list[DeviceRecord], runs: int) -> dict[s
     routes = load_routes(REPO / "rules" / "routes.yaml")
     facts = AlertFacts(conn, routes, clock, SilenceBook(conn, routes.maintenance))
     service = IndicatorService(
-        store, CityCalendar("UTC"), DEFS, intervals=INTERVALS, clock=clock, responses=facts, devices=lambda: devs
+        store,
+        CityCalendar("UTC"),
+        DEFS,
+        intervals=INTERVALS,
+        clock=clock,
+        responses=facts,
+        devices=lambda: devs,
     )
     out = {}
     for d in DEFS:
@@ -188,14 +228,26 @@ def fleet_readings(devs: list[DeviceRecord], start: int, minutes: int) -> list[R
         for i, d in enumerate(devs):
             ts = start + m * 60_000 + (i * 60_000) // n
             seqs[i] += 1
-            out.append(Reading(d.district, d.asset_type, d.device_id, ts, METRICS[d.asset_type], seq=seqs[i], received_ms=ts + 300))
+            out.append(
+                Reading(
+                    d.district,
+                    d.asset_type,
+                    d.device_id,
+                    ts,
+                    METRICS[d.asset_type],
+                    seq=seqs[i],
+                    received_ms=ts + 300,
+                )
+            )
     return out
 
 
 def bench_upkeep(data_dir: Path, devs: list[DeviceRecord], minutes: int, ingest_us: float) -> float:
     clock = FakeClock(NOW)
     store = SqliteIndicatorStore(data_dir / "upkeep.db")
-    updater = IndicatorUpdater(store, CityCalendar("UTC"), intervals=INTERVALS, clock=clock, definitions=DEFS)
+    updater = IndicatorUpdater(
+        store, CityCalendar("UTC"), intervals=INTERVALS, clock=clock, definitions=DEFS
+    )
     readings = fleet_readings(devs, NOW, minutes)
     batch = max(1, len(devs) // 60)  # a second's worth of the fleet: one journal batch
     observe_s = flush_s = 0.0
@@ -221,8 +273,10 @@ def bench_upkeep(data_dir: Path, devs: list[DeviceRecord], minutes: int, ingest_
         f"  {len(readings):,} readings, {flushes} flushes: observe {per_observe:.2f} µs/reading,"
         f" flush {per_flush:.2f} µs/reading (in a worker thread in the hub)"
     )
-    print(f"  upkeep {per_observe + per_flush:.2f} µs/reading = {share:.1f} % of {ingest_us} µs (target ≤ 5 %);"
-          f" on the event loop: {per_observe / ingest_us * 100:.1f} %")
+    print(
+        f"  upkeep {per_observe + per_flush:.2f} µs/reading = {share:.1f} % of {ingest_us} µs (target ≤ 5 %);"
+        f" on the event loop: {per_observe / ingest_us * 100:.1f} %"
+    )
     return share
 
 
@@ -234,7 +288,9 @@ async def _history(readings: list[Reading]) -> AsyncIterator[Reading]:
         yield r
 
 
-def bench_rebuild(data_dir: Path, n_devices: int, days: int, full_devices: int, full_days: int) -> float:
+def bench_rebuild(
+    data_dir: Path, n_devices: int, days: int, full_devices: int, full_days: int
+) -> float:
     devs = devices(n_devices)
     start = NOW - days * DAY_MS
     readings = sorted(fleet_readings(devs, start, days * 1440), key=lambda r: r.ts_ms)
@@ -260,7 +316,9 @@ def bench_rebuild(data_dir: Path, n_devices: int, days: int, full_devices: int, 
         f"  {report.readings:,} readings, {report.hours:,} device-hours in {took:.1f} s:"
         f" {report.readings / took:,.0f} readings/s, {report.hours / took:,.0f} device-hours/s"
     )
-    print(f"  extrapolated to {full_devices:,} devices × {full_days} days: {took * scale / 60:.1f} min (target < 10 min)")
+    print(
+        f"  extrapolated to {full_devices:,} devices × {full_days} days: {took * scale / 60:.1f} min (target < 10 min)"
+    )
     return took * scale
 
 
@@ -271,17 +329,23 @@ def main() -> None:
     p.add_argument("--alerts", type=int, default=20_000)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--minutes", type=int, default=60, help="minutes of live readings for upkeep")
-    p.add_argument("--ingest-us", type=float, default=28.0, help="hub CPU per reading (bench/ingest.py)")
+    p.add_argument(
+        "--ingest-us", type=float, default=28.0, help="hub CPU per reading (bench/ingest.py)"
+    )
     p.add_argument("--rebuild-devices", type=int, default=500)
     p.add_argument("--rebuild-days", type=int, default=2)
     args = p.parse_args()
-    print(f"indicators benchmark: {args.devices:,} devices, {args.days} days, {len(DEFS)} indicators, pid {os.getpid()}")
+    print(
+        f"indicators benchmark: {args.devices:,} devices, {args.days} days, {len(DEFS)} indicators, pid {os.getpid()}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         began = time.perf_counter()
         devs = generate(data_dir, args.devices, args.days, args.alerts)
         print(f"generated roll-up history in {time.perf_counter() - began:.0f} s")
-        print(f"query: a month (30 days) of each indicator for all districts, median of {args.runs}")
+        print(
+            f"query: a month (30 days) of each indicator for all districts, median of {args.runs}"
+        )
         times = bench_queries(data_dir, devs, args.runs)
         worst = max(times, key=times.__getitem__)
         print(f"  slowest: {worst} {times[worst]:.1f} ms (target < 200 ms)")

@@ -6,8 +6,9 @@ catalog) is provisioned into the registry with its locations on first start, the
 connects and reports; the ``demo`` scenario (``devices/scenarios/demo.yaml``) plays
 a flood, a burst main, a gas leak, a silent gauge, a stuck sensor, a backfill and a
 sensor fault in the first minutes. An admin API key is created and printed with the
-dashboard's address. Ctrl-C stops the fleet (devices say ``offline``) and then the
-hub; a second start reuses everything in ``HUB_DATA_DIR``.
+console's address (its map gets the demo's district outlines). Ctrl-C stops the fleet
+(devices say ``offline``) and then the hub; a second start reuses everything in
+``HUB_DATA_DIR``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from devices.scenarios import load_scenario
@@ -36,6 +38,16 @@ DEMO_INTERVAL_S = 5.0
 DEMO_KEY_NAME = "demo-admin"
 #: Below this the scenario's districts may lack the devices it scripts.
 MIN_DEVICES = 300
+#: The demo city's district outlines for the console's map (``python -m devices.districts``).
+DEMO_DISTRICTS_FILE = Path(__file__).resolve().parent / "scenarios" / "demo-districts.geojson"
+
+
+def with_demo_outlines(settings: Settings) -> Settings:
+    """``settings`` with the demo's district outlines, unless the deployer named a file."""
+    if settings.console.districts_geojson is not None:
+        return settings
+    console = settings.console.model_copy(update={"districts_geojson": DEMO_DISTRICTS_FILE})
+    return settings.model_copy(update={"console": console})
 
 
 def provision(registry: Any, specs: Sequence[DeviceSpec]) -> int:
@@ -89,6 +101,7 @@ async def run_demo(settings: Settings, *, devices: int = 320, rate: float | None
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     scenario = load_scenario("demo")
+    settings = with_demo_outlines(settings)
     try:
         async with Hub(settings) as hub:
             fleet = Fleet(
@@ -143,7 +156,7 @@ def _banner(
     lines = [
         "",
         "hub demo: the hub and a simulated city are running",
-        f"hub demo: dashboard  {api_url}/",
+        f"hub demo: console    {api_url}/",
         f"hub demo: API        {api_url}/api/v1  (OpenAPI at {api_url}/openapi.json)",
         f"hub demo: broker     {mqtt_url}  topics {settings.mqtt.topic_prefix}/#",
         f"hub demo: fleet      {devices} devices in d01..d{DEMO_DISTRICTS:02d} "

@@ -105,7 +105,7 @@ MALFORMED_KINDS = (
 # --------------------------------------------------------------------------- the fleet plan
 
 
-def _district_centre(n: int, districts: int) -> tuple[float, float]:
+def district_centre(n: int, districts: int) -> tuple[float, float]:
     """District 1 at the centre, the others on a ring ~2.5 km out."""
     lat0, lon0 = CITY_CENTRE
     if n == 1 or districts == 1:
@@ -145,7 +145,7 @@ def build_fleet(devices: int, districts: int, seed: int = 1) -> list[DeviceSpec]
     ]
     for k, count in enumerate(per_district, start=1):
         district = f"d{k:02d}"
-        lat_c, lon_c = _district_centre(k, districts)
+        lat_c, lon_c = district_centre(k, districts)
         numbers: dict[str, int] = {}
         for asset_type in _district_types(count):
             numbers[asset_type] = numbers.get(asset_type, 0) + 1

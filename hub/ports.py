@@ -8,7 +8,7 @@ these are internal types.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -181,6 +181,11 @@ class Transition:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
+#: Labels every alert carries besides its rule's ``labels`` (what silences, routes and
+#: inhibit rules can match on; hub.alerts.lifecycle.match_labels builds them).
+ALERT_IDENTITY_LABELS = ("district", "asset_type", "severity", "rule_id", "source")
+
+
 @dataclass(frozen=True, slots=True)
 class AlertRecord:
     """An alert as stored, with its explanation."""
@@ -204,6 +209,8 @@ class AlertRecord:
     silenced: bool = False
     incident_id: str | None = None
     reopened_from: str | None = None
+    #: Why ``silenced``: ``silence:<id>``, ``maintenance:<name>`` or ``inhibited:<alert id>``.
+    muted_by: str | None = None
     #: Why an operator resolved it (RESOLUTION_REASONS); None while open or when the rule did.
     resolution: str | None = None
 
@@ -276,6 +283,11 @@ class MaintenancePeriod:
         return bool(self.matchers) and set(self.matchers) <= DEVICE_MATCHER_KEYS
 
 
+#: How one caller may see an alert and its timeline (the API withholds values by role);
+#: renderers that build documents from an alert (CAP) apply it first.
+AlertView = Callable[[AlertRecord, Sequence[Transition]], tuple[AlertRecord, Sequence[Transition]]]
+
+
 class NotFound(Exception):
     """The thing asked for does not exist."""
 
@@ -339,12 +351,16 @@ class AlertServicePort(Protocol):
         """End a silence now; raises NotFound."""
         ...
 
-    def cap_xml(self, alert_id: str) -> str:
-        """The alert as an OASIS CAP 1.2 document; raises NotFound."""
+    def silence_preview(self, matchers: Mapping[str, str], scope: Scope) -> list[AlertRecord]:
+        """Open alerts inside ``scope`` that a silence with ``matchers`` would mute now."""
         ...
 
-    def cap_feed(self, scope: Scope, base_url: str) -> str:
-        """Atom feed of current CAP messages."""
+    def cap_xml(self, alert_id: str, *, view: AlertView | None = None) -> str:
+        """The alert as an OASIS CAP 1.2 document, built from ``view`` of it; raises NotFound."""
+        ...
+
+    def cap_feed(self, scope: Scope, base_url: str, *, view: AlertView | None = None) -> str:
+        """Atom feed of current CAP messages, each entry built from ``view`` of its alert."""
         ...
 
     def response_figures(self, flt: AlertFilter, scope: Scope) -> dict[str, Any]:
@@ -390,6 +406,20 @@ class RuleSummary:
     source_yaml: str
     firing: int
     pending: int
+    #: The labels the rule copies onto its alerts (silences and routes match on them).
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdLine:
+    """A fixed level a rule compares one metric of a device against (for chart lines)."""
+
+    rule_id: str
+    metric: str
+    op: str
+    value: float
+    clear: float | None
+    severity: str
 
 
 class RuleInvalid(Exception):
@@ -429,6 +459,11 @@ class RuleServicePort(Protocol):
 
     def problems(self) -> list[RuleProblem]:
         """Current load errors (broken files keep their previous rules)."""
+        ...
+
+    def thresholds(self, district: str, asset_type: str, device_id: str) -> list[ThresholdLine]:
+        """Fixed levels of the enabled rules matching the device (threshold rules and
+        composite conditions on a value)."""
         ...
 
     def changes(self, limit: int) -> list[dict[str, Any]]:

@@ -236,7 +236,7 @@ class Hub:
             dead_letters=self.dead_letters,
             health=self,
             events=self.events,
-            catalog_classification=self.catalog.classification,
+            catalog=self.catalog,
             indicators=self.indicators.service,
         )
         config = uvicorn.Config(
@@ -246,6 +246,8 @@ class Hub:
             log_config=None,
             access_log=False,
             lifespan="off",
+            # The API reads X-Forwarded-For itself, from HUB_API__TRUSTED_PROXIES only.
+            proxy_headers=False,
         )
         server = _Server(config)
         self._api_server = server

@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
     field_validator,
@@ -189,8 +190,11 @@ class ApiSettings(_Section):
     metrics_public: bool = True
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024
+    #: Reverse proxies (addresses or networks) whose ``X-Forwarded-For`` names the client;
+    #: empty: the client is the connection's peer and the header is ignored.
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -252,6 +256,45 @@ class AuditSettings(_Section):
         return value
 
 
+class ConsoleSettings(_Section):
+    """The operations console: map tiles and district outlines (docs/console.md)."""
+
+    # Raster tiles behind the map, an XYZ URL template such as
+    # https://tiles.city.example/{z}/{x}/{y}.png; empty: no tiles (a control room
+    # without internet), the map draws the district outlines and the devices only.
+    tile_url: str = ""
+    tile_attribution: Annotated[str, Field(max_length=500)] = ""
+    tile_max_zoom: Annotated[int, Field(ge=1, le=22)] = 19
+    # The city's districts as a GeoJSON FeatureCollection whose features carry a
+    # ``district`` property; unset: no outlines (``hub demo`` ships its own).
+    districts_geojson: Path | None = None
+    # Language of the console when the browser asks for none that is shipped.
+    default_language: Literal["en", "zh-CN"] = "en"
+
+    @field_validator("tile_url")
+    @classmethod
+    def _check_tiles(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            raise ValueError("must be an http(s) URL template, e.g. https://host/{z}/{x}/{y}.png")
+        if not all(f"{{{k}}}" in value for k in "zxy"):
+            raise ValueError("must contain {z}, {x} and {y}")
+        return value
+
+    @property
+    def tile_origin(self) -> str | None:
+        """Scheme and host the tiles come from (the browser must be allowed to load them)."""
+        if not self.tile_url:
+            return None
+        parts = urlsplit(self.tile_url.replace("{s}", "a"))
+        host = parts.netloc
+        if "{s}" in self.tile_url.split("/")[2]:
+            host = "*." + host.split(".", 1)[1] if "." in host else host
+        return f"{parts.scheme}://{host}"
+
+
 class LogSettings(_Section):
     """Structured logging."""
 
@@ -278,6 +321,7 @@ class Settings(BaseSettings):
     rules: RulesSettings = RulesSettings()
     alerts: AlertsSettings = AlertsSettings()
     api: ApiSettings = ApiSettings()
+    console: ConsoleSettings = ConsoleSettings()
     indicators: IndicatorsSettings = IndicatorsSettings()
     audit: AuditSettings = AuditSettings()
     log: LogSettings = LogSettings()

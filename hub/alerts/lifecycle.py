@@ -42,8 +42,8 @@ def match_labels(row: sqlite3.Row | Mapping[str, Any]) -> dict[str, str]:
     return labels
 
 
-def to_record(row: sqlite3.Row, *, muted: bool = False) -> AlertRecord:
-    """A database row as the port's AlertRecord."""
+def to_record(row: sqlite3.Row, *, muted_by: str | None = None) -> AlertRecord:
+    """A database row as the port's AlertRecord; ``muted_by`` says why it is not notified."""
     return AlertRecord(
         id=row["id"],
         rule_id=row["rule_id"],
@@ -61,9 +61,10 @@ def to_record(row: sqlite3.Row, *, muted: bool = False) -> AlertRecord:
         updated_ms=row["updated_ms"],
         acknowledged_ms=row["acknowledged_ms"],
         resolved_ms=row["resolved_ms"],
-        silenced=muted,
+        silenced=muted_by is not None,
         incident_id=row["incident_id"],
         reopened_from=row["reopened_from"],
+        muted_by=muted_by,
         resolution=row["resolution"],
     )
 

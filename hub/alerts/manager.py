@@ -35,7 +35,7 @@ from hub.alerts.grouping import assign_incident, incident_summary, release_alert
 from hub.alerts.inhibition import Inhibitor
 from hub.alerts.lifecycle import ACTIVE, alert_dict, match_labels, series_key, to_record
 from hub.alerts.notify_log import OutboxItem, Sender
-from hub.alerts.routing import RoutePlanner, RoutesFile
+from hub.alerts.routing import RoutePlanner, RoutesFile, matchers_match
 from hub.alerts.silences import SilenceBook
 from hub.clock import Clock
 from hub.logging import get_logger
@@ -45,6 +45,7 @@ from hub.ports import (
     RESOLUTION_REASONS,
     AlertFilter,
     AlertRecord,
+    AlertView,
     Conflict,
     DeliveryError,
     MaintenancePeriod,
@@ -431,6 +432,13 @@ class AlertManager:
         return fresh
 
     # ------------------------------------------------------------------ notifications
+
+    def _muted_by(self, row: sqlite3.Row, now: int) -> str | None:
+        """Why an open alert is not notified now (``silence:<id>``…), None when it is."""
+        if row["status"] == "resolved":
+            return None
+        muting = self._muted(row, now)
+        return muting[0] if muting is not None else None
 
     def _muted(self, row: sqlite3.Row, now: int) -> tuple[str, int | None] | None:
         """Why the alert is not notified now (and until when, if known), or None."""
@@ -824,7 +832,7 @@ class AlertManager:
                 (_event(fresh, AlertStatus.ACKNOWLEDGED, now, actor, comment), "acknowledged")
             )
         self._publish(emitted)
-        return to_record(fresh, muted=self._muted(fresh, now) is not None)
+        return to_record(fresh, muted_by=self._muted_by(fresh, now))
 
     async def resolve(
         self, alert_id: str, actor: str, comment: str, reason: str = DEFAULT_RESOLUTION
@@ -849,7 +857,7 @@ class AlertManager:
             row = self._require(alert_id)
             lifecycle.add_transition(self._conn, alert_id, now, "commented", actor, comment)
         self._publish([(_event(row, AlertStatus(row["status"]), now, actor, comment), "commented")])
-        return to_record(row, muted=self._muted(row, now) is not None)
+        return to_record(row, muted_by=self._muted_by(row, now))
 
     # ------------------------------------------------------------------ reads
 
@@ -861,18 +869,29 @@ class AlertManager:
             (*args, max(0, flt.limit), max(0, flt.offset)),
         ).fetchall()
         now = self._clock.now_ms()
-        return [
-            to_record(r, muted=r["status"] != "resolved" and self._muted(r, now) is not None)
-            for r in rows
-        ]
+        return [to_record(r, muted_by=self._muted_by(r, now)) for r in rows]
 
     def get_alert(self, alert_id: str) -> AlertRecord | None:
         """One alert, or None."""
         row = lifecycle.get_row(self._conn, alert_id)
         if row is None:
             return None
-        muted = row["status"] != "resolved" and self._muted(row, self._clock.now_ms()) is not None
-        return to_record(row, muted=muted)
+        return to_record(row, muted_by=self._muted_by(row, self._clock.now_ms()))
+
+    def silence_preview(self, matchers: Mapping[str, str], scope: Scope) -> list[AlertRecord]:
+        """Open alerts inside ``scope`` that a silence with ``matchers`` would mute now
+        (the same matching as :meth:`SilenceBook.muting`), worst and newest first."""
+        where, args = _where(AlertFilter(state="active"), scope)
+        rows = self._conn.execute(
+            f"SELECT * FROM alerts{where} ORDER BY severity DESC, started_ms DESC, id",  # noqa: S608  (placeholders only)
+            args,
+        ).fetchall()
+        now = self._clock.now_ms()
+        return [
+            to_record(r, muted_by=self._muted_by(r, now))
+            for r in rows
+            if matchers_match(matchers, match_labels(r))
+        ]
 
     def timeline(self, alert_id: str) -> list[Transition]:
         """Transitions of one alert, oldest first."""
@@ -900,18 +919,25 @@ class AlertManager:
         log.info("silence expired", silence_id=silence_id, actor=actor)
         return silence
 
-    def cap_xml(self, alert_id: str, message_index: int = -1) -> str:
-        """The alert's latest (or ``message_index``-th) CAP 1.2 message; raises NotFound."""
+    def cap_xml(
+        self, alert_id: str, message_index: int = -1, *, view: AlertView | None = None
+    ) -> str:
+        """The alert's latest (or ``message_index``-th) CAP 1.2 message, built from ``view``
+        of the alert and its timeline when given; raises NotFound."""
         row = self._require(alert_id)
+        record = to_record(row)
+        timeline: Sequence[Transition] = self.timeline(alert_id)
+        if view is not None:
+            record, timeline = view(record, timeline)
         return render_cap(
-            to_record(row),
-            self.timeline(alert_id),
+            record,
+            timeline,
             sender=self._sender,
             locate=self._locate,
             message_index=message_index,
         )
 
-    def cap_feed(self, scope: Scope, base_url: str) -> str:
+    def cap_feed(self, scope: Scope, base_url: str, *, view: AlertView | None = None) -> str:
         """Atom feed of current CAP messages: open alerts and those resolved in the last day."""
         now = self._clock.now_ms()
         where, args = _where(AlertFilter(), scope)
@@ -925,7 +951,10 @@ class AlertManager:
         entries = []
         for row in rows:
             record = to_record(row)
-            messages = cap_messages(record, self.timeline(record.id))
+            timeline: Sequence[Transition] = self.timeline(row["id"])
+            if view is not None:
+                record, timeline = view(record, timeline)
+            messages = cap_messages(record, timeline)
             if messages:
                 entries.append((record, messages[-1]))
         return render_feed(entries, base_url=base_url, now_ms=now, sender=self._sender)

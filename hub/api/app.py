@@ -1,26 +1,30 @@
-"""The FastAPI application: routers per resource under ``/api/v1``, ``/metrics``, dashboard."""
+"""The FastAPI application: routers per resource under ``/api/v1``, ``/metrics``, and the
+operations console (docs/console.md)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hub.api import audit, keys
-from hub.api.auth import FailedAuthLimiter, Principal
+from hub.api.auth import Lockout, Principal
 from hub.api.context import ApiContext
-from hub.api.deps import require
+from hub.api.deps import authenticate, errors, require
 from hub.api.errors import install_handlers
 from hub.api.middleware import GuardMiddleware
 from hub.api.routes import (
     access,
     alerts,
     audit_report,
+    console,
     dead_letters,
     devices,
     districts,
@@ -31,28 +35,14 @@ from hub.api.routes import (
     stream,
     telemetry,
 )
-from hub.api.schemas import ErrorOut
+from hub.api.routing import ApiRoute
 
 STATIC_DIR = Path(__file__).parent / "static"
-#: Error statuses any API endpoint may answer, documented once for the OpenAPI schema.
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut, "description": text}
-    for code, text in (
-        (400, "Malformed request"),
-        (401, "No valid API key"),
-        (403, "Outside the key's role or scope"),
-        (404, "Not found"),
-        (409, "Conflicts with the current state"),
-        (413, "Request body too large"),
-        (422, "Invalid parameters or body; `detail` says which"),
-        (429, "Too many failed authentications"),
-    )
-}
 API_PREFIX = "/api/v1"
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
-    """The API and dashboard over the ports in ``ctx`` (keys and audit tables are created)."""
+    """The API and console over the ports in ``ctx`` (keys and audit tables are created)."""
     keys.ensure_schema(ctx.conn)
     audit.ensure_schema(ctx.conn)
     app = FastAPI(
@@ -68,7 +58,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.ctx = ctx
-    app.state.limiter = FailedAuthLimiter()
+    app.state.lockout = Lockout()
     app.state.touched = {}
     install_handlers(app)
 
@@ -83,16 +73,18 @@ def create_app(ctx: ApiContext) -> FastAPI:
         dead_letters,
         stream,
         access,
+        console,
         audit_report,
         indicators,
     ):
         # straight onto the app: FastAPI rebuilds every route on each include_router
-        app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
-    _metrics_route(app, public=ctx.settings.api.metrics_public)
+        app.include_router(_documented(module.router), prefix=API_PREFIX)
+    app.include_router(_documented(_metrics_router(public=ctx.settings.api.metrics_public)))
+    _catalog_in_schema(app, ctx.catalog.asset_types())
 
     @app.get("/", include_in_schema=False)
-    async def dashboard() -> FileResponse:
-        """The dashboard's single page."""
+    async def console_page() -> FileResponse:
+        """The operations console's single page."""
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -108,22 +100,70 @@ def create_app(ctx: ApiContext) -> FastAPI:
     return app
 
 
-def _metrics_route(app: FastAPI, *, public: bool) -> None:
+def _metrics_router(*, public: bool) -> APIRouter:
+    router = APIRouter(route_class=ApiRoute, tags=["metrics"])
     responses: dict[int | str, dict[str, Any]] = {
         200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}
     }
     if public:
 
-        @app.get("/metrics", tags=["metrics"], response_class=Response, responses=responses)
+        @router.get("/metrics", response_class=Response, responses=responses)
         async def metrics() -> Response:
             """Prometheus metrics of the hub (public: ``HUB_API__METRICS_PUBLIC=true``)."""
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     else:
 
-        @app.get("/metrics", tags=["metrics"], response_class=Response, responses=responses)
+        @router.get("/metrics", response_class=Response, responses=responses)
         async def admin_metrics(
             _who: Annotated[Principal, Depends(require("admin"))],
         ) -> Response:
             """Prometheus metrics of the hub (admins only: metrics_public is false)."""
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def _documented(router: APIRouter) -> APIRouter:
+    """``router`` with the error statuses each route can answer documented, from what the
+    route declares (before it is included: inclusion copies the routes' responses).
+
+    Every route answers 422 to an undeclared query parameter; one that needs a key
+    answers 401, 403 and 429; one with a body 413. Statuses that depend on what the
+    route does (404, 409, 503) are declared on the route itself.
+    """
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        codes = [422]
+        if _needs_key(route.dependant):
+            codes += [401, 403, 429]
+        if route.body_field is not None:
+            codes.append(413)
+        route.responses = {**errors(*codes), **route.responses}
+    return router
+
+
+def _needs_key(dependant: Dependant) -> bool:
+    return dependant.call is authenticate or any(_needs_key(d) for d in dependant.dependencies)
+
+
+def _catalog_in_schema(app: FastAPI, asset_types: list[str]) -> None:
+    """Name the catalog's asset types as the only ones provisioning accepts, in the schema.
+
+    The catalog is data loaded at start-up, so the models cannot list it; the schema
+    then says what the server checks (``POST``/``PUT /devices`` answer 422 otherwise).
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            for model in ("DeviceCreate", "DeviceUpdate"):
+                props = schema["components"]["schemas"][model]["properties"]
+                if asset_types:
+                    props["asset_type"]["enum"] = list(asset_types)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

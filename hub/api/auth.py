@@ -1,20 +1,34 @@
-"""Who is calling: bearer-key authentication, roles, scopes and failed-login rate limiting."""
+"""Who is calling: bearer-key authentication, roles, scopes and failed-login rate limiting.
+
+Failed authentications are counted twice, in sliding windows: per key id (the public
+``<id>`` of a well-formed key) and per client address. A key id that fails
+``MAX_FAILURES`` times is locked for the window wherever it is presented from: that
+is the defence against guessing a key's secret. An address that fails as often gets
+429 instead of 401 for its further failures, but a valid key from it still works:
+one guesser behind a shared address (a control room's NAT, a reverse proxy) cannot
+lock out everyone else behind it. Behind reverse proxies named in
+``HUB_API__TRUSTED_PROXIES`` the client address is read from ``X-Forwarded-For``.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections import OrderedDict, deque
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
+from typing import Any
 
 from fastapi import HTTPException, status
 
 from hub.api.keys import ROLE_RANK, ApiKey
 from hub.ports import Scope
 
-#: Failed authentications one client address may make per window before it gets 429.
+#: Failed authentications per key id (or client address) and window before it gets 429.
 MAX_FAILURES = 10
 FAILURE_WINDOW_S = 60.0
-#: Client addresses remembered by the limiter; the least recently failing are forgotten.
+#: Addresses (or key ids) one limiter remembers; the least recently failing are forgotten.
 MAX_TRACKED_CLIENTS = 10_000
 #: ``last_used_ms`` of a key is written at most this often (a write per request is waste).
 TOUCH_INTERVAL_MS = 60_000
@@ -25,6 +39,11 @@ CLASSIFICATION_ROLE: dict[str, str] = {
     "internal": "viewer",
     "restricted": "operator",
 }
+
+
+def reader_role(classification: str) -> str:
+    """The least role that reads metrics of ``classification`` (an unknown class: operator)."""
+    return CLASSIFICATION_ROLE.get(classification, "operator")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +92,7 @@ class Principal:
 
     def may_read(self, classification: str) -> bool:
         """True when the key's role may read metrics of ``classification``."""
-        return self.has_role(CLASSIFICATION_ROLE.get(classification, "operator"))
+        return self.has_role(reader_role(classification))
 
 
 class FailedAuthLimiter:
@@ -114,3 +133,48 @@ class FailedAuthLimiter:
         self._failures[client] = times  # most recently failing last
         while len(self._failures) > self._max_clients:
             self._failures.popitem(last=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Lockout:
+    """Failed authentications per key id and per client address (module docstring)."""
+
+    by_key: FailedAuthLimiter = field(default_factory=FailedAuthLimiter)
+    by_address: FailedAuthLimiter = field(default_factory=FailedAuthLimiter)
+
+
+Network = IPv4Network | IPv6Network
+
+
+def client_address(scope: Mapping[str, Any], trusted_proxies: Sequence[Network]) -> str:
+    """The caller's address: the connection's peer, or behind trusted proxies the client
+    they name.
+
+    ``X-Forwarded-For`` is read only when the peer is a trusted proxy, from the right
+    (each proxy appends the address it saw): the first entry that is not itself a
+    trusted proxy is the client. A malformed entry ends the walk at the last trusted
+    hop, so whatever a client writes into the header cannot choose its own address.
+    """
+    peer = scope.get("client")
+    hop = str(peer[0]) if peer else "unknown"
+    if not trusted_proxies or not _is_trusted(hop, trusted_proxies):
+        return hop
+    forwarded = b",".join(v for k, v in scope.get("headers", ()) if k == b"x-forwarded-for")
+    for raw in reversed(forwarded.decode("latin-1").split(",")):
+        entry = raw.strip()
+        try:
+            ipaddress.ip_address(entry)
+        except ValueError:
+            return hop
+        if not _is_trusted(entry, trusted_proxies):
+            return entry
+        hop = entry
+    return hop
+
+
+def _is_trusted(address: str, trusted_proxies: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted_proxies)

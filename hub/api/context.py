@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from dataclasses import dataclass
 
+from hub.catalog import Catalog
 from hub.clock import Clock
 from hub.ports import (
     AlertServicePort,
@@ -26,8 +26,9 @@ class ApiContext:
 
     ``conn`` is the shared state database (``HUB_DATA_DIR/hub.db``); the API keeps
     its keys and audit log there (components ``api_keys`` and ``audit``).
-    ``catalog_classification(asset_type, metric)`` answers ``public``, ``internal``
-    or ``restricted`` (unknown metrics are ``internal``).
+    ``catalog`` is the device catalog: which asset types exist (provisioning checks
+    against it) and how each metric is classified (what a key's role may read).
+    ``catalog`` also gives the console each asset type's metrics and units.
     """
 
     settings: Settings
@@ -40,5 +41,5 @@ class ApiContext:
     dead_letters: DeadLetterPort
     health: HealthPort
     events: EventStreamPort
-    catalog_classification: Callable[[str, str], str]
+    catalog: Catalog
     indicators: IndicatorPort | None = None

@@ -9,9 +9,10 @@ import orjson
 from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from hub.api.auth import TOUCH_INTERVAL_MS, FailedAuthLimiter, Principal
+from hub.api.auth import TOUCH_INTERVAL_MS, Lockout, Principal, client_address
 from hub.api.context import ApiContext
-from hub.api.keys import touch_key, verify_key
+from hub.api.keys import presented_key_id, touch_key, verify_key
+from hub.api.schemas import ErrorOut
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -27,10 +28,29 @@ def get_ctx(request: Request) -> ApiContext:
 
 Ctx = Annotated[ApiContext, Depends(get_ctx)]
 
+#: What each error status means, for the OpenAPI schema.
+ERROR_TEXT: dict[int, str] = {
+    400: "Malformed request",
+    401: "No valid API key",
+    403: "Outside the key's role or scope",
+    404: "Not found",
+    409: "Conflicts with the current state",
+    413: "Request body too large",
+    422: "Invalid parameters or body; `detail` says which",
+    429: "Too many failed authentications",
+    503: "A part of the hub this needs is unavailable; retry after `Retry-After` seconds",
+}
 
-def client_address(request: Request) -> str:
-    """The caller's address as the server saw it (rate limiting and audit key on it)."""
-    return request.client.host if request.client else "unknown"
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses ``codes`` (each a ``{"detail": …}`` body)."""
+    return {code: {"model": ErrorOut, "description": ERROR_TEXT[code]} for code in codes}
+
+
+def caller_address(request: Request) -> str:
+    """The caller's address (behind trusted proxies, the one they name); lockout and audit
+    key on it."""
+    return client_address(request.scope, get_ctx(request).settings.api.trusted_proxies)
 
 
 async def authenticate(
@@ -38,26 +58,32 @@ async def authenticate(
     ctx: Ctx,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The caller behind the bearer key; 401 without a valid key, 429 after too many failures."""
-    limiter: FailedAuthLimiter = request.app.state.limiter
-    client = client_address(request)
-    now = ctx.clock.monotonic()
-    wait = limiter.retry_after(client, now)
-    if wait is not None:
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            "too many failed authentications from this address; try again later",
-            headers={"Retry-After": str(wait)},
-        )
+    """The caller behind the bearer key; 401 without a valid key, 429 while locked out.
+
+    Failures count per key id and per client address (hub.api.auth): a key id being
+    guessed is locked everywhere, an address that keeps failing gets 429 for its
+    failures, and a valid key is never refused because of its address.
+    """
     if credentials is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "an API key is needed: Authorization: Bearer <key>",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    lockout: Lockout = request.app.state.lockout
+    now = ctx.clock.monotonic()
+    key_id = presented_key_id(credentials.credentials)
+    if key_id is not None and (wait := lockout.by_key.retry_after(key_id, now)) is not None:
+        raise _too_many(f"too many failed authentications with key id {key_id}", wait)
     key = verify_key(ctx.conn, credentials.credentials)
     if key is None:
-        limiter.failed(client, now)
+        address = caller_address(request)
+        wait = lockout.by_address.retry_after(address, now)
+        lockout.by_address.failed(address, now)
+        if key_id is not None:
+            lockout.by_key.failed(key_id, now)
+        if wait is not None:
+            raise _too_many("too many failed authentications from this address", wait)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "invalid or revoked API key",
@@ -71,6 +97,14 @@ async def authenticate(
         touched[key.id] = now_ms
         touch_key(ctx.conn, key.id, now_ms)
     return principal
+
+
+def _too_many(what: str, wait: int) -> HTTPException:
+    return HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        f"{what}; try again in {wait} s",
+        headers={"Retry-After": str(wait)},
+    )
 
 
 def require(role: str) -> Callable[..., Awaitable[Principal]]:

@@ -226,6 +226,18 @@ def verify_key(conn: sqlite3.Connection, presented: str) -> ApiKey | None:
     return _row_to_key(row)
 
 
+def presented_key_id(presented: str) -> str | None:
+    """The public id of a well-formed key (right or wrong), or None when it is malformed."""
+    match = _KEY_RE.fullmatch(presented)
+    return match.group(1) if match else None
+
+
+def is_active(conn: sqlite3.Connection, key_id: str) -> bool:
+    """True while the key ``key_id`` exists and is not revoked (open streams re-check it)."""
+    row = conn.execute("SELECT revoked_ms FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+    return row is not None and row["revoked_ms"] is None
+
+
 def touch_key(conn: sqlite3.Connection, key_id: str, now_ms: int) -> None:
     """Record that ``key_id`` was used at ``now_ms``."""
     conn.execute("UPDATE api_keys SET last_used_ms = ? WHERE id = ?", (now_ms, key_id))

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api.audit import AuditEntry, chain_key, record, resource_of
-from hub.api.auth import Principal
+from hub.api.auth import Principal, client_address
 from hub.api.context import ApiContext
 from hub.api.errors import BodyTooLarge
 from hub.logging import get_logger
@@ -23,19 +23,30 @@ from hub.messages import DISTRICT_RE
 
 log = get_logger(__name__)
 
-# The dashboard loads its scripts and styles from /static only; nothing inline, nothing remote.
+# The console loads its scripts and styles from /static only; nothing inline, nothing
+# remote. Images may also come from the map's tile server when one is configured.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
-SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
-    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"cross-origin-opener-policy", b"same-origin"),
-)
+
+
+def security_headers(tile_origin: str | None = None) -> tuple[tuple[bytes, bytes], ...]:
+    """Headers of every response; ``tile_origin`` (``https://tiles.example``) may serve images."""
+    csp = CONTENT_SECURITY_POLICY
+    if tile_origin:
+        csp = csp.replace("img-src 'self' data:", f"img-src 'self' data: {tile_origin}")
+    return (
+        (b"content-security-policy", csp.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"cross-origin-opener-policy", b"same-origin"),
+    )
+
+
+SECURITY_HEADERS = security_headers()
 #: Responses that always leave a trace in the audit log, with or without a valid key.
 AUDITED_REFUSALS = frozenset({401, 403, 429})
 
@@ -47,6 +58,7 @@ class GuardMiddleware:
         self.app = app
         self.ctx = ctx
         self.max_body = ctx.settings.api.max_body_bytes
+        self.headers = security_headers(ctx.settings.console.tile_origin)
         secret = ctx.settings.audit.chain_key
         self.chain_key = chain_key(
             secret.get_secret_value() if secret is not None else None, ctx.settings.data_dir
@@ -66,7 +78,7 @@ class GuardMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 headers = list(message.get("headers", []))
-                headers.extend(SECURITY_HEADERS)
+                headers.extend(self.headers)
                 if is_api:
                     headers.append((b"cache-control", b"no-store"))
                 message["headers"] = headers
@@ -155,13 +167,12 @@ class GuardMiddleware:
         principal: Principal | None = state.get("principal")
         if principal is None and status not in AUDITED_REFUSALS:
             return  # public endpoints (health, metrics, dashboard files) are not audited
-        client = scope.get("client")
         entry = AuditEntry(
             ts_ms=self.ctx.clock.now_ms(),
             key_id=principal.id if principal else None,
             key_name=principal.name if principal else None,
             role=principal.role if principal else None,
-            client=client[0] if client else "unknown",
+            client=client_address(scope, self.ctx.settings.api.trusted_proxies),
             method=scope["method"],
             path=scope["path"],
             query=scope.get("query_string", b"").decode("latin-1"),

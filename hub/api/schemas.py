@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from hub.ingest.topics import RESERVED_DISTRICTS
 
 DISTRICT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+METRIC_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+LABEL_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 
 SeverityName = Literal["info", "warning", "critical", "emergency"]
 #: A district's or asset type's worst current condition: ``ok`` or the worst active severity.
@@ -67,16 +71,64 @@ class DeviceDetail(DeviceSummary):
     metadata: dict[str, Any]
 
 
-class DeviceUpdate(_In):
-    """Provisioning data of a device (admins)."""
+#: Bounds of provisioning metadata (it becomes device labels that rules match on).
+MAX_METADATA_ENTRIES = 50
+MAX_METADATA_TEXT = 1000
 
-    district: Annotated[str, Field(pattern=DISTRICT_PATTERN)]
+#: JSON Schema of "latitude and longitude: both or neither" (a number needs the other).
+_BOTH_COORDINATES: dict[str, Any] = {
+    "allOf": [
+        {
+            "if": {"properties": {a: {"type": "number"}}, "required": [a]},
+            "then": {"properties": {b: {"type": "number"}}, "required": [b]},
+        }
+        for a, b in (("latitude", "longitude"), ("longitude", "latitude"))
+    ]
+}
+
+
+def _not_reserved(district: str) -> str:
+    if district in RESERVED_DISTRICTS:
+        raise ValueError(
+            f"{district!r} is reserved for the hub's alert topics; it is not a district"
+        )
+    return district
+
+
+#: A district a device may be provisioned in: the contract's names less the reserved ones
+#: (``alerts`` is the hub's own topic branch, CONTRACT §1; ingest refuses it the same way).
+ProvisionedDistrict = Annotated[
+    str,
+    Field(
+        pattern=DISTRICT_PATTERN,
+        json_schema_extra={"not": {"enum": sorted(RESERVED_DISTRICTS)}},
+    ),
+    AfterValidator(_not_reserved),
+]
+
+
+class DeviceUpdate(_In):
+    """Provisioning data of a device (admins); ``asset_type`` must be in the device catalog."""
+
+    model_config = ConfigDict(json_schema_extra=_BOTH_COORDINATES)
+
+    district: ProvisionedDistrict
     asset_type: Annotated[str, Field(pattern=DISTRICT_PATTERN)]
     latitude: Annotated[float | None, Field(ge=-90, le=90)] = None
     longitude: Annotated[float | None, Field(ge=-180, le=180)] = None
-    metadata: Annotated[dict[str, str | int | float | bool | None], Field(max_length=50)] = Field(
-        default_factory=dict
-    )
+    metadata: Annotated[
+        dict[
+            Annotated[str, Field(min_length=1, max_length=64)],
+            Annotated[str, Field(max_length=MAX_METADATA_TEXT)] | int | float | bool | None,
+        ],
+        Field(max_length=MAX_METADATA_ENTRIES),
+    ] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _both_coordinates(self) -> DeviceUpdate:
+        if (self.latitude is None) != (self.longitude is None):
+            raise ValueError("latitude and longitude: give both or neither")
+        return self
 
 
 class DeviceCreate(DeviceUpdate):
@@ -94,7 +146,8 @@ class TelemetryPoint(BaseModel):
 
 
 class TelemetryOut(BaseModel):
-    """Points of one device over ``[start_ms, end_ms)``."""
+    """Points of one device over ``[start_ms, end_ms)``; metrics the key may not read are
+    left out and named in ``withheld_metrics``."""
 
     device_id: str
     asset_type: str
@@ -104,6 +157,7 @@ class TelemetryOut(BaseModel):
     agg: str | None
     metrics: list[str] | None
     points: list[TelemetryPoint]
+    withheld_metrics: list[str]
 
 
 class AreaStatus(BaseModel):
@@ -132,7 +186,8 @@ class DistrictStatus(AreaStatus):
 
 
 class AlertOut(BaseModel):
-    """An alert in a list."""
+    """An alert in a list; where it carries values of metrics the key may not read, its
+    summary says they are withheld and ``withheld_metrics`` names them."""
 
     id: str
     rule_id: str
@@ -152,6 +207,9 @@ class AlertOut(BaseModel):
     silenced: bool
     incident_id: str | None
     reopened_from: str | None
+    withheld_metrics: list[str]
+    #: Why ``silenced``: ``silence:<id>``, ``maintenance:<name>`` or ``inhibited:<alert id>``.
+    muted_by: str | None = None
     #: Why an operator resolved it (fixed, false_alarm, duplicate, maintenance, other);
     #: null while open or when the rule resolved it.
     resolution: str | None = None
@@ -213,15 +271,29 @@ MAX_SILENCE_S = 90 * 86400
 
 
 class SilenceIn(_In):
-    """A new silence: label matchers (``district``, ``asset_type``, ``source``, ``rule_id``…)
-    and either ``ends_ms`` or ``duration_s``; ``starts_ms`` defaults to now."""
+    """A new silence: label matchers (``district``, ``asset_type``, ``source``, ``rule_id``,
+    ``severity`` or a label a loaded rule sets) and either ``ends_ms`` or ``duration_s``;
+    ``starts_ms`` defaults to now."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"properties": {name: {"type": "integer"}}, "required": [name]}
+                for name in ("ends_ms", "duration_s")
+            ]
+        }
+    )
 
     matchers: Annotated[
         dict[
-            Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")],
+            Annotated[str, Field(pattern=LABEL_PATTERN)],
             Annotated[str, Field(min_length=1, max_length=256)],
         ],
-        Field(min_length=1, max_length=20),
+        Field(
+            min_length=1,
+            max_length=20,
+            json_schema_extra={"propertyNames": {"pattern": LABEL_PATTERN}},
+        ),
     ]
     starts_ms: Annotated[int | None, Field(ge=0, le=10**14)] = None
     ends_ms: Annotated[int | None, Field(ge=0, le=10**14)] = None

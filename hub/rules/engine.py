@@ -87,6 +87,14 @@ class RuleEngine:
         """The active (enabled) rules, built-ins included."""
         return [k.rule for k in self._kinds.values()]
 
+    def matching_rules(self, district: str, asset_type: str, device_id: str) -> list[RuleModel]:
+        """The active device rules (not area rules) that apply to one device."""
+        return [
+            k.rule
+            for k in self._kinds.values()
+            if not k.is_area and k.matches(district, asset_type, device_id, self._labels)
+        ]
+
     def version_of(self, rule_id: str) -> str | None:
         """Content hash of an active rule."""
         k = self._kinds.get(rule_id)

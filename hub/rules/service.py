@@ -18,7 +18,14 @@ from hub import metrics
 from hub.clock import Clock
 from hub.logging import get_logger
 from hub.messages import Reading, RuleEvent
-from hub.ports import Conflict, NotFound, RuleInvalid, RuleProblem, RuleSummary
+from hub.ports import (
+    Conflict,
+    NotFound,
+    RuleInvalid,
+    RuleProblem,
+    RuleSummary,
+    ThresholdLine,
+)
 from hub.rules.coverage import Fleet, rule_text_problems, unmatched_rules
 from hub.rules.engine import RuleEngine, compress_snapshot
 from hub.rules.engine import step as snapshot_step
@@ -32,7 +39,13 @@ from hub.rules.loader import (
     load_text,
     parse_rule_text,
 )
-from hub.rules.model import DEFAULT_SENSOR_FAULT, CompositeRule, RuleModel, rule_version
+from hub.rules.model import (
+    DEFAULT_SENSOR_FAULT,
+    CompositeRule,
+    RuleModel,
+    ThresholdRule,
+    rule_version,
+)
 from hub.settings import RulesSettings
 from hub.sqlite import STATE_DB, connect, migrate
 
@@ -443,6 +456,7 @@ class RuleService:
             source_yaml=src.source_yaml if src else "",
             firing=firing,
             pending=pending,
+            labels=dict(rule.labels),
         )
 
     def _is_managed(self, path: Path) -> bool:
@@ -458,6 +472,25 @@ class RuleService:
         """Every loaded rule with its current firing/pending counts."""
         counts = self._engine.counts()
         return [self._summary(r, counts) for r in self._listed()]
+
+    def thresholds(self, district: str, asset_type: str, device_id: str) -> list[ThresholdLine]:
+        """Fixed levels of the enabled rules matching the device: threshold rules and
+        composite conditions on a value (the console draws them on the device's charts)."""
+        lines: list[ThresholdLine] = []
+        for rule in self._engine.matching_rules(district, asset_type, device_id):
+            if isinstance(rule, ThresholdRule):
+                lines.append(
+                    ThresholdLine(
+                        rule.id, rule.metric, rule.op, rule.value, rule.clear, rule.severity
+                    )
+                )
+            elif isinstance(rule, CompositeRule):
+                lines.extend(
+                    ThresholdLine(rule.id, c.metric, c.op, c.value, None, rule.severity)
+                    for c in rule.conditions
+                    if c.of == "value"
+                )
+        return lines
 
     def get_rule(self, rule_id: str) -> RuleSummary | None:
         """One rule, or None."""

@@ -135,7 +135,7 @@ def _shows_fleet_and_scenario(demo: Demo, started: float) -> str:
     the fleet provisioned, nothing dead-lettered. Returns the admin key."""
     asset_types = set(load_catalog().asset_types())
     key = demo.key(timeout=DEADLINE_S)
-    assert f"dashboard  {demo.api}/" in demo.output()
+    assert f"console    {demo.api}/" in demo.output()
 
     def fleet_reporting() -> bool:
         devices = demo.get(key, "/devices", limit=1000)

@@ -9,9 +9,10 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from hub.api.audit import entries
 from hub.api.deps import Admin, Ctx, set_rows
+from hub.api.routing import ApiRoute
 from hub.api.schemas import AuditOut
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], route_class=ApiRoute)
 
 
 @router.get("/audit", response_model=list[AuditOut])

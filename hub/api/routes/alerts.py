@@ -8,7 +8,8 @@ from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Respon
 
 from hub.api.auth import Principal
 from hub.api.context import ApiContext
-from hub.api.deps import Ctx, Operator, Viewer, json_response, set_rows
+from hub.api.deps import Ctx, Operator, Viewer, errors, json_response, set_rows
+from hub.api.routing import ApiRoute
 from hub.api.schemas import (
     DISTRICT_PATTERN,
     AlertDetail,
@@ -20,9 +21,10 @@ from hub.api.schemas import (
     SeverityName,
     TransitionOut,
 )
+from hub.api.visibility import Visibility
 from hub.ports import AlertFilter, AlertRecord
 
-router = APIRouter(tags=["alerts"])
+router = APIRouter(tags=["alerts"], route_class=ApiRoute)
 
 MAX_PAGE = 1000
 AlertId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -31,8 +33,12 @@ AssetTypeQ = Annotated[str | None, Query(pattern=DISTRICT_PATTERN)]
 RuleIdQ = Annotated[str | None, Query(min_length=1, max_length=128)]
 
 
-def alert_dict(alert: AlertRecord) -> dict[str, Any]:
-    """The public view of an alert (the fields of ``AlertOut``), as plain JSON."""
+def alert_dict(alert: AlertRecord, withheld: list[str]) -> dict[str, Any]:
+    """The public view of an alert (the fields of ``AlertOut``), as plain JSON.
+
+    ``alert`` is already as the caller may see it (:class:`Visibility`), ``withheld``
+    the metrics whose values were taken out of it.
+    """
     return {
         "id": alert.id,
         "rule_id": alert.rule_id,
@@ -53,12 +59,14 @@ def alert_dict(alert: AlertRecord) -> dict[str, Any]:
         "incident_id": alert.incident_id,
         "reopened_from": alert.reopened_from,
         "resolution": alert.resolution,
+        "withheld_metrics": withheld,
+        "muted_by": alert.muted_by,
     }
 
 
-def alert_out(alert: AlertRecord) -> AlertOut:
-    """The public view of an alert."""
-    return AlertOut(**alert_dict(alert))
+def alert_out(ctx: ApiContext, who: Principal, alert: AlertRecord) -> AlertOut:
+    """The public view of an alert, without values the key may not read."""
+    return AlertOut(**alert_dict(*Visibility(ctx.catalog, who).alert(alert)))
 
 
 def _alert_in_scope(ctx: ApiContext, who: Principal, alert_id: str) -> AlertRecord:
@@ -92,8 +100,9 @@ async def list_alerts(
         limit=limit,
         offset=offset,
     )
+    visible = Visibility(ctx.catalog, who)
     out = [
-        alert_dict(a)
+        alert_dict(*visible.alert(a))
         for a in ctx.alerts.list_alerts(flt, who.scope)
         if who.allows(a.district, a.asset_type)
     ]
@@ -126,40 +135,47 @@ async def response_figures(
 async def cap_feed(request: Request, ctx: Ctx, who: Viewer) -> Response:
     """Atom feed of current alerts, each linking its OASIS CAP 1.2 message."""
     base_url = str(request.base_url).rstrip("/")
-    feed = ctx.alerts.cap_feed(who.scope, base_url)
+    view = Visibility(ctx.catalog, who).alert_view
+    feed = ctx.alerts.cap_feed(who.scope, base_url, view=view)
     set_rows(request, feed.count("<entry"))
     return Response(feed, media_type="application/atom+xml")
 
 
-@router.get("/alerts/{alert_id}", response_model=AlertDetail)
+@router.get("/alerts/{alert_id}", response_model=AlertDetail, responses=errors(404))
 async def get_alert(request: Request, ctx: Ctx, who: Viewer, alert_id: AlertId) -> AlertDetail:
     """One alert with the explanation of why it fired (rule, version, readings) and its timeline."""
     alert = _alert_in_scope(ctx, who, alert_id)
+    visible = Visibility(ctx.catalog, who)
+    shown, withheld = visible.alert(alert)
     timeline = [
         TransitionOut(
             ts_ms=t.ts_ms, status=t.status, actor=t.actor, comment=t.comment, detail=dict(t.detail)
         )
-        for t in ctx.alerts.timeline(alert_id)
+        for t in visible.timeline(alert, ctx.alerts.timeline(alert_id))
     ]
     set_rows(request, 1)
     return AlertDetail(
-        **alert_out(alert).model_dump(), explanation=dict(alert.explanation), timeline=timeline
+        **alert_dict(shown, withheld), explanation=dict(shown.explanation), timeline=timeline
     )
 
 
 @router.get(
     "/alerts/{alert_id}/cap",
     response_class=Response,
-    responses={200: {"content": {"application/xml": {}}, "description": "CAP 1.2 document"}},
+    responses={
+        200: {"content": {"application/xml": {}}, "description": "CAP 1.2 document"},
+        **errors(404),
+    },
 )
 async def get_cap(request: Request, ctx: Ctx, who: Viewer, alert_id: AlertId) -> Response:
     """The alert as an OASIS CAP 1.2 document."""
     _alert_in_scope(ctx, who, alert_id)
     set_rows(request, 1)
-    return Response(ctx.alerts.cap_xml(alert_id), media_type="application/xml")
+    view = Visibility(ctx.catalog, who).alert_view
+    return Response(ctx.alerts.cap_xml(alert_id, view=view), media_type="application/xml")
 
 
-@router.post("/alerts/{alert_id}/ack", response_model=AlertOut)
+@router.post("/alerts/{alert_id}/ack", response_model=AlertOut, responses=errors(404, 409))
 async def acknowledge(
     request: Request,
     ctx: Ctx,
@@ -171,10 +187,10 @@ async def acknowledge(
     _alert_in_scope(ctx, who, alert_id)
     alert = await ctx.alerts.acknowledge(alert_id, who.name, body.comment if body else "")
     set_rows(request, 1)
-    return alert_out(alert)
+    return alert_out(ctx, who, alert)
 
 
-@router.post("/alerts/{alert_id}/resolve", response_model=AlertOut)
+@router.post("/alerts/{alert_id}/resolve", response_model=AlertOut, responses=errors(404, 409))
 async def resolve(
     request: Request,
     ctx: Ctx,
@@ -189,10 +205,10 @@ async def resolve(
     body = body or ResolveIn()
     alert = await ctx.alerts.resolve(alert_id, who.name, body.comment, body.reason)
     set_rows(request, 1)
-    return alert_out(alert)
+    return alert_out(ctx, who, alert)
 
 
-@router.post("/alerts/{alert_id}/comment", response_model=AlertOut)
+@router.post("/alerts/{alert_id}/comment", response_model=AlertOut, responses=errors(404))
 async def comment(
     request: Request, ctx: Ctx, who: Operator, alert_id: AlertId, body: RequiredCommentIn
 ) -> AlertOut:
@@ -200,4 +216,4 @@ async def comment(
     _alert_in_scope(ctx, who, alert_id)
     alert = await ctx.alerts.comment(alert_id, who.name, body.comment)
     set_rows(request, 1)
-    return alert_out(alert)
+    return alert_out(ctx, who, alert)

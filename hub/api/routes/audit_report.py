@@ -11,18 +11,22 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 
 from hub.api.audit import report
 from hub.api.deps import Admin, Ctx, json_response, set_rows
+from hub.api.routes.telemetry import INSTANT_PATTERN
+from hub.api.routing import ApiRoute
 from hub.api.schemas import DISTRICT_PATTERN, AuditReportOut
 from hub.durations import parse_instant_ms
 from hub.indicators.periods import CityCalendar
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], route_class=ApiRoute)
 
 #: Most periods one report covers.
 MAX_PERIODS = 400
 DEFAULT_SPAN_MS = {"day": 30 * 86_400_000, "week": 84 * 86_400_000, "month": 366 * 86_400_000}
 TimeQ = Annotated[
     str | None,
-    Query(max_length=64, description="epoch ms, RFC 3339 with offset, `now` or like `-30d`"),
+    Query(
+        pattern=INSTANT_PATTERN, description="epoch ms, RFC 3339 with offset, `now` or like `-30d`"
+    ),
 ]
 
 

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Query, Request
 
 from hub.api.auth import Principal
 from hub.api.deps import Ctx, Operator, set_rows
+from hub.api.routing import ApiRoute
 from hub.api.schemas import DeadLetterOut, DeadLettersOut
 from hub.ports import DeadLetter
 
-router = APIRouter(tags=["dead letters"])
+router = APIRouter(tags=["dead letters"], route_class=ApiRoute)
 
 
 def _visible(who: Principal, letter: DeadLetter) -> bool:

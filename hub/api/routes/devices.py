@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 
 from hub.api.auth import Principal
 from hub.api.context import ApiContext
-from hub.api.deps import Admin, Ctx, Viewer, json_response, set_rows
+from hub.api.deps import Admin, Ctx, Viewer, errors, json_response, set_rows
+from hub.api.routing import ApiRoute
 from hub.api.schemas import (
     DEVICE_ID_PATTERN,
     DISTRICT_PATTERN,
@@ -18,9 +20,10 @@ from hub.api.schemas import (
     DeviceSummary,
     DeviceUpdate,
 )
+from hub.api.visibility import Visibility
 from hub.ports import DeviceFilter, DeviceInfo
 
-router = APIRouter(tags=["devices"])
+router = APIRouter(tags=["devices"], route_class=ApiRoute)
 
 #: Most devices one list request returns (page with ``offset``).
 MAX_PAGE = 1000
@@ -48,18 +51,12 @@ def summary(device: DeviceInfo) -> DeviceSummary:
 
 def detail(ctx: ApiContext, who: Principal, device: DeviceInfo) -> DeviceDetail:
     """The detail view, without the latest values of metrics the key may not read."""
-    latest: dict[str, bool | int | float] = {}
-    withheld: list[str] = []
-    for metric, value in device.latest.items():
-        if who.may_read(ctx.catalog_classification(device.asset_type, metric)):
-            latest[metric] = value
-        else:
-            withheld.append(metric)
+    latest, withheld = Visibility(ctx.catalog, who).latest(device.asset_type, device.latest)
     return DeviceDetail(
         **summary(device).model_dump(),
         latest=latest,
         latest_ts_ms=device.latest_ts_ms,
-        withheld_metrics=sorted(withheld),
+        withheld_metrics=withheld,
         seq_gaps=device.seq_gaps,
         seq_duplicates=device.seq_duplicates,
         latitude=device.latitude,
@@ -107,7 +104,7 @@ async def list_devices(
     return json_response(devices)
 
 
-@router.get("/devices/{device_id}", response_model=DeviceDetail)
+@router.get("/devices/{device_id}", response_model=DeviceDetail, responses=errors(404))
 async def get_device(request: Request, ctx: Ctx, who: Viewer, device_id: DeviceId) -> DeviceDetail:
     """One device: status, last seen, latest values, seq gaps, location."""
     device = device_in_scope(ctx, who, device_id)
@@ -115,9 +112,31 @@ async def get_device(request: Request, ctx: Ctx, who: Viewer, device_id: DeviceI
     return detail(ctx, who, device)
 
 
-@router.post("/devices", response_model=DeviceDetail, status_code=status.HTTP_201_CREATED)
+def known_asset_type(ctx: ApiContext, asset_type: str) -> None:
+    """422 unless ``asset_type`` is in the device catalog (as ``hub devices import`` checks)."""
+    if ctx.catalog.spec(asset_type) is None:
+        known = ", ".join(ctx.catalog.asset_types())
+        raise RequestValidationError(
+            [
+                {
+                    "type": "asset_type_unknown",
+                    "loc": ("body", "asset_type"),
+                    "msg": f"{asset_type!r} is not in the device catalog; known: {known}",
+                    "input": asset_type,
+                }
+            ]
+        )
+
+
+@router.post(
+    "/devices",
+    response_model=DeviceDetail,
+    status_code=status.HTTP_201_CREATED,
+    responses=errors(409),
+)
 async def create_device(request: Request, ctx: Ctx, who: Admin, body: DeviceCreate) -> DeviceDetail:
     """Provision a new device (409 when the id is already known)."""
+    known_asset_type(ctx, body.asset_type)
     who.require_scope(body.district, body.asset_type, f"district {body.district!r}")
     if ctx.registry.get_device(body.device_id) is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"device {body.device_id!r} exists")
@@ -133,6 +152,7 @@ async def update_device(
     request: Request, ctx: Ctx, who: Admin, device_id: DeviceId, body: DeviceUpdate
 ) -> DeviceDetail:
     """Provision or update a device."""
+    known_asset_type(ctx, body.asset_type)
     existing = ctx.registry.get_device(device_id)
     if existing is not None:
         who.require_scope(existing.district, existing.asset_type, f"device {device_id!r}")
@@ -145,7 +165,10 @@ async def update_device(
 
 
 @router.delete(
-    "/devices/{device_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response
+    "/devices/{device_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=errors(404),
 )
 async def delete_device(request: Request, ctx: Ctx, who: Admin, device_id: DeviceId) -> Response:
     """Remove a device from the registry (its stored telemetry stays)."""

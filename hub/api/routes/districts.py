@@ -10,12 +10,13 @@ from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 
 from hub.api.auth import Principal
 from hub.api.context import ApiContext
-from hub.api.deps import Ctx, Viewer, json_response, set_rows
+from hub.api.deps import Ctx, Viewer, errors, json_response, set_rows
+from hub.api.routing import ApiRoute
 from hub.api.schemas import DISTRICT_PATTERN, Condition, DistrictStatus
 from hub.messages import Severity
 from hub.ports import AlertFilter, AlertRecord, DeviceCounts
 
-router = APIRouter(tags=["districts"])
+router = APIRouter(tags=["districts"], route_class=ApiRoute)
 
 #: Active alerts counted per request; a city with more has a bigger problem than this board.
 MAX_ACTIVE_ALERTS = 20_000
@@ -113,7 +114,7 @@ async def list_districts(request: Request, ctx: Ctx, who: Viewer) -> Response:
     return json_response(out)
 
 
-@router.get("/districts/{district}/status", response_model=DistrictStatus)
+@router.get("/districts/{district}/status", response_model=DistrictStatus, responses=errors(404))
 async def district_status(
     request: Request,
     ctx: Ctx,

@@ -7,9 +7,10 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from hub.api.deps import Ctx, Viewer, set_rows
+from hub.api.routing import ApiRoute
 from hub.api.schemas import HealthOut, WhoAmI
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=ApiRoute)
 
 
 @router.get(

@@ -15,7 +15,9 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, st
 
 from hub.api.auth import Principal
 from hub.api.context import ApiContext
-from hub.api.deps import Ctx, Viewer, json_response, set_district, set_rows
+from hub.api.deps import Ctx, Viewer, errors, json_response, set_district, set_rows
+from hub.api.routes.telemetry import INSTANT_PATTERN
+from hub.api.routing import ApiRoute
 from hub.api.schemas import (
     DISTRICT_PATTERN,
     IndicatorDevicesOut,
@@ -23,6 +25,7 @@ from hub.api.schemas import (
     IndicatorSeriesOut,
     SeverityName,
 )
+from hub.api.visibility import Visibility
 from hub.durations import parse_instant_ms
 from hub.ports import (
     DeviceFigure,
@@ -34,7 +37,7 @@ from hub.ports import (
     NotFound,
 )
 
-router = APIRouter(tags=["indicators"])
+router = APIRouter(tags=["indicators"], route_class=ApiRoute)
 
 IndicatorId = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 PeriodQ = Annotated[
@@ -43,7 +46,7 @@ PeriodQ = Annotated[
 TimeQ = Annotated[
     str | None,
     Query(
-        max_length=64,
+        pattern=INSTANT_PATTERN,
         description="epoch ms, RFC 3339 with offset, `now` or a relative time like `-30d`",
     ),
 ]
@@ -84,6 +87,33 @@ def _out(i: IndicatorInfo) -> IndicatorOut:
         ratio=i.ratio,
         per_device=i.per_device,
     )
+
+
+def _metrics_of(info: IndicatorInfo) -> list[tuple[str, str]]:
+    """(asset type, metric) pairs whose values an indicator is computed from."""
+    m = info.measure
+    asset = m.get("asset_type")
+    if not isinstance(asset, str):
+        return []
+    names = [m.get("metric")]
+    for part in ("ok", "when"):
+        cond = m.get(part)
+        if isinstance(cond, dict):
+            names.append(cond.get("metric"))
+    return [(asset, n) for n in names if isinstance(n, str)]
+
+
+def _check_values(ctx: ApiContext, who: Principal, info: IndicatorInfo) -> None:
+    """An indicator computed from a metric the key may not read is refused (403), as the
+    metric's values are (hub.api.visibility)."""
+    visible = Visibility(ctx.catalog, who)
+    hidden = [f"{a}.{m}" for a, m in _metrics_of(info) if not visible.may_read(a, m)]
+    if hidden:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"indicator {info.id!r} is computed from {', '.join(hidden)}, whose values this"
+            f" key's role ({who.role}) may not read",
+        )
 
 
 def _range(period: str, start: str | None, end: str | None, now_ms: int) -> tuple[int, int]:
@@ -136,7 +166,7 @@ def _csv(header: Sequence[str], rows: Iterable[Sequence[object]], filename: str)
     )
 
 
-@router.get("/indicators", response_model=list[IndicatorOut])
+@router.get("/indicators", response_model=list[IndicatorOut], responses=errors(404))
 async def list_indicators(request: Request, ctx: Ctx, who: Viewer) -> list[IndicatorOut]:
     """Every indicator definition: what it measures, its formula, unit, direction, target."""
     out = [_out(i) for i in _port(ctx).definitions()]
@@ -145,7 +175,9 @@ async def list_indicators(request: Request, ctx: Ctx, who: Viewer) -> list[Indic
 
 
 @router.get(
-    "/indicators/{indicator_id}", response_model=IndicatorSeriesOut, responses=CSV_RESPONSES
+    "/indicators/{indicator_id}",
+    response_model=IndicatorSeriesOut,
+    responses={**CSV_RESPONSES, **errors(404)},
 )
 async def indicator_series(
     request: Request,
@@ -181,6 +213,7 @@ async def indicator_series(
     definition = port.definition(indicator_id)
     if definition is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no indicator {indicator_id!r}")
+    _check_values(ctx, who, definition)
     try:
         points = port.series(query, who.scope)
     except NotFound as exc:
@@ -246,7 +279,7 @@ def _device(f: DeviceFigure) -> dict[str, object]:
 @router.get(
     "/indicators/{indicator_id}/devices",
     response_model=IndicatorDevicesOut,
-    responses=CSV_RESPONSES,
+    responses={**CSV_RESPONSES, **errors(404)},
 )
 async def indicator_devices(
     request: Request,
@@ -269,6 +302,7 @@ async def indicator_devices(
     definition = port.definition(indicator_id)
     if definition is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no indicator {indicator_id!r}")
+    _check_values(ctx, who, definition)
     query = IndicatorQuery(indicator_id, period, start_ms, end_ms, district, asset_type)
     try:
         figures = port.devices(query, who.scope, limit)

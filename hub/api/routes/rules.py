@@ -7,11 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 
 from hub.api.auth import Principal
-from hub.api.deps import Ctx, RuleAuthor, set_rows
+from hub.api.deps import Ctx, RuleAuthor, errors, set_rows
+from hub.api.routing import ApiRoute
 from hub.api.schemas import RuleIn, RuleOut, RuleProblemOut
 from hub.ports import RuleSummary
 
-router = APIRouter(tags=["rules"])
+router = APIRouter(tags=["rules"], route_class=ApiRoute)
 
 RuleId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
@@ -72,7 +73,7 @@ async def rule_problems(request: Request, ctx: Ctx, who: RuleAuthor) -> list[Rul
     return out
 
 
-@router.get("/rules/{rule_id}", response_model=RuleOut)
+@router.get("/rules/{rule_id}", response_model=RuleOut, responses=errors(404))
 async def get_rule(request: Request, ctx: Ctx, who: RuleAuthor, rule_id: RuleId) -> RuleOut:
     """One rule."""
     rule = ctx.rules.get_rule(rule_id)
@@ -82,7 +83,9 @@ async def get_rule(request: Request, ctx: Ctx, who: RuleAuthor, rule_id: RuleId)
     return rule_out(rule)
 
 
-@router.post("/rules", response_model=RuleOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/rules", response_model=RuleOut, status_code=status.HTTP_201_CREATED, responses=errors(409)
+)
 async def create_rule(request: Request, ctx: Ctx, who: RuleAuthor, body: RuleIn) -> RuleOut:
     """Add a rule to the managed folder (422 with ``file:line: message`` problems if invalid)."""
     _unscoped(who)
@@ -91,7 +94,7 @@ async def create_rule(request: Request, ctx: Ctx, who: RuleAuthor, body: RuleIn)
     return rule_out(rule)
 
 
-@router.put("/rules/{rule_id}", response_model=RuleOut)
+@router.put("/rules/{rule_id}", response_model=RuleOut, responses=errors(404, 409))
 async def update_rule(
     request: Request, ctx: Ctx, who: RuleAuthor, rule_id: RuleId, body: RuleIn
 ) -> RuleOut:
@@ -102,7 +105,12 @@ async def update_rule(
     return rule_out(rule)
 
 
-@router.delete("/rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+@router.delete(
+    "/rules/{rule_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=errors(404, 409),
+)
 async def delete_rule(request: Request, ctx: Ctx, who: RuleAuthor, rule_id: RuleId) -> Response:
     """Remove a managed rule."""
     _unscoped(who)

@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Request, status
+from fastapi.exceptions import RequestValidationError
 
 from hub.api.auth import Principal
-from hub.api.deps import Ctx, Operator, Viewer, set_rows
+from hub.api.deps import Ctx, Operator, Viewer, errors, set_rows
+from hub.api.routing import ApiRoute
 from hub.api.schemas import MAX_SILENCE_S, SilenceIn, SilenceOut
-from hub.ports import Silence
+from hub.ports import ALERT_IDENTITY_LABELS, Silence
 
-router = APIRouter(tags=["silences"])
+router = APIRouter(tags=["silences"], route_class=ApiRoute)
 
 SilenceId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
@@ -51,9 +53,27 @@ async def list_silences(
 async def create_silence(request: Request, ctx: Ctx, who: Operator, body: SilenceIn) -> SilenceOut:
     """Silence matching alerts from ``starts_ms`` (default now) to ``ends_ms`` or for a duration.
 
-    A key scoped to districts or asset types must pin the silence inside its scope
-    with ``district`` / ``asset_type`` matchers.
+    Matchers name labels alerts carry (their identity or a label a loaded rule sets);
+    any other key is a 422, since such a silence would never match. A key scoped to
+    districts or asset types must pin the silence inside its scope with ``district`` /
+    ``asset_type`` matchers.
     """
+    known = set(ALERT_IDENTITY_LABELS).union(*(r.labels for r in ctx.rules.list_rules()))
+    unknown = sorted(set(body.matchers) - known)
+    if unknown:
+        listed = ", ".join(sorted(known))
+        raise RequestValidationError(
+            [
+                {
+                    "type": "label_unknown",
+                    "loc": ("body", "matchers", key),
+                    "msg": f"no alert carries the label {key!r}, so the silence would never "
+                    f"match; labels: {listed}",
+                    "input": key,
+                }
+                for key in unknown
+            ]
+        )
     candidate = Silence("", body.matchers, 0, 0, who.name, body.comment)
     if not _visible(who, candidate):
         raise HTTPException(
@@ -79,7 +99,7 @@ async def create_silence(request: Request, ctx: Ctx, who: Operator, body: Silenc
     return _out(silence, now)
 
 
-@router.post("/silences/{silence_id}/expire", response_model=SilenceOut)
+@router.post("/silences/{silence_id}/expire", response_model=SilenceOut, responses=errors(404))
 async def expire_silence(
     request: Request, ctx: Ctx, who: Operator, silence_id: SilenceId
 ) -> SilenceOut:

@@ -1,8 +1,13 @@
 """``GET /api/v1/stream``: server-sent events of alert transitions and device status changes.
 
-Only events inside the key's scope are sent. Events are ``event: alert`` or
-``event: device`` with a JSON ``data:`` line; a ``: keepalive`` comment is sent
-when nothing happened for a while so proxies keep the connection open.
+Only events inside the key's scope are sent, with the values of metrics the key may
+not read withheld (hub.api.visibility). Events are ``event: alert`` or ``event:
+device`` with a JSON ``data:`` line; a ``: keepalive`` comment is sent when nothing
+happened for a while so proxies keep the connection open.
+
+A stream outlives the request that authenticated it, so it checks its key again
+every ``REVALIDATE_S``: once the key is revoked (``hub keys revoke``, possibly from
+another process), the stream sends ``: key revoked`` and ends; reconnecting is a 401.
 """
 
 from __future__ import annotations
@@ -19,22 +24,31 @@ from fastapi.responses import StreamingResponse
 from hub.api.auth import Principal
 from hub.api.context import ApiContext
 from hub.api.deps import Ctx, Viewer, set_rows
+from hub.api.keys import is_active
+from hub.api.routing import ApiRoute
+from hub.api.visibility import Visibility
 from hub.messages import AlertEvent
 from hub.ports import StreamEvent
 
-router = APIRouter(tags=["stream"])
+router = APIRouter(tags=["stream"], route_class=ApiRoute)
 
 #: Seconds of silence after which a keepalive comment is sent.
 KEEPALIVE_S = 15.0
 #: Events one slow client may fall behind by before it loses the oldest.
 CLIENT_QUEUE = 1000
+#: How often an open stream checks that its key is still valid: docs/api.md promises
+#: that revoking a key ends its streams within a second.
+REVALIDATE_S = 0.5
 
 
-def encode(event: StreamEvent) -> str:
-    """One event in SSE wire format."""
+def encode(event: StreamEvent, visible: Visibility | None = None) -> str:
+    """One event in SSE wire format (alert texts as ``visible`` lets the caller see them)."""
     data: dict[str, Any]
     if isinstance(event, AlertEvent):
         kind = "alert"
+        withheld: list[str] = []
+        if visible is not None:
+            event, withheld = visible.event(event)
         data = {
             "alert_id": event.alert_id,
             "rule_id": event.rule_id,
@@ -49,6 +63,7 @@ def encode(event: StreamEvent) -> str:
             "actor": event.actor,
             "comment": event.comment,
             "reopened_from": event.reopened_from,
+            "withheld_metrics": withheld,
         }
     else:
         kind = "device"
@@ -67,10 +82,16 @@ def _allowed(who: Principal, event: StreamEvent) -> bool:
 
 
 async def event_source(
-    ctx: ApiContext, who: Principal, keepalive_s: float = KEEPALIVE_S
+    ctx: ApiContext,
+    who: Principal,
+    keepalive_s: float = KEEPALIVE_S,
+    revalidate_s: float = REVALIDATE_S,
 ) -> AsyncIterator[str]:
-    """The SSE body: a ``: connected`` comment once subscribed, then events in scope."""
+    """The SSE body: a ``: connected`` comment once subscribed, then events in scope,
+    until the client goes or the key is revoked."""
     queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue(CLIENT_QUEUE + 1)
+    visible = Visibility(ctx.catalog, who)
+    loop = asyncio.get_running_loop()
 
     async def pump() -> None:
         try:
@@ -88,15 +109,26 @@ async def event_source(
     try:
         await asyncio.sleep(0)  # let the pump subscribe before the client hears "connected"
         yield "retry: 3000\n: connected\n\n"
+        checked = quiet_since = loop.time()
         while True:
-            try:
-                event = await asyncio.wait_for(queue.get(), keepalive_s)
-            except TimeoutError:
+            now = loop.time()
+            if now - checked >= revalidate_s:
+                if not is_active(ctx.conn, who.id):
+                    yield ": key revoked\n\n"
+                    return
+                checked = now
+            if now - quiet_since >= keepalive_s:
                 yield ": keepalive\n\n"
+                quiet_since = now
+            wait = min(checked + revalidate_s, quiet_since + keepalive_s) - now
+            try:
+                event = await asyncio.wait_for(queue.get(), max(wait, 0.0))
+            except TimeoutError:
                 continue
             if event is None:
                 return
-            yield encode(event)
+            quiet_since = loop.time()
+            yield encode(event, visible)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from hub.messages import AlertStatus, RuleEvent, RuleState, Severity
-from hub.ports import UNRESTRICTED, AlertFilter, Conflict, DeliveryError, NotFound
+from hub.ports import UNRESTRICTED, AlertFilter, Conflict, DeliveryError, NotFound, Scope
 
 Ev = Callable[..., RuleEvent]
 
@@ -402,3 +402,37 @@ route:
     assert h.receivers["ops"].kinds() == ["firing"]
     alert = h.manager.list_alerts(AlertFilter(), UNRESTRICTED)[0]
     assert alert.severity == "emergency"
+
+
+async def test_muted_alerts_say_why_and_a_silence_preview_lists_what_it_would_mute(
+    harness, ev: Ev
+) -> None:
+    """``muted_by`` names the inhibiting alert or the silence; the preview of a silence is
+    the open alerts its matchers catch, worst first, with the same matching."""
+    await harness.manager.handle(
+        [
+            ev(rule_id="area-pressure", source="_area", severity=Severity.EMERGENCY),
+            ev(source="wm-1"),
+            ev(source="wm-2", district="d02"),
+        ]
+    )
+    alerts = {a.source: a for a in harness.manager.list_alerts(AlertFilter(), UNRESTRICTED)}
+    assert alerts["wm-1"].muted_by == f"inhibited:{alerts['_area'].id}"
+    assert alerts["wm-2"].muted_by is None
+    assert alerts["_area"].muted_by is None
+    preview = harness.manager.silence_preview({"source": "wm-*"}, UNRESTRICTED)
+    assert sorted(a.source for a in preview) == ["wm-1", "wm-2"]
+    everything = harness.manager.silence_preview({"asset_type": "water_main"}, UNRESTRICTED)
+    assert everything[0].source == "_area"  # the worst first
+    scoped = harness.manager.silence_preview(
+        {"source": "wm-*"}, Scope(districts=frozenset({"d02"}))
+    )
+    assert [a.source for a in scoped] == ["wm-2"]
+    now = harness.clock.now_ms()
+    silence = harness.manager.create_silence({"source": "wm-2"}, now, now + 60_000, "ops", "x")
+    assert harness.manager.get_alert(alerts["wm-2"].id).muted_by == f"silence:{silence.id}"
+    await harness.manager.resolve(alerts["wm-2"].id, "ops", "")
+    assert harness.manager.get_alert(alerts["wm-2"].id).muted_by is None
+    assert [
+        a.source for a in harness.manager.silence_preview({"source": "wm-2"}, UNRESTRICTED)
+    ] == []

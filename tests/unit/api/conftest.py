@@ -33,7 +33,6 @@ from tests.unit.api.fakes import (
     FakeHealth,
     FakeRegistry,
     FakeRules,
-    classification,
 )
 
 NOW_MS = 1_764_000_000_000
@@ -65,7 +64,7 @@ class Api:
 def make_api(
     tmp_path: Path, settings: Settings | None = None, store: TelemetryStore | None = None
 ) -> Iterator[Api]:
-    """Build an Api with fakes seeded for districts d03 and d07.
+    """Build an Api with fakes seeded for districts d03 and d07, over the shipped catalog.
 
     Without ``store`` it opens (and later closes) an embedded store of its own; a
     ``store`` passed in must already be open and is left to the caller.
@@ -103,7 +102,7 @@ def make_api(
         dead_letters=dead,
         health=health,
         events=events,
-        catalog_classification=classification,
+        catalog=load_catalog(),
         indicators=indicators,
     )
     app = create_app(ctx)

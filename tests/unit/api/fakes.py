@@ -2,7 +2,8 @@
 
 They stand in for stages that are built and tested on their own (registry, alert
 manager, rule service, dead letters, health, event bus); they implement just the
-port contracts the API relies on (the telemetry store is the real embedded store).
+port contracts the API relies on (the telemetry store is the real embedded store,
+the catalog the one shipped with the package).
 The integration tests (tests/integration/test_api_*.py) run the API against the
 real implementations instead.
 """
@@ -13,6 +14,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
+from html import escape
 from typing import Any
 
 from hub.clock import Clock
@@ -20,6 +22,7 @@ from hub.messages import AlertEvent, AlertStatus, Severity
 from hub.ports import (
     AlertFilter,
     AlertRecord,
+    AlertView,
     Conflict,
     DeadLetter,
     DeviceCounts,
@@ -35,20 +38,9 @@ from hub.ports import (
     Scope,
     Silence,
     StreamEvent,
+    ThresholdLine,
     Transition,
 )
-
-CLASSIFICATION = {
-    ("manhole", "methane_pct_lel"): "restricted",
-    ("manhole", "h2s_ppm"): "restricted",
-    ("flood_gauge", "water_level_m"): "public",
-    ("flood_gauge", "rainfall_mm_h"): "public",
-}
-
-
-def classification(asset_type: str, metric: str) -> str:
-    """Catalog classification for the fakes (unknown metrics are internal)."""
-    return CLASSIFICATION.get((asset_type, metric), "internal")
 
 
 class FakeRegistry:
@@ -193,9 +185,12 @@ class FakeAlerts:
         source: str,
         severity: str = "critical",
         rule_id: str = "flood-critical",
+        summary: str | None = None,
+        explanation: Mapping[str, Any] | None = None,
     ) -> AlertRecord:
         now = self.clock.now_ms()
         alert_id = f"a{next(self._ids):04d}"
+        summary = summary if summary is not None else f"{rule_id} on {source}"
         alert = AlertRecord(
             id=alert_id,
             rule_id=rule_id,
@@ -205,18 +200,20 @@ class FakeAlerts:
             district=district,
             asset_type=asset_type,
             source=source,
-            summary=f"{rule_id} on {source}",
+            summary=summary,
             description="",
             labels={"team": "t"},
-            explanation={"summary": "water_level_m 3.4 > 3.0", "threshold": 3.0},
+            explanation=explanation
+            if explanation is not None
+            else {"summary": "water_level_m 3.4 > 3.0", "threshold": 3.0},
             started_ms=now,
             updated_ms=now,
             acknowledged_ms=None,
             resolved_ms=None,
         )
         self.alerts[alert_id] = alert
-        self.timelines[alert_id] = [Transition(now, "firing", "hub")]
-        self._publish(alert, "hub", "")
+        self.timelines[alert_id] = [Transition(now, "firing", "rule", summary)]
+        self._publish(alert, "rule", summary)
         return alert
 
     def _publish(self, alert: AlertRecord, actor: str, comment: str) -> None:
@@ -328,14 +325,47 @@ class FakeAlerts:
         self.silences[silence_id] = silence
         return silence
 
-    def cap_xml(self, alert_id: str) -> str:
+    def _viewed(
+        self, alert: AlertRecord, view: AlertView | None
+    ) -> tuple[AlertRecord, list[Transition]]:
+        timeline: list[Transition] = self.timelines.get(alert.id, [])
+        if view is None:
+            return alert, timeline
+        shown, shown_timeline = view(alert, timeline)
+        return shown, list(shown_timeline)
+
+    def silence_preview(self, matchers: Mapping[str, str], scope: Scope) -> list[AlertRecord]:
+        def labels(a: AlertRecord) -> dict[str, str]:
+            return {
+                **a.labels,
+                "district": a.district,
+                "asset_type": a.asset_type,
+                "severity": a.severity,
+                "rule_id": a.rule_id,
+                "source": a.source,
+            }
+
+        return [
+            a
+            for a in self.list_alerts(AlertFilter(state="active", limit=10**6), scope)
+            if all(labels(a).get(k) == v for k, v in matchers.items())
+        ]
+
+    def cap_xml(self, alert_id: str, *, view: AlertView | None = None) -> str:
+        """A CAP-shaped document carrying what the real one does: summary and notes."""
         if alert_id not in self.alerts:
             raise NotFound(alert_id)
-        return f'<?xml version="1.0"?><alert><identifier>{alert_id}</identifier></alert>'
+        alert, timeline = self._viewed(self.alerts[alert_id], view)
+        notes = "".join(f"<note>{escape(t.comment)}</note>" for t in timeline if t.comment)
+        return (
+            f'<?xml version="1.0"?><alert><identifier>{alert_id}</identifier>{notes}'
+            f"<info><description>{escape(alert.summary)}</description></info></alert>"
+        )
 
-    def cap_feed(self, scope: Scope, base_url: str) -> str:
+    def cap_feed(self, scope: Scope, base_url: str, *, view: AlertView | None = None) -> str:
         entries = "".join(
-            f"<entry><id>{a.id}</id></entry>"
+            f"<entry><id>{a.id}</id><summary>{escape(self._viewed(a, view)[0].summary)}"
+            "</summary></entry>"
             for a in self.alerts.values()
             if scope.allows(a.district, a.asset_type)
         )
@@ -383,7 +413,14 @@ class FakeRules:
         self.rules: dict[str, RuleSummary] = {}
         self.log: list[dict[str, Any]] = []
 
-    def add(self, rule_id: str, *, managed: bool = True, firing: int = 0) -> RuleSummary:
+    def add(
+        self,
+        rule_id: str,
+        *,
+        managed: bool = True,
+        firing: int = 0,
+        labels: Mapping[str, str] | None = None,
+    ) -> RuleSummary:
         rule = RuleSummary(
             id=rule_id,
             kind="threshold",
@@ -396,6 +433,7 @@ class FakeRules:
             source_yaml=f"id: {rule_id}\n",
             firing=firing,
             pending=0,
+            labels=dict(labels if labels is not None else {"team": "t"}),
         )
         self.rules[rule_id] = rule
         return rule
@@ -444,6 +482,11 @@ class FakeRules:
 
     def changes(self, limit: int) -> list[dict[str, Any]]:
         return list(reversed(self.log))[:limit]
+
+    def thresholds(self, district: str, asset_type: str, device_id: str) -> list[ThresholdLine]:
+        if asset_type != "flood_gauge" or "flood-critical" not in self.rules:
+            return []
+        return [ThresholdLine("flood-critical", "water_level_m", ">", 3.0, 2.8, "critical")]
 
 
 class FakeDeadLetters:

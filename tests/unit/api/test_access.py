@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
-from hub.api.auth import MAX_FAILURES, FailedAuthLimiter
+from hub.api.audit import entries
+from hub.api.auth import MAX_FAILURES, FailedAuthLimiter, client_address
 from hub.api.keys import ROLES, revoke_key
-from tests.unit.api.conftest import NOW_MS, Api
+from hub.settings import ApiSettings, Settings
+from tests.unit.api.conftest import NOW_MS, Api, make_api
 
 # (method, path, least role, JSON body) for every authenticated endpoint.
 ENDPOINTS: list[tuple[str, str, str, Any]] = [
@@ -55,6 +61,10 @@ ENDPOINTS: list[tuple[str, str, str, Any]] = [
     ("GET", "/api/v1/indicators", "viewer", None),
     ("GET", "/api/v1/indicators/data_completeness_pct", "viewer", None),
     ("GET", "/api/v1/indicators/data_completeness_pct/devices", "viewer", None),
+    ("GET", "/api/v1/console/config", "viewer", None),
+    ("GET", "/api/v1/console/map", "viewer", None),
+    ("GET", "/api/v1/console/devices/fg-d03-1/thresholds", "viewer", None),
+    ("POST", "/api/v1/console/silences/preview", "operator", {"matchers": {"district": "d03"}}),
 ]
 
 
@@ -116,8 +126,7 @@ def test_invalid_keys_are_401(api: Api, header: str) -> None:
 
 def test_wrong_secret_for_a_real_id_is_401(api: Api) -> None:
     """A key with a known id but another secret is refused."""
-    real = api.keys["admin"]
-    forged = real[:13] + ("B" if real[13] != "B" else "C") + real[14:]
+    forged = _forged(api.keys["admin"])
     response = api.client.get("/api/v1/devices", headers={"Authorization": f"Bearer {forged}"})
     assert response.status_code == 401
 
@@ -129,16 +138,83 @@ def test_revoked_key_is_401(api: Api) -> None:
     assert api.client.get("/api/v1/devices", headers=api.auth("viewer")).status_code == 401
 
 
-def test_repeated_failures_are_rate_limited_with_retry_after(api: Api) -> None:
-    """After MAX_FAILURES bad keys from one address even good keys get 429 for the window."""
-    bad = {"Authorization": "Bearer hub_00000000_" + "x" * 43}
+def _forged(key: str) -> str:
+    """``key`` with its id kept and another secret."""
+    return key[:13] + ("B" if key[13] != "B" else "C") + key[14:]
+
+
+def test_a_guessed_key_id_is_locked_but_other_keys_keep_working(api: Api) -> None:
+    """After MAX_FAILURES wrong secrets for one key id, that id gets 429 (even with its right
+    secret) until the window passes; other keys from the same address keep working."""
+    forged = {"Authorization": f"Bearer {_forged(api.keys['admin'])}"}
     for _ in range(MAX_FAILURES):
-        assert api.client.get("/api/v1/devices", headers=bad).status_code == 401
-    limited = api.client.get("/api/v1/devices", headers=api.auth("admin"))
-    assert limited.status_code == 429
-    assert int(limited.headers["retry-after"]) >= 1
+        assert api.client.get("/api/v1/devices", headers=forged).status_code == 401
+    locked = api.client.get("/api/v1/devices", headers=api.auth("admin"))
+    assert locked.status_code == 429
+    assert int(locked.headers["retry-after"]) >= 1
+    assert api.keys["admin"].split("_")[1] in locked.json()["detail"]
+    assert api.client.get("/api/v1/devices", headers=api.auth("viewer")).status_code == 200
     api.clock.advance(61)
     assert api.client.get("/api/v1/devices", headers=api.auth("admin")).status_code == 200
+
+
+def test_a_failing_address_gets_429_but_valid_keys_from_it_work(api: Api) -> None:
+    """An address past MAX_FAILURES failures gets 429 with Retry-After for further failures,
+    while a valid key from the same address (a shared NAT) is still admitted."""
+    for n in range(MAX_FAILURES):
+        unknown = {"Authorization": f"Bearer hub_{n:08x}_" + "x" * 43}
+        assert api.client.get("/api/v1/devices", headers=unknown).status_code == 401
+    guess = api.client.get("/api/v1/devices", headers={"Authorization": "Bearer nonsense"})
+    assert guess.status_code == 429
+    assert int(guess.headers["retry-after"]) >= 1
+    assert api.client.get("/api/v1/devices", headers=api.auth("operator")).status_code == 200
+
+
+@pytest.fixture
+def proxied_api(tmp_path: Path) -> Iterator[Api]:
+    """The API behind a reverse proxy at 10.0.0.1, which it trusts."""
+    settings = Settings(data_dir=tmp_path, api=ApiSettings(trusted_proxies=["10.0.0.1"]))
+    for api in make_api(tmp_path, settings):
+        api.client = TestClient(api.client.app, client=("10.0.0.1", 40000))
+        yield api
+
+
+def test_behind_a_trusted_proxy_failures_count_per_forwarded_client(proxied_api: Api) -> None:
+    """Behind a trusted proxy one guesser's failures lock out only its own forwarded address,
+    and the audit log records that address."""
+    api = proxied_api
+    bad = {"Authorization": "Bearer nonsense"}
+    guesser = {**bad, "X-Forwarded-For": "203.0.113.9"}
+    for _ in range(MAX_FAILURES):
+        assert api.client.get("/api/v1/devices", headers=guesser).status_code == 401
+    assert api.client.get("/api/v1/devices", headers=guesser).status_code == 429
+    colleague = {**bad, "X-Forwarded-For": "198.51.100.7, 10.0.0.1"}
+    assert api.client.get("/api/v1/devices", headers=colleague).status_code == 401
+    assert {e.client for e in entries(api.ctx.conn, limit=20)} == {"203.0.113.9", "198.51.100.7"}
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "trusted", "client"),
+    [
+        ("192.0.2.5", "203.0.113.9", [], "192.0.2.5"),  # no trusted proxies: header ignored
+        ("192.0.2.5", "203.0.113.9", ["10.0.0.0/8"], "192.0.2.5"),  # peer not trusted
+        ("10.0.0.1", "203.0.113.9", ["10.0.0.0/8"], "203.0.113.9"),
+        ("10.0.0.1", "1.1.1.1, 203.0.113.9, 10.0.0.2", ["10.0.0.0/8"], "203.0.113.9"),
+        ("10.0.0.1", "203.0.113.9, garbage", ["10.0.0.0/8"], "10.0.0.1"),
+        ("10.0.0.1", None, ["10.0.0.0/8"], "10.0.0.1"),
+        ("10.0.0.1", "10.0.0.3", ["10.0.0.0/8"], "10.0.0.3"),  # every hop trusted: the first
+        ("::1", "2001:db8::7", ["::1"], "2001:db8::7"),
+    ],
+)
+def test_client_address_reads_forwarded_for_only_from_trusted_proxies(
+    peer: str, forwarded: str | None, trusted: list[str], client: str
+) -> None:
+    """X-Forwarded-For names the client only when the peer is a trusted proxy, read from the
+    right past trusted hops; a client cannot choose its address by writing the header."""
+    headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
+    scope = {"client": (peer, 1234), "headers": headers}
+    networks = ApiSettings(trusted_proxies=trusted).trusted_proxies
+    assert client_address(scope, networks) == client
 
 
 def test_limiter_forgets_old_failures_and_bounds_clients() -> None:
@@ -161,3 +237,17 @@ def test_whoami_reports_role_and_scope(api: Api) -> None:
     assert body["role"] == "admin"
     assert body["name"] == "d07-admin"
     assert body["scopes"] == {"districts": ["d07"]}
+
+
+def test_trusted_proxies_setting_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HUB_API__TRUSTED_PROXIES takes comma-separated addresses and networks; anything else
+    is refused at start-up, naming the setting."""
+    monkeypatch.setenv("HUB_API__TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8,::1")
+    assert [str(n) for n in Settings().api.trusted_proxies] == [
+        "127.0.0.1/32",
+        "10.0.0.0/8",
+        "::1/128",
+    ]
+    monkeypatch.setenv("HUB_API__TRUSTED_PROXIES", "proxy.example")
+    with pytest.raises(ValidationError, match="trusted_proxies"):
+        Settings()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from hub.alerts.lifecycle import match_labels
+from hub.ports import ALERT_IDENTITY_LABELS
 from tests.unit.api.conftest import NOW_MS, Api
 
 
@@ -41,7 +43,7 @@ def test_detail_has_explanation_and_timeline(api: Api) -> None:
     body = api.client.get(f"/api/v1/alerts/{alert.id}", headers=api.auth("viewer")).json()
     assert body["explanation"]["threshold"] == 3.0
     assert [(t["status"], t["actor"]) for t in body["timeline"]] == [
-        ("firing", "hub"),
+        ("firing", "rule"),
         ("acknowledged", "operator-key"),
     ]
     assert body["timeline"][1]["comment"] == "crew out"
@@ -176,3 +178,33 @@ def test_scoped_silences(api: Api) -> None:
         {"district": "d07"}
     ]
     assert api.client.post(f"/api/v1/silences/{other['id']}/expire", headers=h).status_code == 403
+
+
+def test_silence_on_a_label_no_alert_carries_is_422(api: Api) -> None:
+    """A matcher key that is neither an alert's identity nor a label of a loaded rule is a
+    422 naming it (such a silence would never match); a rule's own label is accepted."""
+    h = api.auth("operator")
+    typo = {"matchers": {"distrct": "d03"}, "duration_s": 60, "comment": "x"}
+    response = api.client.post("/api/v1/silences", json=typo, headers=h)
+    assert response.status_code == 422
+    detail = response.json()["detail"][0]
+    assert detail["loc"] == ["body", "matchers", "distrct"]
+    assert "district" in detail["msg"]
+    assert api.alerts.silences == {}
+    api.rules.add("crew-rule", labels={"crew": "north"})
+    crew = {"matchers": {"crew": "north", "severity": "critical"}, "duration_s": 60, "comment": "x"}
+    assert api.client.post("/api/v1/silences", json=crew, headers=h).status_code == 201
+
+
+def test_identity_labels_are_those_the_alert_manager_matches_on() -> None:
+    """The identity labels the API accepts in silences are exactly those every alert
+    carries for matching (hub.alerts.lifecycle.match_labels), besides its rule's labels."""
+    row = {
+        "labels": '{"team": "t"}',
+        "district": "d01",
+        "asset_type": "manhole",
+        "severity": 3,
+        "rule_id": "r",
+        "source": "mh-1",
+    }
+    assert set(match_labels(row)) - {"team"} == set(ALERT_IDENTITY_LABELS)

@@ -71,7 +71,13 @@ def test_unknown_device_is_404_and_bad_id_422(api: Api) -> None:
 def test_provisioning_create_update_delete(api: Api) -> None:
     """Admins create (201, 409 on repeat), update and delete (204, then 404) devices."""
     h = api.auth("admin")
-    body = {"device_id": "br-1", "district": "d05", "asset_type": "bridge", "latitude": 51.5}
+    body = {
+        "device_id": "br-1",
+        "district": "d05",
+        "asset_type": "bridge",
+        "latitude": 51.5,
+        "longitude": -0.12,
+    }
     created = api.client.post("/api/v1/devices", json=body, headers=h)
     assert created.status_code == 201
     assert created.json()["provisioned"] is True
@@ -173,12 +179,16 @@ async def test_telemetry_accepts_rfc3339_and_epoch(api: Api) -> None:
         ("agg=median&every=1m", 422),
         ("agg=max", 422),
         ("metric=Bad-Name", 422),
-        ("start=-400d", 400),
-        ("start=-30d&every=1m", 400),
+        ("start=-400d", 422),
+        ("start=-30d&every=1m", 422),
+        ("metric=water_level_m,", 422),
+        ("metric= water_level_m", 422),
+        ("start=-1h&strat=-2h", 422),
     ],
 )
 def test_telemetry_bad_or_oversized_queries(api: Api, query: str, status: int) -> None:
-    """Malformed parameters are 422; ranges and point counts beyond the limits are a clear 400."""
+    """Malformed or unknown parameters, and ranges or point counts beyond the limits, are one
+    status: 422 with a detail saying what to change."""
     response = api.client.get(
         f"/api/v1/devices/fg-d03-1/telemetry?{query}", headers=api.auth("viewer")
     )
@@ -186,8 +196,8 @@ def test_telemetry_bad_or_oversized_queries(api: Api, query: str, status: int) -
     assert isinstance(response.json()["detail"], str | list)
 
 
-async def test_telemetry_raw_point_limit_is_400(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    """More raw points than the limit is a 400 that says to aggregate."""
+async def test_telemetry_raw_point_limit_is_422(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More raw points than the limit is a 422 that says to aggregate."""
     from hub.api.routes import telemetry
 
     monkeypatch.setattr(telemetry, "MAX_POINTS", 10)
@@ -195,7 +205,7 @@ async def test_telemetry_raw_point_limit_is_400(api: Api, monkeypatch: pytest.Mo
     response = api.client.get(
         "/api/v1/devices/fg-d03-1/telemetry?start=-1h", headers=api.auth("viewer")
     )
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "every=" in response.json()["detail"]
 
 
@@ -218,3 +228,41 @@ async def test_telemetry_restricted_metrics(api: Api) -> None:
     assert {p["metric"] for p in viewer["points"]} == {"water_level_m"}
     operator = api.client.get(url, headers=api.auth("operator")).json()
     assert {p["metric"] for p in operator["points"]} == {"h2s_ppm", "water_level_m"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        (
+            "POST",
+            "/api/v1/devices",
+            {"device_id": "x1", "district": "d03", "asset_type": "flod_gauge"},
+            "asset_type",
+        ),
+        ("PUT", "/api/v1/devices/x1", {"district": "d03", "asset_type": "pump"}, "asset_type"),
+        (
+            "POST",
+            "/api/v1/devices",
+            {"device_id": "x1", "district": "alerts", "asset_type": "bridge"},
+            "district",
+        ),
+        (
+            "PUT",
+            "/api/v1/devices/fg-d03-1",
+            {"district": "alerts", "asset_type": "flood_gauge"},
+            "district",
+        ),
+    ],
+)
+def test_provisioning_checks_the_catalog_and_reserved_districts(
+    api: Api, method: str, path: str, body: dict[str, object], field: str
+) -> None:
+    """An asset type outside the device catalog, or the reserved district 'alerts', is a 422
+    on the field (as hub devices import and ingest refuse them), and nothing changes."""
+    before = dict(api.registry.devices)
+    response = api.client.request(method, path, json=body, headers=api.auth("admin"))
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"][0]
+    assert detail["loc"] == ["body", field]
+    assert ("catalog" if field == "asset_type" else "reserved") in detail["msg"]
+    assert api.registry.devices == before

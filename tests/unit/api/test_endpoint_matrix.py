@@ -41,6 +41,8 @@ OUT_OF_SCOPE: list[Call] = [
     ("GET", "/api/v1/audit/report", None),
     ("GET", "/api/v1/indicators/data_completeness_pct?district=d03", None),
     ("GET", "/api/v1/indicators/data_completeness_pct/devices?district=d03", None),
+    ("GET", "/api/v1/console/devices/fg-d03-1/thresholds", None),
+    ("GET", "/api/v1/console/devices/fg-d03-1/live", None),
 ]
 
 #: Lists a d07-scoped key may read: 200, with nothing of d03 in them, even when asked.
@@ -58,6 +60,7 @@ SCOPED_LISTS: list[str] = [
     "/api/v1/indicators/data_completeness_pct?start=-1d",
     "/api/v1/indicators/data_completeness_pct?start=-1d&by=district_asset_type&format=csv",
     "/api/v1/indicators/data_completeness_pct/devices?start=-1d",
+    "/api/v1/console/map",
 ]
 
 #: Unknown ids: 404 for a key that may otherwise do it.
@@ -77,6 +80,8 @@ NOT_FOUND: list[Call] = [
     ("DELETE", "/api/v1/rules/ghost", None),
     ("GET", "/api/v1/indicators/ghost", None),
     ("GET", "/api/v1/indicators/ghost/devices", None),
+    ("GET", "/api/v1/console/devices/ghost-1/thresholds", None),
+    ("GET", "/api/v1/console/devices/ghost-1/live", None),
 ]
 
 #: Bad parameters or bodies: 422 with a detail.
@@ -110,6 +115,9 @@ UNPROCESSABLE: list[Call] = [
     ("GET", "/api/v1/indicators/data_completeness_pct?period=year", None),
     ("GET", "/api/v1/indicators/data_completeness_pct?start=-1d&end=-2d", None),
     ("GET", "/api/v1/indicators/data_completeness_pct/devices?limit=0", None),
+    ("GET", "/api/v1/console/devices/bad%20id/thresholds", None),
+    ("GET", "/api/v1/console/devices/bad%20id/live", None),
+    ("POST", "/api/v1/console/silences/preview", {"matchers": {}}),
 ]
 
 #: Endpoints without path, query or body parameters, or tested elsewhere by design.
@@ -123,6 +131,10 @@ NO_PARAMETERS = {
     ("GET", "/api/v1/indicators"),
     ("GET", "/api/v1/stream"),  # 401, scope and events: test_stream.py
     ("GET", "/metrics"),  # test_hardening.py
+    ("GET", "/api/v1/console/config"),
+    ("GET", "/api/v1/console/map"),
+    ("GET", "/api/v1/console/districts.geojson"),  # roles, scope, 404 and 503: test_console.py
+    ("GET", "/api/v1/console/devices/{device_id}/live"),  # endless stream: test_console.py
 }
 
 
@@ -147,6 +159,9 @@ def _template(path: str) -> str:
         r"/api/v1/rules/(?!changes$|problems$)[^/]+": "/api/v1/rules/{rule_id}",
         r"/api/v1/indicators/[^/]+/devices": "/api/v1/indicators/{indicator_id}/devices",
         r"/api/v1/indicators/[^/]+": "/api/v1/indicators/{indicator_id}",
+        r"/api/v1/console/devices/[^/]+/(thresholds|live)": (
+            "/api/v1/console/devices/{device_id}/\\1"
+        ),
     }
     for pattern, template in templates.items():
         match = re.fullmatch(pattern, bare)

@@ -3,6 +3,8 @@ and the resolution reason on resolve."""
 
 from __future__ import annotations
 
+from hub.catalog import load_catalog
+from hub.indicators.definitions import parse_definitions
 from tests.unit.api.conftest import Api
 
 SERIES = "/api/v1/indicators/data_completeness_pct?period=day&start=-1d"
@@ -96,3 +98,30 @@ def test_resolve_takes_a_reason(api: Api) -> None:
         f"/api/v1/alerts/{third.id}/resolve", json={"reason": "bored"}, headers=api.auth("operator")
     )
     assert r.status_code == 422
+
+
+METHANE = """\
+indicators:
+  - id: methane_hours_above_10
+    title: Manhole-hours with methane over 10 % LEL
+    unit: h
+    description: d
+    formula: f
+    source: telemetry
+    direction: lower_is_better
+    measure: {kind: hours_above, asset_type: manhole, metric: methane_pct_lel, threshold: 10}
+"""
+
+
+def test_an_indicator_of_a_restricted_metric_is_refused_to_roles_that_may_not_read_it(
+    api: Api,
+) -> None:
+    """Methane is restricted: a viewer gets 403 naming it, an operator the values."""
+    found = parse_definitions(METHANE, "x.yaml", load_catalog())
+    api.indicators.set_definitions([*api.indicators.loaded(), *found.definitions.values()])
+    path = "/api/v1/indicators/methane_hours_above_10"
+    denied = api.client.get(path, headers=api.auth("viewer"))
+    assert denied.status_code == 403
+    assert "manhole.methane_pct_lel" in denied.json()["detail"]
+    assert api.client.get(path + "/devices", headers=api.auth("viewer")).status_code == 403
+    assert api.client.get(path, headers=api.auth("operator")).status_code == 200

@@ -266,3 +266,50 @@ def test_evaluate_many_is_evaluate_in_order(tmp_path: Path, rules_dir: Path) -> 
     assert [(e.rule_id, e.source, e.state, e.ts_ms) for e in got] == [
         (e.rule_id, e.source, e.state, e.ts_ms) for e in expected
     ]
+
+
+def test_thresholds_are_the_fixed_levels_of_the_rules_matching_a_device(
+    tmp_path: Path, rules_dir: Path, fake_clock: FakeClock
+) -> None:
+    """Threshold rules and composite value conditions matching the device give chart lines;
+    rules of other asset types, change conditions and area rules do not."""
+    (rules_dir / "more.yaml").write_text(
+        """\
+rules:
+  - id: mains-low
+    match: {asset_type: water_main}
+    kind: threshold
+    metric: pressure_bar
+    op: "<"
+    value: 1.0
+    clear: 1.2
+    severity: critical
+  - id: burst
+    match: {asset_type: flood_gauge, district: "d0*"}
+    kind: composite
+    all:
+      - {metric: water_level_m, op: ">=", value: 2.0}
+      - {metric: water_level_m, op: ">=", value: 0.5, of: change, window: 1h}
+    severity: warning
+  - id: other-district
+    match: {district: d09}
+    kind: threshold
+    metric: water_level_m
+    op: ">"
+    value: 9
+    severity: info
+"""
+    )
+    service = make_service(tmp_path, rules_dir, fake_clock)
+    lines = {
+        (t.rule_id, t.metric, t.op, t.value, t.clear, t.severity)
+        for t in service.thresholds("d01", "flood_gauge", "g1")
+    }
+    assert lines == {
+        ("high", "water_level_m", ">", 3.0, None, "critical"),
+        ("gas", "methane_pct_lel", ">=", 10.0, None, "warning"),
+        ("burst", "water_level_m", ">=", 2.0, None, "warning"),
+    }
+    mains = service.thresholds("d01", "water_main", "m1")
+    assert ("mains-low", 1.0, 1.2) in [(t.rule_id, t.value, t.clear) for t in mains]
+    service.close()
