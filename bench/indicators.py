@@ -177,9 +177,11 @@ def generate(data_dir: Path, n_devices: int, days: int, n_alerts: int) -> list[D
             )
         )
     conn.executemany(
-        "INSERT INTO alerts (id, rule_id, rule_version, status, severity, district, asset_type, source,"
+        "INSERT INTO alerts (id, rule_id, rule_version, status, severity, district, asset_type,"
+        " source,"
         " summary, description, labels, explanation, started_ms, updated_ms, acknowledged_ms,"
-        " resolved_ms, resolution, resolved_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " resolved_ms, resolution, resolved_by)"
+        f" VALUES ({', '.join('?' * 18)})",
         rows,
     )
     conn.close()
@@ -274,7 +276,8 @@ def bench_upkeep(data_dir: Path, devs: list[DeviceRecord], minutes: int, ingest_
         f" flush {per_flush:.2f} µs/reading (in a worker thread in the hub)"
     )
     print(
-        f"  upkeep {per_observe + per_flush:.2f} µs/reading = {share:.1f} % of {ingest_us} µs (target ≤ 5 %);"
+        f"  upkeep {per_observe + per_flush:.2f} µs/reading = {share:.1f} % of {ingest_us} µs"
+        " (target ≤ 5 %);"
         f" on the event loop: {per_observe / ingest_us * 100:.1f} %"
     )
     return share
@@ -317,7 +320,8 @@ def bench_rebuild(
         f" {report.readings / took:,.0f} readings/s, {report.hours / took:,.0f} device-hours/s"
     )
     print(
-        f"  extrapolated to {full_devices:,} devices × {full_days} days: {took * scale / 60:.1f} min (target < 10 min)"
+        f"  extrapolated to {full_devices:,} devices × {full_days} days:"
+        f" {took * scale / 60:.1f} min (target < 10 min)"
     )
     return took * scale
 
@@ -336,7 +340,8 @@ def main() -> None:
     p.add_argument("--rebuild-days", type=int, default=2)
     args = p.parse_args()
     print(
-        f"indicators benchmark: {args.devices:,} devices, {args.days} days, {len(DEFS)} indicators, pid {os.getpid()}"
+        f"indicators benchmark: {args.devices:,} devices, {args.days} days,"
+        f" {len(DEFS)} indicators, pid {os.getpid()}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)

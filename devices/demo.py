@@ -9,6 +9,12 @@ sensor fault in the first minutes. An admin API key is created and printed with 
 console's address (its map gets the demo's district outlines). Ctrl-C stops the fleet
 (devices say ``offline``) and then the hub; a second start reuses everything in
 ``HUB_DATA_DIR``.
+
+It works from any working directory, on a machine that already runs a broker or a
+web server (CONTRACT §4): when the configured rule paths or routing file do not
+exist it loads the rule packs and routes shipped with the hub (hub.packaged), and
+when the embedded broker's or the API's port is taken it takes the next free one;
+it prints which of each it took.
 """
 
 from __future__ import annotations
@@ -24,7 +30,10 @@ from typing import Any
 from devices.scenarios import load_scenario
 from devices.signals import DeviceSpec
 from devices.simulator import Fleet
+from hub.listen import AddressInUse, join, next_free_port, port_free
 from hub.logging import get_logger
+from hub.packaged import rule_packs_dir
+from hub.redact import redact_url
 from hub.settings import Settings
 
 log = get_logger(__name__)
@@ -48,6 +57,65 @@ def with_demo_outlines(settings: Settings) -> Settings:
         return settings
     console = settings.console.model_copy(update={"districts_geojson": DEMO_DISTRICTS_FILE})
     return settings.model_copy(update={"console": console})
+
+
+#: Starts tried when a port found free is taken before the hub binds it (a race).
+PORT_ATTEMPTS = 3
+#: Where rules created through the API go when the demo runs on the shipped packs.
+MANAGED_RULES_DIR = "managed-rules"
+
+
+def with_rules(settings: Settings) -> tuple[Settings, list[str]]:
+    """The settings with the shipped rule packs and routes wherever the configured ones
+    do not exist; and a banner line for each saying which was loaded."""
+    packs = rule_packs_dir()
+    rules, alerts = settings.rules, settings.alerts
+    lines: list[str] = []
+    configured = ", ".join(rules.paths) or "(none)"
+    if packs is not None and not any(Path(p).exists() for p in rules.paths):
+        update: dict[str, Any] = {"paths": [str(packs)]}
+        if "managed_dir" not in rules.model_fields_set:
+            # Not ./rules/managed: the demo leaves nothing in the working directory.
+            update["managed_dir"] = str(settings.data_dir / MANAGED_RULES_DIR)
+        rules = rules.model_copy(update=update)
+        lines.append(f"{packs} (shipped with the hub; {configured} not found)")
+    else:
+        lines.append(f"{configured} (HUB_RULES__PATHS)")
+    routes = Path(alerts.routes_path)
+    if packs is not None and not routes.exists():
+        shipped = packs / "routes.yaml"
+        alerts = alerts.model_copy(update={"routes_path": str(shipped)})
+        lines.append(f"{shipped} (shipped with the hub; {routes} not found)")
+    else:
+        lines.append(f"{routes} (HUB_ALERTS__ROUTES_PATH)")
+    return settings.model_copy(update={"rules": rules, "alerts": alerts}), lines
+
+
+def with_free_ports(settings: Settings) -> tuple[Settings, list[str]]:
+    """The settings with the embedded broker's and the API's ports moved to the next
+    free ones where they are taken now; and a line for each port taken."""
+    notes: list[str] = []
+    mqtt, api = settings.mqtt, settings.api
+    chosen: set[int] = set()
+    if mqtt.embedded:
+        host, port = mqtt.embedded_host_port()
+        if port != 0 and not port_free(host, port):
+            new = next_free_port(host, port)
+            notes.append(
+                f"{join(host, port)} is in use by another program; the demo's MQTT broker "
+                f"listens on {join(host, new)} instead (HUB_MQTT__EMBEDDED_LISTEN)"
+            )
+            mqtt = mqtt.model_copy(update={"embedded_listen": join(host, new)})
+            port = new
+        chosen.add(port)
+    if api.port != 0 and (api.port in chosen or not port_free(api.host, api.port)):
+        new = next_free_port(api.host, api.port, avoid=frozenset(chosen))
+        notes.append(
+            f"{join(api.host, api.port)} is in use by another program; the console and "
+            f"API listen on {join(api.host, new)} instead (HUB_API__PORT)"
+        )
+        api = api.model_copy(update={"port": new})
+    return settings.model_copy(update={"mqtt": mqtt, "api": api}), notes
 
 
 def provision(registry: Any, specs: Sequence[DeviceSpec]) -> int:
@@ -85,8 +153,6 @@ def demo_key(conn: Any) -> str:
 
 async def run_demo(settings: Settings, *, devices: int = 320, rate: float | None = None) -> int:
     """Run the hub and the simulated fleet until SIGINT/SIGTERM; 0 on a clean stop."""
-    from hub.runtime import Hub
-
     if devices < 1 or (rate is not None and rate <= 0):
         print("hub demo: --devices must be >= 1 and --rate > 0", file=sys.stderr)
         return 2
@@ -102,8 +168,10 @@ async def run_demo(settings: Settings, *, devices: int = 320, rate: float | None
         loop.add_signal_handler(sig, stop.set)
     scenario = load_scenario("demo")
     settings = with_demo_outlines(settings)
+    settings, rule_lines = with_rules(settings)
     try:
-        async with Hub(settings) as hub:
+        async with contextlib.AsyncExitStack() as stack:
+            hub, settings = await _start_hub(stack, settings)
             fleet = Fleet(
                 hub.mqtt_url,
                 prefix=settings.mqtt.topic_prefix,
@@ -116,12 +184,31 @@ async def run_demo(settings: Settings, *, devices: int = 320, rate: float | None
             )
             added = provision(hub.registry, fleet.specs)
             key = demo_key(hub.state_conn)
-            _banner(hub.api_url, hub.mqtt_url, key, devices, added, settings)
+            _banner(hub.api_url, hub.mqtt_url, key, devices, added, settings, rule_lines)
             return await _run(hub, fleet, stop)
     except OSError as exc:
-        # A port in use and the like: the message says which setting to change.
+        # What the demo cannot work around: the message says which setting to change.
         print(f"hub demo: {exc}", file=sys.stderr, flush=True)
         return 1
+
+
+async def _start_hub(stack: contextlib.AsyncExitStack, settings: Settings) -> tuple[Any, Settings]:
+    """Start the hub on free ports (printing the ones taken); the settings it runs on."""
+    from hub.runtime import Hub
+
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        settings, notes = with_free_ports(settings)
+        for note in notes:
+            print(f"hub demo: {note}", flush=True)
+        try:
+            hub = await stack.enter_async_context(Hub(settings))
+        except AddressInUse:
+            # Free a moment ago, taken before the hub bound it: look again.
+            if attempt == PORT_ATTEMPTS:
+                raise
+            continue
+        return hub, settings
+    raise AssertionError("unreachable")
 
 
 async def _run(hub: Any, fleet: Fleet, stop: asyncio.Event) -> int:
@@ -151,17 +238,26 @@ async def _run(hub: Any, fleet: Fleet, stop: asyncio.Event) -> int:
 
 
 def _banner(
-    api_url: str, mqtt_url: str, key: str, devices: int, added: int, settings: Settings
+    api_url: str,
+    mqtt_url: str,
+    key: str,
+    devices: int,
+    added: int,
+    settings: Settings,
+    rule_lines: Sequence[str],
 ) -> None:
+    rules, routes = rule_lines
     lines = [
         "",
         "hub demo: the hub and a simulated city are running",
         f"hub demo: console    {api_url}/",
         f"hub demo: API        {api_url}/api/v1  (OpenAPI at {api_url}/openapi.json)",
-        f"hub demo: broker     {mqtt_url}  topics {settings.mqtt.topic_prefix}/#",
+        f"hub demo: broker     {redact_url(mqtt_url)}  topics {settings.mqtt.topic_prefix}/#",
         f"hub demo: fleet      {devices} devices in d01..d{DEMO_DISTRICTS:02d} "
         f"({added} newly provisioned); scenario 'demo' plays in the first minutes",
-        f"hub demo: data       {settings.data_dir.resolve()}",
+        f"hub demo: data       {settings.data_dir}",
+        f"hub demo: rules      {rules}",
+        f"hub demo: routes     {routes}",
         "hub demo: Ctrl-C stops everything; a new start keeps the data",
         f"hub demo: admin key  {key}",
         "",

@@ -54,6 +54,8 @@ from hub.catalog import Catalog, load_catalog
 from hub.clock import Clock, SystemClock
 from hub.logging import get_logger
 from hub.messages import MetricValue
+from hub.redact import redact_url
+from hub.retry import Backoff
 
 log = get_logger(__name__)
 
@@ -82,6 +84,9 @@ CITY_CENTRE = (51.5000, 7.5000)
 _KM_LAT = 1 / 111.32
 #: Readings per batch payload when backfilling (~120 bytes each: well under 64 KiB).
 BACKFILL_BATCH = 200
+#: A device that cannot connect tries again after ~0.5 s, doubling up to 30 s, jittered
+#: (hub.retry): a fleet that lost its broker does not come back in one burst.
+RECONNECT = Backoff(first_s=0.5, max_s=30.0)
 #: QoS 1 messages a process may have unacknowledged before it waits for the broker.
 MAX_OUTSTANDING = 2000
 #: SenML units (RFC 8428 registry) for the catalog's units; others are left out.
@@ -296,7 +301,7 @@ class _Device:
         self.connected = False
         self.wanted = True  # False while a scripted outage or silence holds the link down
         self.next_retry = 0.0
-        self.backoff = 0.5
+        self.failures = 0  # connection attempts failed in a row (reconnect backoff)
         self.stuck: dict[str, MetricValue] = {}
         self.stuck_since: float | None = None
         self._configured = False  # paho's connect() (host, port) done once; then reconnect()
@@ -374,7 +379,7 @@ class _Device:
             log.warning("device refused by broker", device=self.spec.device_id, reason=str(reason))
             return
         self.connected = True
-        self.backoff = 0.5
+        self.failures = 0
         self.fleet.stats.connects += 1
         birth = {
             "state": "online",
@@ -411,8 +416,8 @@ class _Device:
             else:
                 self.client.reconnect()
         except (OSError, ValueError) as exc:
-            self.next_retry = time.monotonic() + self.backoff
-            self.backoff = min(self.backoff * 2, 30.0) * random.uniform(0.8, 1.2)  # noqa: S311
+            self.next_retry = time.monotonic() + RECONNECT.delay(self.failures)
+            self.failures += 1
             log.debug("device connect failed", device=self.spec.device_id, error=str(exc))
 
     def drop(self) -> None:
@@ -540,7 +545,9 @@ class Fleet:
             raise ValueError("rate must be >= 0 (0: as fast as the broker acknowledges)")
         url = urlsplit(mqtt_url)
         if url.scheme not in {"mqtt", "mqtts"} or not url.hostname:
-            raise ValueError(f"{mqtt_url!r} is not mqtt://host:port or mqtts://host:port")
+            raise ValueError(
+                f"{redact_url(mqtt_url)!r} is not mqtt://host:port or mqtts://host:port"
+            )
         self.host = url.hostname
         self.tls = url.scheme == "mqtts"
         self.port = url.port or (8883 if self.tls else 1883)
@@ -716,7 +723,7 @@ class Fleet:
                     device.client.loop_misc()
                     device.flush()
                 elif device.wanted and now >= device.next_retry:
-                    device.next_retry = now + device.backoff
+                    device.next_retry = now + RECONNECT.delay(device.failures)
                     device.connect()
 
     async def _timeline(self) -> None:
@@ -884,7 +891,8 @@ def simulate_main(args: argparse.Namespace) -> int:
         for k in range(processes)
     ]
     print(
-        f"simulate: {args.devices} devices in {args.districts} districts -> {args.mqtt} "
+        f"simulate: {args.devices} devices in {args.districts} districts -> "
+        f"{redact_url(args.mqtt)} "
         f"prefix {args.prefix!r}, rate {'max' if rate == 0 else rate} readings/s, "
         f"{processes} process(es)",
         flush=True,

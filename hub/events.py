@@ -2,6 +2,8 @@
 
 Publishing never blocks the pipeline: each subscriber has a bounded queue, and a
 subscriber that falls behind loses its oldest events (counted), never anyone else's.
+Closing the bus (the hub is stopping) ends every subscription, so live streams finish
+their responses and the web server stops without waiting for them or cancelling them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ class EventBus:
 
     def __init__(self, queue_size: int = SUBSCRIBER_QUEUE) -> None:
         self._queue_size = queue_size
-        self._subscribers: set[asyncio.Queue[StreamEvent]] = set()
+        # None in a queue is the end of the subscription (close()).
+        self._subscribers: set[asyncio.Queue[StreamEvent | None]] = set()
+        self._closed = False
         self.dropped = 0
 
     def publish(self, event: StreamEvent) -> None:
@@ -38,12 +42,24 @@ class EventBus:
         """How many subscribers are listening."""
         return len(self._subscribers)
 
+    def close(self) -> None:
+        """End every subscription, now and to come: the hub is stopping."""
+        self._closed = True
+        for queue in self._subscribers:
+            if queue.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait(None)
+
     async def subscribe(self) -> AsyncIterator[StreamEvent]:
-        """Events published from now on, until the consumer stops iterating."""
-        queue: asyncio.Queue[StreamEvent] = asyncio.Queue(self._queue_size)
+        """Events published from now on, until the consumer stops iterating or the bus
+        is closed."""
+        if self._closed:
+            return
+        queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue(self._queue_size)
         self._subscribers.add(queue)
         try:
-            while True:
-                yield await queue.get()
+            while (event := await queue.get()) is not None:
+                yield event
         finally:
             self._subscribers.discard(queue)

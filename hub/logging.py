@@ -1,4 +1,10 @@
-"""Structured logging with structlog: key=value on a console, JSON in production."""
+"""Structured logging with structlog: key=value on a console, JSON in production.
+
+Every rendered line goes through :func:`hub.redact.redact_text`, whatever logged it
+(the hub, uvicorn, paho, amqtt): a password in a URL or an API key never reaches the
+log. Tracebacks are plain text without local variables: locals hold settings, keys
+and payloads, and pages of them bury the one line that matters.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import sys
 
 import structlog
 
+from hub.redact import redact_text
 from hub.settings import LogSettings
 
 #: Payloads quoted in logs are cut to this many bytes (field data can be anything).
@@ -19,7 +26,9 @@ def configure(settings: LogSettings) -> None:
     if settings.format == "json":
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -33,7 +42,7 @@ def configure(settings: LogSettings) -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
+        _RedactingFormatter(
             foreign_pre_chain=shared,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -46,6 +55,14 @@ def configure(settings: LogSettings) -> None:
     root.setLevel(settings.level)
     for noisy in ("uvicorn.access", "httpx", "amqtt", "transitions"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class _RedactingFormatter(structlog.stdlib.ProcessorFormatter):
+    """structlog's formatter, with secrets taken out of the finished line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The rendered record, redacted."""
+        return redact_text(super().format(record))
 
 
 def truncate(payload: bytes, limit: int = LOG_PAYLOAD_BYTES) -> str:

@@ -191,13 +191,29 @@ def decode(data: bytes) -> Reading | StatusUpdate | Rejection:
     raise RecordError(f"unknown record tag {tag!r}")
 
 
-def decode_all(blobs: Iterable[bytes]) -> list[Message]:
-    """Decode a journal batch; a record that cannot be decoded is logged and skipped
-    (a corrupt record must not stop a consumer)."""
+#: Bytes of an undecodable record kept in its dead letter (as for any payload).
+BAD_RECORD_KEEP = 1024
+
+
+def decode_all(blobs: Iterable[bytes], now_ms: int = 0) -> list[Message]:
+    """Decode a journal batch. A record that cannot be decoded does not stop the
+    consumer and is not lost without trace: it is logged, and in its place comes a
+    Rejection (reason ``bad_record``, its first bytes as payload, ``now_ms`` as its
+    time) that the live stage keeps as a dead letter and counts; other consumers,
+    which want readings only, pass over it."""
     out: list[Message] = []
     for blob in blobs:
         try:
             out.append(decode(blob))
         except Exception as exc:
-            log.exception("undecodable journal record skipped", error=repr(exc), size=len(blob))
+            log.exception("undecodable journal record", error=repr(exc), size=len(blob))
+            out.append(
+                Rejection(
+                    topic="journal",
+                    reason="bad_record",
+                    detail=f"journal record of {len(blob)} bytes cannot be decoded: {exc}",
+                    payload=bytes(blob[:BAD_RECORD_KEEP]),
+                    received_ms=now_ms,
+                )
+            )
     return out

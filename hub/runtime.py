@@ -6,7 +6,7 @@ Read top to bottom, ``Hub.__aenter__`` is DESIGN.md's flow::
            -> consumer "store": store sink (InfluxDB or embedded; the embedded store's by
                                 default in the store writer process, hub.store.writer)
            -> consumer "live":  registry, dead letters, rule engine -> alert manager -> notifiers
-    API + dashboard read the registry, store, alerts and rules.
+    API + console read the registry, store, alerts and rules.
 
 Two journal consumers, not one per stage: the store may stall for minutes during
 an InfluxDB outage, and that must not hold back alerts; the live stages are all
@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import gc
 import signal
+import socket
 import sqlite3
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from contextlib import AsyncExitStack
@@ -36,6 +37,7 @@ from hub.api.context import ApiContext
 from hub.broker import EmbeddedBroker
 from hub.catalog import Catalog, load_catalog
 from hub.clock import Clock, SystemClock
+from hub.datadir import make_private
 from hub.events import EventBus
 from hub.indicators.live import Indicators
 from hub.ingest.dead_letters import DeadLetterStore
@@ -43,17 +45,20 @@ from hub.ingest.decode import Decoder
 from hub.ingest.mqtt_source import MqttSource
 from hub.ingest.topics import subscriptions
 from hub.journal import Journal
+from hub.listen import api_listener
 from hub.logging import get_logger
 from hub.messages import RawMessage, Reading, Rejection, StatusUpdate
 from hub.ports import HealthReport
+from hub.redact import redact_url
 from hub.registry.registry import Registry
 from hub.responders import build_alert_manager
+from hub.retry import Backoff
 from hub.rules.service import RuleService
 from hub.settings import Settings
 from hub.sqlite import STATE_DB, connect
 from hub.store.base import TelemetryStore
 from hub.store.factory import make_store
-from hub.store.sink import StoreSink, open_store, refusal
+from hub.store.sink import StoreHealth, StoreSink, open_store, refusal
 from hub.store.writer import StoreWriter, StoreWriterDied
 
 log = get_logger(__name__)
@@ -79,13 +84,15 @@ TICK_S = 1.0
 #: bigger batch costs less per point. The journal keeps the readings meanwhile.
 LIVE_BEHIND_BYTES = 256 * 1024
 STORE_YIELD_S = 2.0
-#: A store writer process that died is restarted after this, doubling up to the
-#: max; back to the min once one has run this long (a crash loop stays slow).
-WRITER_RESTART_MIN_S = 0.5
-WRITER_RESTART_MAX_S = 30.0
+#: A store writer process that died is restarted after about half a second, doubling
+#: up to 30 s (hub.retry); back to the start once one has run WRITER_STABLE_S (a crash
+#: loop stays slow).
+WRITER_RESTART = Backoff(first_s=0.5, max_s=30.0)
 WRITER_STABLE_S = 60.0
 #: Cadence of the event-loop lag probe (hub_event_loop_lag_seconds).
 LOOP_LAG_PROBE_S = 0.1
+#: How long a stopping API waits for the requests in progress before cancelling them.
+API_STOP_S = 2
 #: How often audit entries older than HUB_AUDIT__RETENTION_DAYS are deleted (ms).
 AUDIT_PRUNE_EVERY_MS = 3_600_000
 #: Cold start: how long the live stage waits for the store before it starts with
@@ -127,7 +134,10 @@ class Hub:
     async def _start(self) -> None:
         s = self.settings
         data_dir = s.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private(data_dir)
+        # The API's address first: if it is taken, nothing else has been started.
+        api_socket = api_listener(s.api.host, s.api.port)
+        self._stack.callback(api_socket.close)
 
         # The broker: an external one, or the embedded default.
         if s.mqtt.embedded:
@@ -167,6 +177,8 @@ class Hub:
             mqtt_url=self.mqtt_url,
         )
         self._stack.push_async_callback(self.alerts.close)
+        # An alert resolved by hand re-arms its rule series (the two stages meet here).
+        self.alerts.rearm = self.rules.rearm
         self.indicators = Indicators(
             s.indicators,
             self.catalog,
@@ -187,9 +199,10 @@ class Hub:
 
         self.store: TelemetryStore = make_store(s, self.clock)
         self._stack.push_async_callback(self.store.close)
-        self.sink = StoreSink(self.store, s.influx, clock=self.clock)
-        # What health reports on: the inline sink, or the store writer process.
-        self._store_health: StoreSink | StoreWriter = self.sink
+        # What health reports of the store: not writable until the store has answered
+        # (the inline sink, or the store writer processes one after another, say so).
+        self.store_health = StoreHealth()
+        self.sink = StoreSink(self.store, s.influx, clock=self.clock, health=self.store_health)
 
         self.decoder = Decoder(s.ingest, s.mqtt.topic_prefix)
         self.source = MqttSource(
@@ -215,7 +228,7 @@ class Hub:
         tg.create_task(self.alerts.run(), name="hub.alerts.outbox")
         if s.rules.watch:
             tg.create_task(self.rules.watch(), name="hub.rules.watch")
-        await self._start_api(tg)
+        await self._start_api(tg, api_socket)
         self._audit_start()
         log.info("hub started", mqtt=self.mqtt_url, api=self.api_url, data_dir=str(data_dir))
 
@@ -224,7 +237,7 @@ class Hub:
         self._stack.callback(conn.close)
         return conn
 
-    async def _start_api(self, tg: _TaskGroupOwner) -> None:
+    async def _start_api(self, tg: _TaskGroupOwner, sock: socket.socket) -> None:
         ctx = ApiContext(
             settings=self.settings,
             clock=self.clock,
@@ -248,10 +261,11 @@ class Hub:
             lifespan="off",
             # The API reads X-Forwarded-For itself, from HUB_API__TRUSTED_PROXIES only.
             proxy_headers=False,
+            timeout_graceful_shutdown=API_STOP_S,
         )
         server = _Server(config)
         self._api_server = server
-        tg.create_task(server.serve(), name="hub.api")
+        serving = tg.create_task(server.serve(sockets=[sock]), name="hub.api")
         while not server.started:
             if self._tasks is not None and self._tasks.failed:
                 raise RuntimeError(f"API could not start on {config.host}:{config.port}")
@@ -260,7 +274,12 @@ class Hub:
         self.api_url = f"http://{host}:{port}"
 
         async def stop_api() -> None:
+            # Live streams (a console) end first; then the server stops with no
+            # response left to wait for or to cancel, as fast as with nobody connected.
+            self.events.close()
             server.should_exit = True
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(serving), API_STOP_S + 1)
 
         self._stack.push_async_callback(stop_api)
 
@@ -272,23 +291,47 @@ class Hub:
     # ------------------------------------------------------------------ ingest
 
     async def _ingest(self) -> None:
-        """MQTT batches -> decode -> journal append (group commit) -> queued for ack."""
+        """MQTT batches -> decode -> registry check -> journal append (group commit)
+        -> queued for ack.
+
+        The registry check runs here, before the journal, so that a refused message
+        reaches no stage at all (store, registry, rules, alerts): only the dead letters.
+        """
         unknown_reject = self.settings.ingest.unknown_devices == "reject"
+        is_provisioned = self.registry.is_provisioned
+        claim = self.registry.claim
         while True:
             batch = await self.source.next_batch()
             encoded: list[bytes] = []
             accepted = 0
+            statuses = 0
             for raw in batch:
                 decoded = self.decoder.decode(raw)
                 for reading in decoded.readings:
-                    if unknown_reject and not self.registry.is_provisioned(reading.device_id):
+                    device_id = reading.device_id
+                    if unknown_reject and not is_provisioned(device_id):
                         encoded.append(records.encode(_unknown(raw, reading)))
+                        continue
+                    placed = claim(device_id, reading.district, reading.asset_type)
+                    if placed is not None:
+                        encoded.append(records.encode(_mismatch(raw, reading, placed)))
                         continue
                     encoded.append(records.encode(self.catalog.flag(reading)))
                     accepted += 1
-                encoded.extend(records.encode(st) for st in decoded.statuses)
+                for st in decoded.statuses:
+                    if unknown_reject and not is_provisioned(st.device_id):
+                        encoded.append(records.encode(_unknown(raw, st)))
+                        continue
+                    placed = claim(st.device_id, st.district, st.asset_type)
+                    if placed is not None:
+                        encoded.append(records.encode(_mismatch(raw, st, placed)))
+                        continue
+                    encoded.append(records.encode(st))
+                    statuses += 1
                 encoded.extend(records.encode(rj) for rj in decoded.rejections)
             metrics.READINGS_ACCEPTED.inc(accepted)
+            if statuses:
+                metrics.STATUS_RECEIVED.inc(statuses)
             append = asyncio.create_task(self.journal.append(encoded)) if encoded else None
             await self._ingest_queue.put((append, batch))
 
@@ -321,7 +364,7 @@ class Hub:
     async def _store_through_writer_process(self) -> None:
         """The same, with the writes in the store writer process (hub.store.writer),
         on another core; restarted, from the last batch it landed, if it dies."""
-        delay = WRITER_RESTART_MIN_S
+        restarts = 0  # in a row, without a child that ran WRITER_STABLE_S
         while True:
             # From the committed offset: what the last writer did not land goes again.
             reader = self._store_reader = self.journal.reader("store")
@@ -331,20 +374,24 @@ class Hub:
                     self.dead_letters.add(rejections)
                 r.commit(end_offset)
 
-            writer = StoreWriter(self.settings, on_done=landed)
-            self._store_health = writer
+            writer = StoreWriter(
+                self.settings, on_done=landed, health=self.store_health, clock=self.clock
+            )
             started = self.clock.monotonic()
             try:
                 async with writer:
                     await writer.feed(self._store_batches(reader))
             except (StoreWriterDied, OSError) as exc:  # died, or could not be started
-                writer.healthy, writer.last_error = False, str(exc)
+                self.store_health.unavailable(str(exc), self.clock.now_ms())
                 if self.clock.monotonic() - started > WRITER_STABLE_S:
-                    delay = WRITER_RESTART_MIN_S
+                    restarts = 0
+                delay = WRITER_RESTART.delay(restarts)
+                restarts += 1
                 # The exit code is the news; a traceback of ours would say nothing more.
-                log.error("store writer process died; restarting it", error=str(exc), in_s=delay)  # noqa: TRY400
+                log.error(  # noqa: TRY400
+                    "store writer process died; restarting it", error=str(exc), in_s=round(delay, 2)
+                )
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, WRITER_RESTART_MAX_S)
 
     async def _store_batches(self, reader: Any) -> AsyncIterator[tuple[list[bytes], int]]:
         """The store consumer's records in batches, filled by size and age."""
@@ -372,10 +419,18 @@ class Hub:
             yield blobs, end_offset
 
     async def _open_store(self) -> None:
-        def unavailable(error: str) -> None:
-            log.warning("store unavailable; readings wait in the journal", error=error)
+        """Open the hub's store (for the API's queries; and its writes, inline), retrying
+        while it is unavailable. With the store writer process, the store is writable
+        once the child has opened its own, so this only reports the outage."""
+        if not self.settings.store.writer_in_process:
+            await self.sink.open()
+        else:
 
-        await open_store(self.store, unavailable)
+            def unavailable(error: str) -> None:
+                if self.store_health.unavailable(error, self.clock.now_ms()):
+                    log.warning("store unavailable; readings wait in the journal", error=error)
+
+            await open_store(self.store, unavailable)
         self._store_opened.set()
 
     async def _live_consumer(self) -> None:
@@ -384,6 +439,7 @@ class Hub:
         restored = self.rules.load_state()
         if restored is not None:
             log.info("rule state restored", journal_offset=restored)
+            await self._rearm_resolved_by_hand()
         else:
             # No saved state: rebuild rule windows from the store first (bounded; the
             # journal holds what arrives meanwhile). See docs/rules.md, "Cold start".
@@ -401,11 +457,12 @@ class Hub:
             while True:
                 batch = await reader.read(5000, 0.5)
                 if batch.records:
-                    await self._live_batch(records.decode_all(batch.records))
+                    messages = records.decode_all(batch.records, self.clock.now_ms())
+                    await self._live_batch(messages)
                     processed, pending = batch.end_offset, True
                 if persisting is not None and persisting.done():
-                    persisting.result()  # a failed checkpoint stops the stage, as before
-                    persisting = None
+                    done, persisting = persisting, None
+                    done.result()  # a failed checkpoint stops the stage (and the hub)
                 if (
                     processed is not None
                     and pending
@@ -429,11 +486,32 @@ class Hub:
                 # Its older snapshot must not land after the one written below; it
                 # finishes without its pauses now.
                 self._stopping.set()
-                with contextlib.suppress(Exception):
+                try:
                     await asyncio.shield(persisting)
+                except Exception as exc:  # the one below supersedes it: said, not raised
+                    log.error(  # noqa: TRY400 (the error says it; the stop goes on)
+                        "live checkpoint failed while stopping", error=_described(exc)
+                    )
             # A clean stop saves what was processed, so the next start replays nothing.
             if processed is not None and (pending or persisting is not None):
-                self._checkpoint_live_now(reader, processed)
+                try:
+                    self._checkpoint_live_now(reader, processed)
+                except Exception as exc:  # the stop goes on; a restart replays (idempotent)
+                    log.error(  # noqa: TRY400
+                        "live checkpoint failed; the next start replays the journal since"
+                        " the last one",
+                        error=_described(exc),
+                    )
+
+    async def _rearm_resolved_by_hand(self) -> None:
+        """Re-arm the restored firing series whose newest alert was resolved by hand:
+        resolved after this state was saved (a crash within a checkpoint's interval),
+        so the saved series does not know it (docs/alerts.md, resolving by hand)."""
+        for n, (rule_id, district, source) in enumerate(self.rules.firing(), start=1):
+            if self.alerts.resolved_by_hand(rule_id, district, source):
+                self.rules.rearm(rule_id, district, source)
+            if n % CHECKPOINT_CHUNK == 0:
+                await asyncio.sleep(0)  # two indexed lookups each: ingest goes on meanwhile
 
     async def _live_batch(self, messages: Sequence[object]) -> None:
         readings: list[Reading] = []
@@ -526,17 +604,13 @@ class Hub:
 
     async def health(self) -> HealthReport:
         """Health for GET /api/v1/health: broker, store, journal, dead letters, rules."""
-        store_ok = self._store_health.healthy
+        store_ok = self.store_health.writable
         lags = self.journal.lags()
         problems = self.rules.problems()
         tasks_ok = self._tasks is not None and not self._tasks.failed
         checks: dict[str, Any] = {
-            "broker": {"connected": self.source.connected, "url": _redact(self.mqtt_url)},
-            "store": {
-                "backend": self.store.name,
-                "writable": store_ok,
-                "last_error": self._store_health.last_error,
-            },
+            "broker": {"connected": self.source.connected, "url": redact_url(self.mqtt_url)},
+            "store": {"backend": self.store.name, **self.store_health.report()},
             "journal": {
                 "bytes": self.journal.bytes_on_disk,
                 "full": self.journal.is_full,
@@ -590,7 +664,7 @@ class _TaskGroupOwner:
             return
         exc = task.exception()
         if exc is not None:
-            log.error("stage died", task=task.get_name(), error=repr(exc), exc_info=exc)
+            log.error("stage died", task=task.get_name(), error=_described(exc), exc_info=exc)
             self.error = exc
             self._failed.set()
         elif not self._failed.is_set() and task.get_name() != "hub.api":
@@ -639,25 +713,46 @@ def store_batch_age(flush_interval_s: float, live_unread_bytes: int) -> float:
     return flush_interval_s
 
 
-def _unknown(raw: RawMessage, reading: Reading) -> Rejection:
+def _unknown(raw: RawMessage, message: Reading | StatusUpdate) -> Rejection:
     return Rejection(
         topic=raw.topic,
         reason="unknown_device",
         detail=(
-            f"device {reading.device_id!r} is not provisioned (HUB_INGEST__UNKNOWN_DEVICES=reject)"
+            f"device {message.device_id!r} is not provisioned (HUB_INGEST__UNKNOWN_DEVICES=reject)"
         ),
         payload=raw.payload[:1024],
         received_ms=raw.received_ms,
-        device_id=reading.device_id,
-        district=reading.district,
+        device_id=message.device_id,
+        district=message.district,
     )
 
 
-def _redact(url: str) -> str:
-    if "@" in url:
-        scheme, _, rest = url.partition("://")
-        return f"{scheme}://***@{rest.rpartition('@')[2]}"
-    return url
+def _mismatch(
+    raw: RawMessage, message: Reading | StatusUpdate, placed: tuple[str, str]
+) -> Rejection:
+    """The dead letter of a message whose topic puts its device somewhere the registry
+    does not. It is kept under the district the device is registered in: the topic's
+    district is the one the message claimed, not one entitled to see the device."""
+    district, asset_type = placed
+    return Rejection(
+        topic=raw.topic,
+        reason="device_mismatch",
+        detail=(
+            f"device {message.device_id!r} is registered as {district}/{asset_type}, not"
+            f" {message.district}/{message.asset_type} as its topic says (re-provision it"
+            " to move it: docs/devices.md)"
+        ),
+        payload=raw.payload[:1024],
+        received_ms=raw.received_ms,
+        device_id=message.device_id,
+        district=district,
+    )
+
+
+def _described(exc: BaseException) -> str:
+    """An error for the log: its type and its message (an OSError's message names its
+    files, which its repr leaves out)."""
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _tune_gc() -> None:
@@ -683,14 +778,19 @@ async def run_forever(settings: Settings) -> int:
     try:
         async with Hub(settings) as hub:
             _tune_gc()
-            print(f"hub: API and dashboard at {hub.api_url}/  broker {hub.mqtt_url}", flush=True)
+            print(
+                f"hub: API and console at {hub.api_url}/  broker {redact_url(hub.mqtt_url)}",
+                flush=True,
+            )
             serving = asyncio.create_task(hub.serve_forever())
             stopping = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
             for task in (serving, stopping):
                 task.cancel()
             if serving in done and serving.exception() is not None:
-                log.error("hub stopped because a stage died", error=repr(serving.exception()))
+                died = serving.exception()
+                assert died is not None
+                log.error("hub stopped because a stage died", error=_described(died))
                 return 1
     except OSError as exc:
         # A start-up problem (port in use...) is the operator's to fix: no traceback.

@@ -72,8 +72,16 @@ class MqttSettings(_Section):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        if value and urlsplit(value).scheme not in {"mqtt", "mqtts"}:
+        # The messages never quote the value: it may carry the broker password.
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
             raise ValueError("must look like mqtt://[user:pass@]host:port or mqtts://...")
+        try:
+            parts.port  # noqa: B018 (urlsplit checks the port only when it is read)
+        except ValueError:
+            raise ValueError("has a port that is not a number from 0 to 65535") from None
         return value
 
     @field_validator("embedded_listen")
@@ -183,7 +191,7 @@ class AlertsSettings(_Section):
 
 
 class ApiSettings(_Section):
-    """HTTP API and dashboard."""
+    """HTTP API and console."""
 
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
@@ -312,7 +320,7 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    data_dir: Path = Path("./var")
+    data_dir: Annotated[Path, Field(validate_default=True)] = Path("./var")
     mqtt: MqttSettings = MqttSettings()
     store: StoreSettings = StoreSettings()
     influx: InfluxSettings = InfluxSettings()
@@ -325,6 +333,15 @@ class Settings(BaseSettings):
     indicators: IndicatorsSettings = IndicatorsSettings()
     audit: AuditSettings = AuditSettings()
     log: LogSettings = LogSettings()
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Made absolute once, when the settings are built at start-up: the embedded
+        # Mosquitto runs in a folder of its own and the store writer is another
+        # process, so a path relative to the working directory would mean another
+        # place to them. Normalised, not resolved: a symlinked data dir stays one.
+        return Path(os.path.abspath(value.expanduser()))
 
     @model_validator(mode="after")
     def _influx_needs_url(self) -> Settings:

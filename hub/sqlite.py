@@ -7,7 +7,9 @@ versions are recorded per component in ``schema_migrations``.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,8 +18,12 @@ STATE_DB = "hub.db"
 
 
 def connect(path: Path, *, check_same_thread: bool = False) -> sqlite3.Connection:
-    """Open ``path`` in WAL mode with sane durability and a busy timeout."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Open ``path`` in WAL mode with sane durability and a busy timeout.
+
+    The database and its ``-wal`` and ``-shm`` files are made 0600 (the folder is
+    created 0700): they hold the city's data (hub.datadir).
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     conn = sqlite3.connect(path, check_same_thread=check_same_thread, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode survives process crashes (not power loss of the last txn);
@@ -26,7 +32,24 @@ def connect(path: Path, *, check_same_thread: bool = False) -> sqlite3.Connectio
     conn.execute("PRAGMA busy_timeout=10000")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.row_factory = sqlite3.Row
+    _private(path)
     return conn
+
+
+def _private(path: Path) -> None:
+    """Take group and other access away from the database's files.
+
+    By mode, not by creating the file ourselves: opening and closing a descriptor of
+    a database file drops every POSIX lock this process holds on it, which would
+    break the locking of the connections already open (SQLite's own warning).
+    """
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+            if mode & 0o077:
+                os.chmod(file, mode & 0o700)
+        except FileNotFoundError:
+            continue
 
 
 def migrate(conn: sqlite3.Connection, component: str, migrations: Sequence[str]) -> int:

@@ -96,6 +96,9 @@ PRUNE_EVERY_MS = 3_600_000
 FEED_RESOLVED_MS = 24 * 3_600_000
 
 Locate = Callable[[str], tuple[float, float] | None]
+#: (rule id, district, source) -> whether the condition still held: tells the rule
+#: engine that an operator resolved the series' alert (hub.rules RuleService.rearm).
+Rearm = Callable[[str, str, str], bool]
 #: An alert event for ``on_event`` and the transition it reports (the metric's label:
 #: firing, updated, escalated, acknowledged, commented, resolved).
 Emitted = tuple[AlertEvent, str]
@@ -137,6 +140,9 @@ class AlertManager:
         #: Per digest receiver: when each incident's last digest went out.
         self._digest_sent: dict[str, dict[str, int]] = {}
         self.bad_events = 0
+        #: Set by the runtime: told of every alert resolved by hand, so that a
+        #: condition that still holds brings the alert back (docs/alerts.md).
+        self.rearm: Rearm | None = None
 
     # ------------------------------------------------------------------ pipeline in
 
@@ -274,6 +280,10 @@ class AlertManager:
                 {"hold_ms": self._routes.flapping.hold},
             )
             return None
+        # Steps due by now go out before the resolution: an alert opened and cleared
+        # in one batch (a one-reading spike) still reaches every route whose
+        # group_wait has passed or is 0, as firing and then resolved, in that order.
+        self._process_due(now, emitted, (row["id"],))
         self._resolve(row, now, RULE_ACTOR, ev.explanation.summary or "rule cleared", emitted)
         return None
 
@@ -406,6 +416,7 @@ class AlertManager:
         actor: str,
         comment: str,
         emitted: list[Emitted],
+        detail: dict[str, Any] | None = None,
         reason: str | None = None,
     ) -> sqlite3.Row:
         self._conn.execute(
@@ -414,7 +425,8 @@ class AlertManager:
             " WHERE id = ?",
             (now, now, reason, actor, row["id"]),
         )
-        detail = {"reason": reason} if reason is not None else None
+        if reason is not None:
+            detail = {**(detail or {}), "reason": reason}
         tid = lifecycle.add_transition(
             self._conn, row["id"], now, "resolved", actor, comment, detail
         )
@@ -837,7 +849,13 @@ class AlertManager:
     async def resolve(
         self, alert_id: str, actor: str, comment: str, reason: str = DEFAULT_RESOLUTION
     ) -> AlertRecord:
-        """Resolve an open alert by hand, saying why (RESOLUTION_REASONS)."""
+        """Resolve an open alert by hand, saying why (RESOLUTION_REASONS).
+
+        The rule engine is told (``rearm``): if the rule's condition still holds, the
+        next evaluation that finds it so opens a new alert (``reopened_from`` this
+        one), as ThingsBoard re-raises a cleared alarm; a resolution never silences
+        a live condition. The timeline records whether it held.
+        """
         if reason not in RESOLUTION_REASONS:
             raise ValueError(f"reason must be one of {', '.join(RESOLUTION_REASONS)}")
         now = self._clock.now_ms()
@@ -846,9 +864,34 @@ class AlertManager:
             row = self._require(alert_id)
             if row["status"] == "resolved":
                 raise Conflict(f"alert {alert_id} is already resolved")
-            fresh = self._resolve(row, now, actor, comment, emitted, reason)
+            detail: dict[str, Any] = {"by_hand": True}
+            rearm = self.rearm
+            if rearm is not None and rearm(row["rule_id"], row["district"], row["source"]):
+                detail["condition_holds"] = True
+                detail["note"] = (
+                    "the rule's condition still held: the alert comes back if it holds"
+                    " at the next evaluation"
+                )
+            fresh = self._resolve(row, now, actor, comment, emitted, detail, reason)
         self._publish(emitted)
         return to_record(fresh)
+
+    def resolved_by_hand(self, rule_id: str, district: str, source: str) -> bool:
+        """True when the newest alert of this series was resolved by hand (not by its
+        rule): after a restart, rule state saved before that resolution is re-armed."""
+        row = self._conn.execute(
+            "SELECT id, status FROM alerts WHERE rule_id = ? AND district = ? AND source = ?"
+            " ORDER BY started_ms DESC LIMIT 1",
+            (rule_id, district, source),
+        ).fetchone()
+        if row is None or row["status"] != "resolved":
+            return False
+        by = self._conn.execute(
+            "SELECT detail FROM alert_transitions WHERE alert_id = ? AND status = 'resolved'"
+            " ORDER BY id DESC LIMIT 1",
+            (row["id"],),
+        ).fetchone()
+        return by is not None and bool(orjson.loads(by["detail"] or "{}").get("by_hand"))
 
     async def comment(self, alert_id: str, actor: str, comment: str) -> AlertRecord:
         """Add a comment to an alert's timeline."""

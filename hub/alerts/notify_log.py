@@ -14,7 +14,6 @@ drop such a repeat by its ``notification_id``.
 
 from __future__ import annotations
 
-import random
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,11 +22,11 @@ from typing import Any, Protocol
 import orjson
 
 from hub.messages import Notification
+from hub.retry import Backoff
 
-#: Retry delays: 1 s doubling up to 5 min, with ±20 % jitter so that a fleet of
-#: notifications to a receiver that comes back does not arrive in one burst.
-BACKOFF_BASE_MS = 1000
-BACKOFF_MAX_MS = 5 * 60_000
+#: Retry delays (hub.retry): 1 s doubling up to 5 min, with ±20 % jitter so that a
+#: fleet of notifications to a receiver that comes back does not arrive in one burst.
+BACKOFF = Backoff(first_s=1.0, max_s=5 * 60.0, jitter=0.2)
 
 
 class Sender(Protocol):
@@ -47,9 +46,7 @@ class Sender(Protocol):
 
 def backoff_ms(attempt: int) -> int:
     """Delay before retry number ``attempt`` (1-based)."""
-    base = min(BACKOFF_MAX_MS, BACKOFF_BASE_MS << min(20, max(0, attempt - 1)))
-    jitter: float = random.uniform(0.8, 1.2)  # noqa: S311  (jitter, not security)
-    return round(base * jitter)
+    return round(BACKOFF.delay(attempt - 1) * 1000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,10 @@
 
 One row per request in the state DB (component ``audit``). Rows are only ever
 appended; admins read them through ``GET /api/v1/audit`` and report on them through
-``GET /api/v1/audit/report`` (per key, resource kind, district and period).
+``GET /api/v1/audit/report`` (per key, resource kind, district and period). The query
+string is kept as sent, less the values of credential-like parameters
+(``access_token=``, ``password=``…, :func:`hub.redact.redact_query`): a key pasted
+into a URL by mistake is not kept in a log that outlives it.
 
 **Tamper evidence.** Each entry carries ``hash = HMAC-SHA256(key, prev_hash ‖ entry)``
 where ``prev_hash`` is the hash of the entry before it: changing an entry breaks its
@@ -33,6 +36,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from hub.redact import redact_query
 from hub.sqlite import migrate
 
 MIGRATIONS: tuple[str, ...] = (
@@ -178,7 +182,7 @@ def _head(conn: sqlite3.Connection) -> str:
 
 def _append(conn: sqlite3.Connection, entry: AuditEntry, key: bytes) -> int:
     """Insert and chain ``entry``; the caller holds the write transaction."""
-    fields = _fields(entry, entry.query[:MAX_QUERY_CHARS])
+    fields = _fields(entry, redact_query(entry.query)[:MAX_QUERY_CHARS])
     prev = _head(conn)
     cur = conn.execute(
         "INSERT INTO audit_log (ts_ms, key_id, key_name, role, client, method, path, query,"

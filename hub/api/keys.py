@@ -158,7 +158,11 @@ def create_key(
     scopes: Mapping[str, Sequence[str]] | None = None,
     now_ms: int | None = None,
 ) -> str:
-    """Store a new key and return its plaintext (the only time it is ever seen)."""
+    """Store a new key and return its plaintext (the only time it is ever seen).
+
+    Refused (:class:`KeyRefused`) when an active key already has this name: names are
+    how operators tell keys apart in the audit log and revoke them.
+    """
     if role not in ROLE_RANK:
         raise KeyRefused(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
     name = name.strip()
@@ -166,18 +170,43 @@ def create_key(
         raise KeyRefused("a key needs a name of 1 to 128 characters")
     normalised = normalise_scopes(scopes)
     ensure_schema(conn)
-    while True:
-        key_id = secrets.token_hex(4)
-        secret = secrets.token_urlsafe(32)
-        try:
-            conn.execute(
-                "INSERT INTO api_keys (id, name, role, scopes, secret_sha256, created_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (key_id, name, role, json.dumps(normalised), _hash(secret), _now(now_ms)),
-            )
-        except sqlite3.IntegrityError:
-            continue  # id collision (1 in 4 billion): draw again
-        return f"{KEY_PREFIX}_{key_id}_{secret}"
+    # The check and the insert in one write transaction: two creations racing for one
+    # name (two terminals, two API calls) cannot both pass the check.
+    own_transaction = not conn.in_transaction
+    if own_transaction:
+        conn.execute("BEGIN IMMEDIATE")
+    try:
+        _refuse_taken_name(conn, name)
+        while True:
+            key_id = secrets.token_hex(4)
+            secret = secrets.token_urlsafe(32)
+            try:
+                conn.execute(
+                    "INSERT INTO api_keys (id, name, role, scopes, secret_sha256, created_ms)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (key_id, name, role, json.dumps(normalised), _hash(secret), _now(now_ms)),
+                )
+            except sqlite3.IntegrityError:
+                continue  # id collision (1 in 4 billion): draw again
+            break
+    except BaseException:
+        if own_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    if own_transaction:
+        conn.execute("COMMIT")
+    return f"{KEY_PREFIX}_{key_id}_{secret}"
+
+
+def _refuse_taken_name(conn: sqlite3.Connection, name: str) -> None:
+    same = conn.execute(
+        "SELECT id FROM api_keys WHERE name = ? AND revoked_ms IS NULL", (name,)
+    ).fetchone()
+    if same is not None:
+        raise KeyRefused(
+            f"an active key is already named {name!r} (id {same['id']}); choose another "
+            "name, or revoke that key first"
+        )
 
 
 def list_keys(conn: sqlite3.Connection, *, include_revoked: bool = True) -> list[ApiKey]:

@@ -19,16 +19,15 @@ import asyncio
 import contextlib
 import ctypes
 import errno
-import ipaddress
 import os
 import shutil
 import signal
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any, Literal
 
 from hub.ingest.topics import subscriptions
+from hub.listen import AddressInUse, bind_socket, is_any, is_loopback, join, system_free_port
 from hub.logging import get_logger
 from hub.settings import MqttSettings
 
@@ -51,21 +50,17 @@ class BrokerStartError(OSError):
     """The embedded broker could not start; the message says why and what to change."""
 
 
-class PortInUse(BrokerStartError):
+class PortInUse(AddressInUse, BrokerStartError):
     """The embedded broker's address is taken by another program."""
 
     def __init__(self, listen: str) -> None:
         super().__init__(
-            errno.EADDRINUSE,
+            listen,
             f"cannot start the embedded MQTT broker: {listen} is already in use. "
             "Set HUB_MQTT__EMBEDDED_LISTEN to a free HOST:PORT, or set HUB_MQTT__URL "
             "to use the broker that is already running there (e.g. mqtt://"
             f"{listen}).",
         )
-        self.listen = listen
-
-    def __str__(self) -> str:
-        return str(self.strerror)
 
 
 class EmbeddedBroker:
@@ -80,7 +75,9 @@ class EmbeddedBroker:
         mosquitto_binary: str | None = None,
     ) -> None:
         self._settings = settings
-        self._dir = data_dir / "broker"
+        # Absolute: Mosquitto runs with this folder as its working directory and
+        # reads every path of its config from there.
+        self._dir = Path(os.path.abspath(data_dir / "broker"))
         self._requested: Backend = backend or settings.embedded_broker
         self._binary = mosquitto_binary or _find_mosquitto()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -96,8 +93,8 @@ class EmbeddedBroker:
     async def __aenter__(self) -> EmbeddedBroker:
         host, port = self._settings.embedded_host_port()
         if port == 0:
-            port = _free_port(host)
-        listen = _join(host, port)
+            port = system_free_port(host)
+        listen = join(host, port)
         _check_free(host, port, listen)
         self._dir.mkdir(parents=True, exist_ok=True)
         use_mosquitto = self._requested == "mosquitto" or (
@@ -111,7 +108,7 @@ class EmbeddedBroker:
             hub_port = await self._start_mosquitto(host, port, listen)
             self.backend = "mosquitto"
         else:
-            if not _is_loopback(host):
+            if not is_loopback(host):
                 raise BrokerStartError(
                     f"HUB_MQTT__EMBEDDED_LISTEN={listen} is not a loopback address; the "
                     "in-process broker has no authentication, so it only listens on "
@@ -122,8 +119,8 @@ class EmbeddedBroker:
             hub_port = port
             self.backend = "amqtt"
             self.mqtt_protocol = "3.1.1"
-        connect_host = "127.0.0.1" if _is_any(host) or not _is_loopback(host) else host
-        self.url = f"mqtt://{_join(connect_host, hub_port)}"
+        connect_host = "127.0.0.1" if is_any(host) or not is_loopback(host) else host
+        self.url = f"mqtt://{join(connect_host, hub_port)}"
         log.info("embedded broker started", backend=self.backend, listen=listen, url=self.url)
         return self
 
@@ -221,8 +218,8 @@ class EmbeddedBroker:
             # cannot write our data dir; and a credential change clears
             # PR_SET_PDEATHSIG, so the child would outlive a killed hub. Stay root.
             common += "user root\n"
-        bind = "" if _is_any(host) else f" {host}"
-        if _is_loopback(host):
+        bind = "" if is_any(host) else f" {host}"
+        if is_loopback(host):
             return f"{common}listener {port}{bind}\nallow_anonymous true\n", port
         passwd, acl = d / "passwd", d / "acl"
         if not passwd.exists() or not acl.exists():
@@ -233,7 +230,7 @@ class EmbeddedBroker:
             )
         # Devices authenticate on the public listener; the hub itself connects to a
         # private loopback listener, so it needs no password of its own.
-        hub_port = _free_port("127.0.0.1")
+        hub_port = system_free_port("127.0.0.1")
         return (
             f"{common}listener {port}{bind}\nallow_anonymous false\n"
             f"password_file {passwd}\nacl_file {acl}\n"
@@ -258,7 +255,14 @@ class EmbeddedBroker:
     # ------------------------------------------------------------------ amqtt
 
     async def _start_amqtt(self, host: str, port: int, listen: str) -> None:
-        from amqtt.broker import Broker
+        try:
+            from amqtt.broker import Broker
+        except ImportError as exc:  # a packaging that left out a declared dependency
+            raise BrokerStartError(
+                "no embedded MQTT broker: Mosquitto is not installed and the in-process "
+                f"broker cannot be loaded ({exc}). Install Mosquitto (Debian: apt install "
+                "mosquitto), reinstall the hub with its dependencies, or set HUB_MQTT__URL."
+            ) from exc
 
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}"}},
@@ -304,25 +308,14 @@ def _die_with_parent() -> None:
 
 def _check_free(host: str, port: int, listen: str) -> None:
     """Raise PortInUse when ``host:port`` cannot be bound right now."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        # Same option as the broker will use, so a TIME_WAIT socket is not "in use".
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise PortInUse(listen) from exc
-            raise BrokerStartError(
-                f"cannot listen on HUB_MQTT__EMBEDDED_LISTEN={listen}: {exc.strerror}"
-            ) from exc
-
-
-def _free_port(host: str) -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1" if _is_any(host) and family == socket.AF_INET else host, 0))
-        return int(sock.getsockname()[1])
+    try:
+        bind_socket(host, port).close()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(listen) from exc
+        raise BrokerStartError(
+            f"cannot listen on HUB_MQTT__EMBEDDED_LISTEN={listen}: {exc.strerror}"
+        ) from exc
 
 
 def _child_listens(pid: int, port: int) -> bool:
@@ -349,23 +342,6 @@ def _child_listens(pid: int, port: int) -> bool:
         return any(os.readlink(fd_dir / fd) in inodes for fd in os.listdir(fd_dir))
     except OSError:
         return False
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _is_any(host: str) -> bool:
-    return host in {"0.0.0.0", "::", ""}  # noqa: S104 (recognising it, not binding)
-
-
-def _join(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _is_addr_in_use(exc: BaseException) -> bool:

@@ -13,7 +13,7 @@ amqtt fallback: ``MqttSettings.protocol``), driven by the asyncio loop (``add_re
 - MQTT 5 receive-maximum: the broker never has more than that many
   unacknowledged messages in flight to us, so if the hub stops acking the
   broker stops sending (back-pressure reaches the broker, not the heap);
-- reconnects with capped, jittered exponential backoff and re-subscribes.
+- reconnects with capped, jittered exponential backoff (hub.retry) and re-subscribes.
 
 The socket is wrapped so that one wake-up reads a large chunk and hands paho
 many packets from it (paho itself reads a packet in three small ``recv`` calls),
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import ssl
 import threading
 from collections import deque
@@ -47,6 +46,7 @@ from hub.clock import Clock
 from hub.ingest.topics import subscriptions as default_subscriptions
 from hub.logging import get_logger
 from hub.messages import RawMessage
+from hub.retry import Backoff
 from hub.settings import MqttSettings
 
 log = get_logger(__name__)
@@ -406,10 +406,9 @@ class MqttSource:
         return self._closing
 
     def _backoff(self, attempt: int) -> float:
-        low = self._settings.reconnect_min_s
-        high = min(self._settings.reconnect_max_s, low * 2 ** min(attempt, 30))
         # Jitter spreads the reconnects of many hubs after a broker restart.
-        return random.uniform(low, max(low, high))  # noqa: S311 (jitter, not cryptography)
+        low = self._settings.reconnect_min_s
+        return Backoff(low, max(low, self._settings.reconnect_max_s)).delay(attempt)
 
     async def _connect_once(self) -> None:
         loop = asyncio.get_running_loop()

@@ -36,6 +36,8 @@ SEGMENT_SUFFIX = ".seg"
 CHECKPOINT_SUFFIX = ".offset"
 FORMAT_FILE = "FORMAT"
 FORMAT_VERSION = 1
+#: Segments and checkpoints are readable by the hub's account only (hub.datadir).
+FILE_MODE = 0o600
 
 _crc32 = zlib.crc32
 _pack = HEADER.pack
@@ -146,7 +148,8 @@ def write_checkpoint(directory: Path, consumer: str, offset: int) -> None:
     """Persist a consumer's offset atomically: temp file, fsync, rename, fsync dir."""
     final = directory / f"{consumer}{CHECKPOINT_SUFFIX}"
     tmp = directory / f".{consumer}{CHECKPOINT_SUFFIX}.tmp"
-    with tmp.open("w", encoding="utf-8") as fh:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    with open(fd, "w", encoding="utf-8") as fh:
         json.dump({"consumer": consumer, "offset": offset}, fh)
         fh.flush()
         os.fsync(fh.fileno())
@@ -180,7 +183,7 @@ class SegmentWriter:
         self.segment_bytes = segment_bytes
         self.base = active.base
         self.size = active.size
-        self.fd = os.open(active.path, os.O_WRONLY | os.O_CREAT, 0o644)
+        self.fd = os.open(active.path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
         self.fsyncs = 0
 
     def write(self, payloads: list[bytes]) -> list[tuple[int, int]]:
@@ -222,7 +225,7 @@ class SegmentWriter:
     def _roll(self) -> None:
         """Close the active segment and start a new one at the current end."""
         new_base = self.base + self.size
-        fd = os.open(segment_path(self.directory, new_base), os.O_WRONLY | os.O_CREAT, 0o644)
+        fd = os.open(segment_path(self.directory, new_base), os.O_WRONLY | os.O_CREAT, FILE_MODE)
         fsync_dir(self.directory)
         os.close(self.fd)
         self.fd, self.base, self.size = fd, new_base, 0

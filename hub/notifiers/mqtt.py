@@ -38,6 +38,7 @@ from hub.clock import Clock
 from hub.logging import get_logger
 from hub.messages import Notification
 from hub.ports import DeliveryError
+from hub.redact import redact_url
 
 log = get_logger(__name__)
 
@@ -200,7 +201,9 @@ class MqttNotifier:
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
-            raise ValueError(f"MQTT notifier needs an mqtt:// or mqtts:// URL, got {url!r}")
+            raise ValueError(
+                f"MQTT notifier needs an mqtt:// or mqtts:// URL, got {redact_url(url)!r}"
+            )
         self.name = name
         self.prefix = prefix
         self._host = parts.hostname

@@ -484,6 +484,23 @@ class Registry:
         dev = self._devices.get(device_id)
         return dev is not None and dev.provisioned
 
+    def claim(self, device_id: str, district: str, asset_type: str) -> tuple[str, str] | None:
+        """Ingest's check of a message's topic against the registry, before the journal.
+
+        Returns None when ``device_id`` may publish as ``district``/``asset_type``: it
+        is registered there, or it is new (then it is registered there now, so that
+        the first topic a new device uses is its place, even for messages still on
+        their way to the live stage). Otherwise returns the ``(district, asset_type)``
+        it is registered at, and the message must be refused (``device_mismatch``).
+        """
+        dev = self._devices.get(device_id)
+        if dev is None:
+            self._add(device_id, _Device(district, asset_type, self._clock.now_ms()))
+            return None
+        if dev.district == district and dev.asset_type == asset_type:
+            return None
+        return dev.district, dev.asset_type
+
     def tick(self, now_ms: int) -> None:
         """Timer work: stale detection, confirming old gaps, provisioning made elsewhere."""
         generation = self._read_generation()

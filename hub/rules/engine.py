@@ -10,7 +10,10 @@ Lifecycle (Prometheus alerting rules, plus hysteresis and off-delay):
 * condition true: inactive -> pending (``for`` > 0) or firing (``for`` = 0);
   pending -> firing once it has held ``for`` (by reading time, or by tick);
 * condition false: pending -> inactive (silently); firing -> resolved once it
-  has stayed false ``clear_for`` (the threshold's ``clear`` level decides "false").
+  has stayed false ``clear_for`` (the threshold's ``clear`` level decides "false");
+* an alert resolved by hand (:meth:`RuleEngine.rearm`): its firing series fires
+  again at the next evaluation where the condition holds, and goes inactive at the
+  next where it does not, so a resolution never silences a condition that holds.
 
 Late readings: a reading older than the newest already evaluated for its series
 is not evaluated; within ``late_tolerance_s`` it still joins the windows of
@@ -44,6 +47,11 @@ SNAPSHOT_CHUNK = 2000
 #: The per-device plan cache is cleared past this many entries (bounded memory).
 PLAN_CACHE_MAX = 500_000
 _STATE_OF = {"firing": FIRING, "pending": PENDING}
+#: ``Series.clear_since`` of a firing series whose alert an operator resolved by hand
+#: (-1 is "not clearing", a time is "clearing since"): the next evaluation where the
+#: condition holds fires it again, the next where it does not makes it inactive.
+#: Saved and restored with the rest of the series.
+REARMED = -2
 
 
 class RuleEngine:
@@ -233,7 +241,7 @@ class RuleEngine:
                 continue
             # The common cases change nothing: skip the call (~15 % of engine CPU).
             if cond:
-                if s.state == FIRING and s.clear_since < 0:
+                if s.state == FIRING and s.clear_since == -1:
                     continue
             elif s.state == INACTIVE:
                 continue
@@ -291,6 +299,13 @@ class RuleEngine:
         self, k: Kind, s: Series, key: str, cond: bool, ts: int, recv: int, out: list[RuleEvent]
     ) -> None:
         st = s.state
+        if st == FIRING and s.clear_since == REARMED:
+            # Its alert was resolved by hand: still true opens a new one, false ends it.
+            if cond:
+                self._fire(k, s, key, ts, recv, out)
+            else:
+                self._resolve(k, s, key, ts, recv, out)
+            return
         if cond:
             if st == FIRING:
                 if s.clear_since >= 0:
@@ -378,6 +393,34 @@ class RuleEngine:
             labels=k.rule.labels,
             description=k.rule.description,
         )
+
+    def rearm(self, rule_id: str, district: str, source: str) -> bool:
+        """An operator resolved this series' alert by hand: if the series is firing, the
+        next evaluation where its condition holds fires it again (the alert comes
+        back, as a new one), and the next where it does not makes it inactive.
+        Returns True when the condition held at its last evaluation."""
+        k = self._kinds.get(rule_id)
+        if k is None:
+            return False
+        key = district if k.is_area else f"{district}/{source}"
+        s = k.series.get(key)
+        if s is None or s.state != FIRING:
+            return False
+        if self._snap is not None:
+            self._snap.keep(k, key)
+        held = s.clear_since == -1
+        s.clear_since = REARMED
+        self._timers.discard((k.id, key))
+        return held
+
+    def firing(self) -> list[tuple[str, str, str]]:
+        """(rule id, district, source) of every firing series (re-armed ones included)."""
+        return [
+            (rid, s.dev[0], s.dev[2])
+            for rid, k in self._kinds.items()
+            for s in k.series.values()
+            if s.state == FIRING
+        ]
 
     # ------------------------------------------------------------------ area rules
 

@@ -291,6 +291,15 @@ class RuleService:
         self._count(events)
         return events
 
+    def rearm(self, rule_id: str, district: str, source: str) -> bool:
+        """An alert of this series was resolved by hand: see :meth:`RuleEngine.rearm`
+        (True when the condition held at its last evaluation)."""
+        return self._engine.rearm(rule_id, district, source)
+
+    def firing(self) -> list[tuple[str, str, str]]:
+        """(rule id, district, source) of every firing series."""
+        return self._engine.firing()
+
     def _count(self, events: list[RuleEvent]) -> None:
         n = self._engine.evaluations
         if n != self._evaluations:

@@ -51,7 +51,14 @@ from hub.logging import configure, get_logger
 from hub.messages import Reading, Rejection
 from hub.settings import Settings
 from hub.store.factory import make_store
-from hub.store.sink import FailureKind, MetricsObserver, StoreSink, open_store, refusal
+from hub.store.sink import (
+    FailureKind,
+    MetricsObserver,
+    StoreHealth,
+    StoreSink,
+    open_store,
+    refusal,
+)
 
 log = get_logger(__name__)
 
@@ -98,12 +105,23 @@ class StoreWriter:
 
     settings: Settings
     on_done: Callable[[int, list[Rejection]], None]
-    healthy: bool = True
-    last_error: str | None = None
+    #: What the child reports of the store (the hub's one StoreHealth, when given).
+    health: StoreHealth = field(default_factory=StoreHealth)
+    clock: Clock = field(default_factory=SystemClock)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     _proc: asyncio.subprocess.Process | None = None
     _pump: asyncio.Task[None] | None = None
     _metrics: MetricsObserver = field(default_factory=MetricsObserver)
+
+    @property
+    def healthy(self) -> bool:
+        """True while the child's store takes writes (``health.writable``)."""
+        return self.health.writable
+
+    @property
+    def last_error(self) -> str | None:
+        """The current outage's error (``health.last_error``)."""
+        return self.health.last_error
 
     async def __aenter__(self) -> StoreWriter:
         self._proc = await asyncio.create_subprocess_exec(
@@ -130,7 +148,7 @@ class StoreWriter:
                 proc.stdin.close()
         # What the child had been sent lands and is committed; then it exits. Unless
         # the store is down: then nothing can land, and the journal keeps it all.
-        grace = STOP_GRACE_S if self.healthy else 0.0
+        grace = 0.0 if self.health.state == "unavailable" else STOP_GRACE_S
         try:
             async with asyncio.timeout(grace):
                 await asyncio.shield(pump)
@@ -211,18 +229,19 @@ class StoreWriter:
     def _apply(self, reply: dict[str, Any]) -> None:
         for kind, count in reply.get("failed", {}).items():
             self._metrics.failed(kind, int(count))
+        now_ms = self.clock.now_ms()
         if reply.get("ready"):
             self.ready.set()
-        if "healthy" in reply:
-            self.healthy = bool(reply["healthy"])
-            self.last_error = reply.get("last_error") or self.last_error
+            self.health.answered(now_ms)  # the child opened its store
+        if reply.get("healthy") is False:
+            self.health.unavailable(reply.get("last_error") or "store unavailable", now_ms)
         if "done" in reply:
             for size, seconds, points in reply.get("written", []):
                 self._metrics.written(int(size), float(seconds), int(points))
             rejections = [
                 _rejection(records.decode(base64.b64decode(b))) for b in reply.get("refused", [])
             ]
-            self.healthy = True
+            self.health.answered(now_ms)
             self.on_done(int(reply["done"]), rejections)
 
 

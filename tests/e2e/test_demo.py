@@ -3,16 +3,23 @@
 Within 90 s the API, with the printed admin key, lists devices of every asset type
 of the catalog and the scenario's alerts (flood area emergency in d03, the burst
 main, the gas leak); SIGINT stops it cleanly (exit 0); a restart keeps the data.
+Started from an empty folder with no HUB_* setting at all, it does the same, on the
+rule packs shipped with the hub and on the next free ports if the default ones are
+taken; ports the test takes itself are moved away from, and said so.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,23 +38,39 @@ DEADLINE_S = 90.0
 
 
 class Demo:
-    """A `hub demo` child process whose output is read as it comes."""
+    """A `hub demo` child process whose output is read as it comes.
 
-    def __init__(self, data_dir: Path, mqtt_port: int, api_port: int, **settings: str) -> None:
+    With ``data_dir`` and the ports None, no HUB_* variable is set at all: the demo runs
+    on its defaults from ``cwd``, exactly as a newcomer's first command.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | None,
+        mqtt_port: int | None,
+        api_port: int | None,
+        *,
+        cwd: Path = REPO,
+        **settings: str,
+    ) -> None:
         env = env_without_hub()
-        env.update(
-            HUB_DATA_DIR=str(data_dir),
-            HUB_MQTT__EMBEDDED_LISTEN=f"127.0.0.1:{mqtt_port}",
-            HUB_API__PORT=str(api_port),
-            HUB_LOG__LEVEL="WARNING",
-            PYTHONUNBUFFERED="1",
-        )
+        # This checkout's code, from whatever folder the demo is started in.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        env["PYTHONUNBUFFERED"] = "1"
+        if data_dir is not None:
+            env["HUB_DATA_DIR"] = str(data_dir)
+        if mqtt_port is not None:
+            env["HUB_MQTT__EMBEDDED_LISTEN"] = f"127.0.0.1:{mqtt_port}"
+        if api_port is not None:
+            env["HUB_API__PORT"] = str(api_port)
+        if data_dir is not None or settings:
+            env["HUB_LOG__LEVEL"] = "WARNING"
         env.update(settings)
-        self.api = f"http://127.0.0.1:{api_port}"
+        self._api = f"http://127.0.0.1:{api_port}" if api_port is not None else None
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hub", "demo"],
-            cwd=REPO,
+            cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -63,6 +86,21 @@ class Demo:
 
     def output(self) -> str:
         return "\n".join(self.lines[-80:])
+
+    def banner(self, name: str) -> str:
+        """The value of a banner line (``hub demo: dashboard  http://...``)."""
+        for line in self.lines:
+            match = re.match(rf"hub demo: {name} +(.*)$", line)
+            if match:
+                return match.group(1)
+        raise AssertionError(f"no {name!r} line in:\n{self.output()}")
+
+    @property
+    def api(self) -> str:
+        """The API's base URL: as configured, or as the banner printed it."""
+        if self._api is None:
+            self._api = self.banner("dashboard").rstrip("/")
+        return self._api
 
     def key(self, timeout: float) -> str:
         def printed() -> str | None:
@@ -219,5 +257,67 @@ def test_demo_without_mosquitto_runs_on_the_in_process_broker(tmp_path: Path) ->
         assert _mosquitto_children(demo.proc.pid) == []
         assert demo.interrupt() == 0, demo.output()
         assert "stopped" in demo.output()
+    finally:
+        demo.kill()
+
+
+@pytest.fixture
+def taken_ports() -> Iterator[tuple[int, int]]:
+    """Two loopback ports another program (this test) listens on."""
+    with socket.socket() as broker, socket.socket() as api:
+        for sock in (broker, api):
+            sock.bind(("127.0.0.1", 0))
+            sock.listen()
+        yield broker.getsockname()[1], api.getsockname()[1]
+
+
+def test_demo_from_an_empty_folder_with_no_settings(tmp_path: Path) -> None:
+    """The newcomer's first command: `hub demo` in an empty folder, no HUB_* set, on a
+    machine whose default ports may be taken (Mosquitto's 1883 is, here and in CI).
+    It reaches healthy on the shipped rule packs and raises the scenario's alerts;
+    nothing but ./var is written; SIGINT -> 0."""
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    started = time.monotonic()
+    demo = Demo(None, None, None, cwd=fresh)
+    try:
+        _shows_fleet_and_scenario(demo, started)
+        health = httpx.get(f"{demo.api}/api/v1/health", timeout=10).json()
+        assert health["ok"] is True, health
+        assert "shipped with the hub" in demo.banner("rules")
+        assert "shipped with the hub" in demo.banner("routes")
+        assert demo.banner("data") == str(fresh / "var")
+        for port in ("1883", "8080"):
+            for line in demo.lines:
+                if f"127.0.0.1:{port} is in use" in line:  # taken: said so, moved on
+                    assert "instead" in line
+        assert demo.interrupt() == 0, demo.output()
+    finally:
+        demo.kill()
+    assert sorted(p.name for p in fresh.iterdir()) == ["var"]
+
+
+def test_demo_takes_the_next_free_ports_when_its_own_are_taken(
+    tmp_path: Path, taken_ports: tuple[int, int]
+) -> None:
+    """The broker's and the API's ports are in use: the demo says which, takes the next
+    free ones, its fleet reports through the moved broker, the API answers on the moved
+    port; SIGINT -> 0."""
+    broker_port, api_port = taken_ports
+    demo = Demo(tmp_path / "var", broker_port, None, HUB_API__PORT=str(api_port))
+    try:
+        key = demo.key(timeout=DEADLINE_S)
+        output = demo.output()
+        assert f"127.0.0.1:{broker_port} is in use by another program" in output
+        assert f"127.0.0.1:{api_port} is in use by another program" in output
+        assert f":{api_port}" not in demo.api
+        assert f":{broker_port} " not in demo.banner("broker")
+
+        def reporting() -> bool:
+            devices = demo.get(key, "/devices", limit=1000)
+            return sum(1 for d in devices if d["last_seen_ms"]) >= 300
+
+        wait_for(reporting, timeout=DEADLINE_S, interval=1, what="the fleet reporting")
+        assert demo.interrupt() == 0, demo.output()
     finally:
         demo.kill()

@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from hub.broker import EmbeddedBroker, PortInUse
+from hub.broker import BrokerStartError, EmbeddedBroker, PortInUse
 from hub.broker import embedded as embedded_module
 from hub.settings import MqttSettings
 from tests.services import free_port
@@ -160,6 +160,35 @@ async def test_child_failing_to_bind_is_detected(
         with pytest.raises(PortInUse, match="HUB_MQTT__URL"):
             async with EmbeddedBroker(settings, tmp_path, backend="mosquitto"):
                 pass
+
+
+async def test_mosquitto_starts_on_a_relative_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A data dir relative to the working directory (the default ./var) works: Mosquitto runs
+    in its own folder, so its config and persistence paths are absolute."""
+    monkeypatch.chdir(tmp_path)
+    settings = MqttSettings(embedded_listen="127.0.0.1:0")
+    async with EmbeddedBroker(settings, Path("var"), backend="mosquitto") as b:
+        client = Client(b.url, "relative")
+        await until(client.connected.is_set, what="a client connected")
+        client.close()
+        conf = (tmp_path / "var" / "broker" / "mosquitto.conf").read_text()
+    assert f"persistence_location {tmp_path}/var/broker/" in conf
+    assert (tmp_path / "var" / "broker" / "mosquitto.db").exists()
+
+
+async def test_no_broker_at_all_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without Mosquitto and without the amqtt package, the error says what to install
+    or set, instead of an ImportError."""
+    monkeypatch.setitem(sys.modules, "amqtt.broker", None)  # import fails as if not installed
+    settings = MqttSettings(embedded_listen="127.0.0.1:0")
+    with pytest.raises(BrokerStartError, match="Install Mosquitto") as caught:
+        async with EmbeddedBroker(settings, tmp_path, backend="amqtt"):
+            pass
+    assert "HUB_MQTT__URL" in str(caught.value)
 
 
 async def test_mosquitto_keeps_queued_messages_across_its_restart(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ from hub.store.base import StoreUnavailable
 from hub.store.influx import InfluxStore
 from hub.store.sink import StoreSink
 from tests.conftest import Names
-from tests.services import InfluxDB1
+from tests.hubproc import HubProcess, Publisher, env_for
+from tests.services import InfluxDB1, Mosquitto, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -146,6 +147,60 @@ async def test_journal_holds_readings_through_an_outage(
             consumer.cancel()
             await store.close()
     assert own_influxdb.count(db, "flood_gauge") == 1500
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("writer", ["inline", "process"])
+def test_hub_started_while_influxdb_is_down_is_not_writable_until_it_answers(
+    writer: str, mosquitto: Mosquitto, own_influxdb: InfluxDB1, names: Names, tmp_path: Path
+) -> None:
+    """A hub started while InfluxDB is down says its store is not writable from its first
+    health answer (ready all the same: readings wait in the journal); once InfluxDB is
+    back it is writable, and the outage's error is no longer shown as current."""
+    db, prefix = names.database(), names.topic_prefix()
+    own_influxdb.stop()
+    hub = HubProcess(
+        tmp_path / "hub",
+        env_for(
+            prefix,
+            mosquitto.url,
+            HUB_STORE__BACKEND="influxdb",
+            HUB_STORE__WRITER=writer,
+            HUB_INFLUX__URL=own_influxdb.url,
+            HUB_INFLUX__DATABASE=db,
+            HUB_INFLUX__TIMEOUT_S="1",
+        ),
+    )
+    pub = Publisher(mosquitto.url)
+    try:
+        hub.start()
+        health = hub.health()
+        assert health["ready"] is True
+        assert health["ok"] is False
+        assert health["checks"]["store"]["writable"] is False
+        assert health["checks"]["store"]["state"] in ("opening", "unavailable")
+        wait_for(
+            lambda: hub.health()["checks"]["store"]["last_error"], timeout=30, what="the error"
+        )
+        store = hub.health()["checks"]["store"]
+        assert (store["writable"], store["state"]) == (False, "unavailable")
+        ts = int(time.time() * 1000)
+        pub.publish(
+            f"{prefix}/d01/flood_gauge/{names.device()}/telemetry",
+            {"ts": ts, "seq": 0, "metrics": {"water_level_m": 1.0}},
+        )
+        pub.wait_all()
+
+        own_influxdb.start()
+        wait_for(lambda: hub.health()["checks"]["store"]["writable"], timeout=60, what="writable")
+        store = hub.health()["checks"]["store"]
+        assert (store["state"], store["last_error"]) == ("writable", None)
+        assert store["since_ms"] >= ts
+        wait_for(lambda: own_influxdb.count(db, "flood_gauge") == 1, timeout=30, what="stored")
+        assert hub.health()["ok"] is True
+    finally:
+        pub.close()
+        assert hub.stop() == 0, hub.log_tail()
 
 
 async def _until(condition: Callable[[], bool], within_s: float = 10) -> None:

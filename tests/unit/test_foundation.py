@@ -1,4 +1,4 @@
-"""Settings (CONTRACT §5), the SQLite helper, the event bus and CLI time parsing."""
+"""Settings (CONTRACT §5), the SQLite helper and the event bus."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.cli import main, parse_time
+from hub.cli import main
 from hub.clock import FakeClock
 from hub.events import EventBus
 from hub.messages import AlertEvent, AlertStatus, Severity
@@ -29,7 +29,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_defaults_match_the_contract() -> None:
     """Every CONTRACT §5 default is what the contract says."""
     s = load_settings()
-    assert s.data_dir == Path("./var")
+    assert s.data_dir == Path.cwd() / "var"  # ./var, made absolute at start-up
     assert s.mqtt.url == ""
     assert s.mqtt.embedded
     assert s.mqtt.embedded_listen == "127.0.0.1:1883"
@@ -58,6 +58,40 @@ def test_environment_nested_and_comma_lists(monkeypatch: pytest.MonkeyPatch) -> 
     assert s.influx.token.get_secret_value() == "t0k3n-xyz"
     assert "t0k3n" not in repr(s)
     assert s.api.port == 9090
+
+
+def test_data_dir_is_absolute_from_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative HUB_DATA_DIR is made absolute once, against the working directory at
+    start-up, so a later change of directory (or a child process) means the same place."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HUB_DATA_DIR", "state/../var")
+    s = load_settings()
+    assert s.data_dir == tmp_path / "var"
+    monkeypatch.chdir("/")
+    assert s.data_dir == tmp_path / "var"
+    monkeypatch.setenv("HUB_DATA_DIR", "~/hub-data")
+    assert load_settings().data_dir == Path.home() / "hub-data"
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("mqtt://hub:s3cret@broker:notaport", "port"),
+        ("mqtt://hub:s3cret@:1883", "mqtt://"),
+        ("http://hub:s3cret@broker:1883", "mqtt://"),
+    ],
+)
+def test_bad_mqtt_url_is_refused_without_echoing_it(
+    monkeypatch: pytest.MonkeyPatch, url: str, fragment: str
+) -> None:
+    """A malformed HUB_MQTT__URL is a configuration error that never quotes its password."""
+    monkeypatch.setenv("HUB_MQTT__URL", url)
+    with pytest.raises(ConfigError, match=r"mqtt\.url") as caught:
+        load_settings()
+    assert fragment in str(caught.value)
+    assert "s3cret" not in str(caught.value)
 
 
 def test_store_writer_setting(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,17 +153,6 @@ def test_cli_reports_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "api.port" in capsys.readouterr().err
 
 
-def test_parse_time_forms() -> None:
-    """Backtest times are RFC 3339 with offset or epoch ms; naive times are refused."""
-    assert parse_time("1764178200123") == 1764178200123
-    assert parse_time("2025-11-26T17:30:00Z") == 1764178200000
-    assert parse_time("2025-11-26T18:30:00+01:00") == 1764178200000
-    with pytest.raises(ValueError, match="offset"):
-        parse_time("2025-11-26T17:30:00")
-    with pytest.raises(ValueError, match="RFC 3339"):
-        parse_time("yesterday")
-
-
 def test_migrations_apply_once(tmp_path: Path) -> None:
     """Each component's migrations run once, in order, and survive reopening."""
     conn = connect(tmp_path / "hub.db")
@@ -181,3 +204,38 @@ async def test_event_bus_slow_subscriber_loses_oldest_only() -> None:
     assert await anext(stream) == alert
     await stream.aclose()
     assert bus.subscribers == 0
+
+
+async def test_closing_the_event_bus_ends_every_subscription() -> None:
+    """close() (the hub stopping) ends live subscriptions after what they had queued, and
+    a subscription begun afterwards ends at once: live streams finish their responses."""
+    bus = EventBus(queue_size=2)
+    stream = bus.subscribe()
+    first = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0)  # let the subscription register (not a timing wait)
+    event = DeviceStatusEvent("dev1", "d01", "manhole", "online", 1)
+    bus.publish(event)
+    bus.close()
+    assert await first == event
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
+    assert bus.subscribers == 0
+    with pytest.raises(StopAsyncIteration):
+        await anext(bus.subscribe())
+
+
+def test_databases_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    """connect() makes the database and its -wal and -shm files 0600 and a new folder
+    0700, even under a permissive umask (the hub embedded in another program)."""
+    before = os.umask(0o022)
+    try:
+        conn = connect(tmp_path / "state" / "hub.db")
+        conn.execute("CREATE TABLE t (x INTEGER)")
+        conn.execute("INSERT INTO t VALUES (1)")
+        files = [tmp_path / "state" / n for n in ("hub.db", "hub.db-wal", "hub.db-shm")]
+        assert all(f.exists() for f in files)
+        assert [oct(f.stat().st_mode & 0o777) for f in files] == [oct(0o600)] * 3
+        assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
+        conn.close()
+    finally:
+        os.umask(before)

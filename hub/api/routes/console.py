@@ -23,15 +23,16 @@ from pydantic import BaseModel, Field
 
 from hub.api.auth import Principal
 from hub.api.context import ApiContext
-from hub.api.deps import Ctx, Operator, Viewer, json_response, set_rows
+from hub.api.deps import Ctx, Operator, Viewer, errors, json_response, set_rows
 from hub.api.routes.alerts import alert_dict
 from hub.api.routes.devices import device_in_scope
+from hub.api.routing import ApiRoute
 from hub.api.schemas import DEVICE_ID_PATTERN, AlertOut, ErrorOut, _In
 from hub.api.visibility import Visibility
 from hub.messages import Severity
 from hub.ports import AlertFilter, DeviceFilter, DeviceInfo
 
-router = APIRouter(prefix="/console", tags=["console"])
+router = APIRouter(prefix="/console", tags=["console"], route_class=ApiRoute)
 
 #: Devices one map request returns; a city beyond this needs tiles of devices, not a list.
 MAX_MAP_DEVICES = 200_000
@@ -233,6 +234,7 @@ def _feature_district(feature: Any) -> str | None:
     response_model=dict[str, Any],
     responses={
         200: {"content": {"application/geo+json": {}}, "description": "GeoJSON"},
+        **errors(404),
         503: {"model": ErrorOut, "description": "The configured file cannot be used"},
     },
 )
@@ -327,7 +329,9 @@ async def device_map(request: Request, ctx: Ctx, who: Viewer) -> Response:
 # --------------------------------------------------------------------------- device
 
 
-@router.get("/devices/{device_id}/thresholds", response_model=list[ThresholdOut])
+@router.get(
+    "/devices/{device_id}/thresholds", response_model=list[ThresholdOut], responses=errors(404)
+)
 async def thresholds(
     request: Request, ctx: Ctx, who: Viewer, device_id: DeviceId
 ) -> list[ThresholdOut]:
@@ -351,7 +355,10 @@ async def thresholds(
 
 
 def _readable_latest(ctx: ApiContext, who: Principal, device: DeviceInfo) -> dict[str, Any]:
-    return Visibility(ctx.catalog, who).latest(device.asset_type, device.latest)[0]
+    """The device's latest values the key may read, and which were withheld (the policy of
+    hub.api.visibility: withheld values are named, never silently dropped)."""
+    values, withheld = Visibility(ctx.catalog, who).latest(device.asset_type, device.latest)
+    return {"metrics": values, "withheld_metrics": withheld}
 
 
 async def live_readings(
@@ -379,7 +386,7 @@ async def live_readings(
         if ts is not None and ts != last_ts:
             last_ts = ts
             quiet = 0.0
-            data = {"ts_ms": ts, "metrics": _readable_latest(ctx, who, device)}
+            data = {"ts_ms": ts, **_readable_latest(ctx, who, device)}
             yield f"event: reading\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
         elif quiet >= keepalive_s:
             quiet = 0.0
@@ -391,7 +398,10 @@ async def live_readings(
 @router.get(
     "/devices/{device_id}/live",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "SSE stream"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "SSE stream"},
+        **errors(404),
+    },
 )
 async def live(request: Request, ctx: Ctx, who: Viewer, device_id: DeviceId) -> StreamingResponse:
     """The device's readings as they arrive (its latest values, metrics the key may read)."""
@@ -410,8 +420,9 @@ async def live(request: Request, ctx: Ctx, who: Viewer, device_id: DeviceId) -> 
 @router.post("/silences/preview", response_model=list[AlertOut])
 async def silence_preview(request: Request, ctx: Ctx, who: Operator, body: PreviewIn) -> Response:
     """The open alerts inside the key's scope that a silence with these matchers would mute."""
+    visible = Visibility(ctx.catalog, who)
     out = [
-        alert_dict(a)
+        alert_dict(*visible.alert(a))
         for a in ctx.alerts.silence_preview(body.matchers, who.scope)
         if who.allows(a.district, a.asset_type)
     ]

@@ -73,6 +73,48 @@ async def test_group_wait_delays_and_resolved_inside_it_sends_nothing(harness, e
     assert team.kinds() == ["firing"]
 
 
+async def test_alert_fired_and_cleared_in_one_batch_is_notified_firing_then_resolved(
+    harness, ev: Ev
+) -> None:
+    """A one-reading spike (firing and resolved in the same batch) still reaches every
+    route whose group_wait is 0, firing then resolved; a route still in its group_wait
+    hears nothing, and the timeline shows the notification before the resolution."""
+    await harness.manager.handle([ev(), ev(RuleState.RESOLVED)])
+    await harness.deliver()
+    assert harness.receivers["ops"].kinds() == ["firing", "resolved"]
+    assert harness.receivers["team"].got == []  # group_wait 30 s
+    alert = harness.manager.list_alerts(AlertFilter(), UNRESTRICTED)[0]
+    assert alert.status == "resolved"
+    steps = [t.status for t in harness.manager.timeline(alert.id)]
+    assert steps == ["firing", "notified", "resolved"]
+    await harness.advance(60)
+    assert harness.receivers["team"].got == []
+
+
+async def test_alert_cleared_after_its_group_wait_before_a_tick_is_notified(
+    harness, ev: Ev
+) -> None:
+    """A route whose group_wait has passed but whose step no tick has processed yet is
+    notified when the alert resolves, before the resolution."""
+    await harness.manager.handle([ev()])
+    await harness.deliver()
+    harness.clock.advance(31)  # team's group_wait (30 s) is over; no tick ran
+    await harness.manager.handle([ev(RuleState.RESOLVED)])
+    await harness.deliver()
+    assert harness.receivers["team"].kinds() == ["firing", "resolved"]
+    assert harness.receivers["ops"].kinds() == ["firing", "resolved"]
+
+
+async def test_silenced_spike_in_one_batch_stays_silent(harness, ev: Ev) -> None:
+    """A spike inside a silence is recorded but notified to nobody."""
+    now = harness.clock.now_ms()
+    harness.manager.create_silence({"source": "wm-1"}, now, now + 3_600_000, "ops", "works")
+    await harness.manager.handle([ev(), ev(RuleState.RESOLVED)])
+    await harness.deliver()
+    assert harness.receivers["ops"].got == []
+    assert harness.manager.list_alerts(AlertFilter(), UNRESTRICTED)[0].status == "resolved"
+
+
 async def test_rule_clear_resolves_and_refire_opens_new_alert(harness, ev: Ev) -> None:
     """RESOLVED resolves the alert (notified); a new firing opens a new alert that references it."""
     await harness.manager.handle([ev()])
@@ -157,6 +199,55 @@ async def test_manual_resolve_and_comment(harness, ev: Ev) -> None:
     # the rule clearing later does not touch the resolved alert
     await harness.manager.handle([ev(RuleState.RESOLVED)])
     assert len(harness.manager.timeline(alert.id)) == len(statuses)
+
+
+async def test_resolve_by_hand_while_the_condition_holds_brings_the_alert_back(
+    harness, ev: Ev
+) -> None:
+    """Resolving by hand tells the rule engine (rearm); when the condition still held the
+    timeline says so, and the rule's next firing opens a new alert that is notified again."""
+    asked: list[tuple[str, str, str]] = []
+
+    def rearm(rule_id: str, district: str, source: str) -> bool:
+        asked.append((rule_id, district, source))
+        return True
+
+    harness.manager.rearm = rearm
+    await harness.manager.handle([ev()])
+    await harness.deliver()
+    first = harness.manager.list_alerts(AlertFilter(), UNRESTRICTED)[0]
+    await harness.manager.resolve(first.id, "alice", "looks fine from here")
+    assert asked == [("pressure-low", "d01", "wm-1")]
+    resolved = harness.manager.timeline(first.id)[-1]
+    assert (resolved.status, resolved.actor) == ("resolved", "alice")
+    assert resolved.detail["condition_holds"] is True
+    assert harness.manager.resolved_by_hand("pressure-low", "d01", "wm-1")
+    await harness.advance(60)
+    await harness.manager.handle([ev()])  # the engine fires again: the condition holds
+    await harness.deliver()
+    (again,) = harness.manager.list_alerts(AlertFilter(state="active"), UNRESTRICTED)
+    assert again.id != first.id
+    assert again.reopened_from == first.id
+    assert harness.receivers["ops"].kinds() == ["firing", "resolved", "firing"]
+    assert not harness.manager.resolved_by_hand("pressure-low", "d01", "wm-1")
+
+
+async def test_resolved_by_hand_only_for_an_operators_resolution(harness, ev: Ev) -> None:
+    """resolved_by_hand: False for a series never alerted, one still open, or one its
+    rule resolved; True once an operator resolved its newest alert."""
+    assert not harness.manager.resolved_by_hand("pressure-low", "d01", "wm-1")
+    await harness.manager.handle([ev()])
+    assert not harness.manager.resolved_by_hand("pressure-low", "d01", "wm-1")
+    await harness.manager.handle([ev(RuleState.RESOLVED)])
+    assert not harness.manager.resolved_by_hand("pressure-low", "d01", "wm-1")
+    await harness.advance(60)
+    await harness.manager.handle([ev()])
+    alert = harness.manager.list_alerts(AlertFilter(state="active"), UNRESTRICTED)[0]
+    await harness.manager.resolve(alert.id, "rule", "an operator whose key is named rule")
+    assert harness.manager.resolved_by_hand("pressure-low", "d01", "wm-1")
+    last = harness.manager.timeline(alert.id)[-1]
+    # no engine attached: nothing known to hold; no reason given: "other"
+    assert last.detail == {"by_hand": True, "reason": "other"}
 
 
 async def test_silence_suppresses_notifications_but_keeps_the_record(harness, ev: Ev) -> None:

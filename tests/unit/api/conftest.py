@@ -176,10 +176,12 @@ def api(tmp_path: Path) -> Iterator[Api]:
 @pytest.fixture
 def strict_api(tmp_path: Path) -> Iterator[Api]:
     """The API with private metrics, a small body limit and CORS for one origin."""
+    # A data dir of its own: a test may use it beside `api`, whose keys have the same names.
+    data_dir = tmp_path / "strict"
     settings = Settings(
-        data_dir=tmp_path,
+        data_dir=data_dir,
         api=ApiSettings(
             metrics_public=False, max_body_bytes=2048, cors_origins=["https://ops.city.example"]
         ),
     )
-    yield from make_api(tmp_path, settings)
+    yield from make_api(data_dir, settings)

@@ -179,7 +179,11 @@ async def test_live_readings_follow_the_registry_and_withhold_restricted_metrics
     assert (await anext(stream)).startswith("retry:")
     first = await anext(stream)
     assert first.startswith("event: reading\n")
-    assert json.loads(first.split("data: ")[1]) == {"ts_ms": 1, "metrics": {"water_level_m": 0.1}}
+    assert json.loads(first.split("data: ")[1]) == {
+        "ts_ms": 1,
+        "metrics": {"water_level_m": 0.1},
+        "withheld_metrics": ["h2s_ppm"],
+    }
     api.registry.devices["mh-d07-1"] = replace(
         api.registry.devices["mh-d07-1"], latest={"water_level_m": 0.4}, latest_ts_ms=2
     )

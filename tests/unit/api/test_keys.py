@@ -57,10 +57,25 @@ def test_verify_returns_role_and_scope(conn: sqlite3.Connection) -> None:
     assert found.scopes_dict() == {"districts": ["d03", "d07"], "asset_types": ["manhole"]}
 
 
+def test_a_second_active_key_of_the_same_name_is_refused(conn: sqlite3.Connection) -> None:
+    """Names tell keys apart: one active key per name; a revoked key's name is free again."""
+    first = create_key(conn, role="viewer", name="dashboard-ops")
+    with pytest.raises(KeyRefused, match="already named 'dashboard-ops'") as caught:
+        create_key(conn, role="admin", name=" dashboard-ops ")
+    assert first.split("_")[1] in str(caught.value)  # names the key in the way
+    assert len(list_keys(conn)) == 1
+    revoke_key(conn, "dashboard-ops")
+    second = create_key(conn, role="admin", name="dashboard-ops")
+    assert [k.active for k in list_keys(conn)] == [False, True]
+    assert verify_key(conn, second) is not None
+
+
 def test_revoke_by_name_or_id_and_ambiguity(conn: sqlite3.Connection) -> None:
-    """Revoke works by id or unique name; an ambiguous name is refused, naming the ids."""
+    """Revoke works by id or unique name; an ambiguous name (two active keys of one name,
+    left by a version that allowed it) is refused, naming the ids."""
     a = create_key(conn, role="viewer", name="twin")
-    b = create_key(conn, role="viewer", name="twin")
+    b = create_key(conn, role="viewer", name="twin-b")
+    conn.execute("UPDATE api_keys SET name = 'twin' WHERE name = 'twin-b'")
     with pytest.raises(KeyRefused, match="revoke by id"):
         revoke_key(conn, "twin")
     revoke_key(conn, a.split("_")[1])
@@ -117,6 +132,12 @@ def test_cli_create_list_revoke(
     found = verify_key(conn, key)
     assert found is not None
     assert found.scope.districts == frozenset({"d07"})
+    # The same name again, while the first key is active: refused, non-zero, nothing made.
+    assert main(["keys", "create", "--role", "admin", "--name", "night"]) == 2
+    refused = capsys.readouterr()
+    assert "already named 'night'" in refused.err
+    assert refused.out == ""
+    assert len(list_keys(conn)) == 1
     assert main(["keys", "list"]) == 0
     listing = capsys.readouterr().out
     assert "night" in listing

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from hub.api.auth import Principal
-from hub.api.keys import ApiKey
+from hub.api.keys import ApiKey, verify_key
+from hub.api.routes.console import live_readings
 from hub.api.visibility import Visibility
 from hub.catalog import load_catalog
 from hub.clock import FakeClock
@@ -105,7 +107,24 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
         None,
     ),
     ("GET", "/metrics"): ("/metrics", None),
+    ("GET", "/api/v1/console/config"): ("/api/v1/console/config", None),
+    ("GET", "/api/v1/console/map"): ("/api/v1/console/map", None),
+    ("GET", "/api/v1/console/districts.geojson"): ("/api/v1/console/districts.geojson", None),
+    ("GET", "/api/v1/console/devices/{device_id}/thresholds"): (
+        "/api/v1/console/devices/mh-d07-1/thresholds",
+        None,
+    ),
+    ("GET", "/api/v1/console/devices/{device_id}/live"): (
+        "/api/v1/console/devices/mh-d07-1/live",
+        None,
+    ),
+    ("POST", "/api/v1/console/silences/preview"): (
+        "/api/v1/console/silences/preview",
+        {"matchers": {"district": "d07"}},
+    ),
 }
+#: Operations that stream until the client leaves: read up to their first reading.
+ENDLESS = {("GET", "/api/v1/console/devices/{device_id}/live")}
 
 #: Operations whose answer carries the restricted value to a role that may read it.
 CARRIES_VALUES = {
@@ -119,12 +138,20 @@ CARRIES_VALUES = {
     ("POST", "/api/v1/alerts/{alert_id}/resolve"),
     ("POST", "/api/v1/alerts/{alert_id}/comment"),
     ("GET", "/api/v1/stream"),
+    ("GET", "/api/v1/console/devices/{device_id}/live"),
+    ("POST", "/api/v1/console/silences/preview"),
 }
 
 
 def _seed(api: Api) -> dict[str, str]:
     """The restricted value in the registry, the store, an alert, its timeline and the stream."""
-    api.registry.add("mh-d07-1", "d07", "manhole", latest={"h2s_ppm": 47.25, "battery_v": 3.6})
+    api.registry.add(
+        "mh-d07-1",
+        "d07",
+        "manhole",
+        latest={"h2s_ppm": 47.25, "battery_v": 3.6},
+        latest_ts_ms=NOW_MS - 600_000,
+    )
     reading = Reading(
         "d07", "manhole", "mh-d07-1", NOW_MS - 600_000, {"h2s_ppm": 47.25, "battery_v": 3.6}
     )
@@ -161,6 +188,23 @@ def _request(api: Api, operation: tuple[str, str], who: str) -> Any:
     path, body = CALLS[operation]
     for placeholder, value in ids.items():
         path = path.replace(placeholder, value)
+    if operation in ENDLESS:
+        # The test client buffers a whole response, and this one never ends: its body is
+        # read from the route's generator, up to the first reading, as the route serves it.
+        principal = Principal(verify_key(api.ctx.conn, api.keys[who]))  # type: ignore[arg-type]
+        device_id = path.split("/devices/")[1].split("/")[0]
+
+        async def first_reading() -> str:
+            body = live_readings(api.ctx, principal, device_id, poll_s=0.001)
+            text = ""
+            async for chunk in body:
+                text += chunk
+                if "data:" in chunk:
+                    break
+            await body.aclose()
+            return text
+
+        return SimpleNamespace(status_code=200, text=asyncio.run(first_reading()))
     return api.client.request(operation[0], path, json=body, headers=api.auth(who))
 
 

@@ -248,6 +248,6 @@ def test_resolution_reason_is_kept_on_the_alert(scene: tuple[Harness, IndicatorS
     h, _ = scene
     a4 = next(a for a in h.manager.list_alerts(_all(), UNRESTRICTED) if a.source == "fg-9")
     assert a4.resolution == "false_alarm"
-    assert h.manager.timeline(a4.id)[-1].detail == {"reason": "false_alarm"}
+    assert h.manager.timeline(a4.id)[-1].detail["reason"] == "false_alarm"
     auto = next(a for a in h.manager.list_alerts(_all(), UNRESTRICTED) if a.source == "fg-1")
     assert auto.resolution is None

@@ -179,3 +179,24 @@ def test_codec_is_fast_enough_for_15k_readings_per_second() -> None:
     per_reading_us = (time.perf_counter() - start) / n * 1e6
     # Generous bound (the CI machine is shared); a few µs is typical.
     assert per_reading_us < 60, per_reading_us
+
+
+def test_an_undecodable_record_in_a_batch_becomes_a_bad_record_rejection() -> None:
+    """decode_all keeps its place for a record it cannot decode: a Rejection with reason
+    bad_record, the record's first bytes and the given time; the others decode in order."""
+    good = Reading("d01", "bridge", "b-1", 1000, {"strain_ue": 1.0})
+    status = StatusUpdate("d01", "bridge", "b-1", "online", 1000)
+    garbage = b"R\x01[not json" + b"x" * 5000
+    out = records.decode_all(
+        [records.encode(good), garbage, b"?", records.encode(status)], now_ms=42
+    )
+    assert [type(m).__name__ for m in out] == ["Reading", "Rejection", "Rejection", "StatusUpdate"]
+    assert out[0] == good
+    assert out[3] == status
+    bad = out[1]
+    assert isinstance(bad, Rejection)
+    assert (bad.reason, bad.topic, bad.received_ms) == ("bad_record", "journal", 42)
+    assert bad.payload == garbage[: records.BAD_RECORD_KEEP]
+    assert "5011 bytes" in bad.detail
+    assert isinstance(out[2], Rejection)
+    assert out[2].reason == "bad_record"

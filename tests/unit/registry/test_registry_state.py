@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hub import metrics
 from hub.clock import FakeClock
 from hub.messages import Reading, StatusUpdate
-from hub.ports import UNRESTRICTED, DeviceFilter, DeviceStatusEvent, Scope
+from hub.ports import UNRESTRICTED, DeviceCounts, DeviceFilter, DeviceStatusEvent, Scope
 from hub.registry import registry as registry_module
 from hub.registry.registry import GAP_GRACE_MS, SEQ_WINDOW, Registry
 from hub.sqlite import connect
@@ -312,6 +312,51 @@ def test_upsert_validates_and_delete_removes(db: sqlite3.Connection) -> None:
     assert reg.delete_device("fg-1")
     assert not reg.delete_device("fg-1")
     assert reg.get_device("fg-1") is None
+
+
+def test_claim_accepts_the_registered_place_and_refuses_another(db: sqlite3.Connection) -> None:
+    """A device may publish only where the registry has it: another district or asset
+    type gets that place back (device_mismatch), and the device is left as it was."""
+    reg = make(db, FakeClock())
+    reg.upsert_device("fg-d02-006", "d02", "flood_gauge", None, None, {})
+    reg.apply_readings([rd(7, 1000, device="fg-d02-006", water_level_m=1.5)])
+    before = reg.get_device("fg-d02-006")
+    assert reg.claim("fg-d02-006", "d02", "flood_gauge") is None
+    assert reg.claim("fg-d02-006", "d01", "flood_gauge") == ("d02", "flood_gauge")
+    assert reg.claim("fg-d02-006", "d02", "bridge") == ("d02", "flood_gauge")
+    assert reg.get_device("fg-d02-006") == before
+    assert [d.device_id for d in reg.list_devices(DeviceFilter(district="d01"), UNRESTRICTED)] == []
+
+
+def test_claim_places_a_new_device_where_it_first_publishes(db: sqlite3.Connection) -> None:
+    """A device never seen is registered by its first claim (unprovisioned, no reading
+    yet), so a second topic is refused even before the live stage has seen the first."""
+    reg = make(db, FakeClock())
+    assert reg.claim("fg-9", "d03", "flood_gauge") is None
+    assert reg.claim("fg-9", "d04", "flood_gauge") == ("d03", "flood_gauge")
+    info = reg.get_device("fg-9")
+    assert info is not None
+    assert (info.district, info.provisioned, info.last_seen_ms) == ("d03", False, None)
+    reg.apply_readings([Reading("d03", "flood_gauge", "fg-9", 1000, {"water_level_m": 1.0})])
+    info = reg.get_device("fg-9")
+    assert info is not None
+    assert (info.status, info.last_seen_ms) == ("online", 1000)
+    assert reg.device_counts(UNRESTRICTED) == {("d03", "flood_gauge"): DeviceCounts(1, 1, 0, 0)}
+
+
+def test_reprovisioning_moves_a_device_and_its_old_topic_is_refused(
+    db: sqlite3.Connection,
+) -> None:
+    """Re-provisioned into another district, the device keeps its state and is accepted
+    there only; its old topic is now the mismatch."""
+    reg = make(db, FakeClock())
+    reg.apply_readings([rd(1, 1000, device="fg-5")])
+    reg.upsert_device("fg-5", "d02", "flood_gauge", None, None, {})
+    assert reg.claim("fg-5", "d02", "flood_gauge") is None
+    assert reg.claim("fg-5", "d01", "flood_gauge") == ("d02", "flood_gauge")
+    info = reg.get_device("fg-5")
+    assert info is not None
+    assert (info.district, info.last_seen_ms) == ("d02", 1000)
 
 
 def test_list_filters_scope_and_paging(db: sqlite3.Connection) -> None:

@@ -93,7 +93,7 @@ async def test_outage_is_retried_until_the_store_is_back() -> None:
     assert await sink.write(_readings(10)) == []
     assert len(store.written) == 10
     assert sink.healthy
-    assert sink.last_error == "connection refused"
+    assert sink.last_error is None  # the outage is over: its error is not current
     assert metrics.STORE_WRITE_ERRORS.labels(kind="unavailable")._value.get() - errors_before == 5
 
 
@@ -103,7 +103,8 @@ async def test_sink_reports_unhealthy_while_retrying_and_can_be_cancelled() -> N
     sink = _sink(store)
     task = asyncio.create_task(sink.write(_readings(3)))
     deadline = time.monotonic() + 5
-    while sink.healthy:
+    assert not sink.healthy  # nothing has answered yet
+    while sink.health.state != "unavailable":
         assert time.monotonic() < deadline, "the sink never reported the outage"
         await asyncio.sleep(0.001)
     assert sink.last_error == "connection refused"
@@ -132,3 +133,32 @@ async def test_unexpected_store_error_is_isolated_to_its_reading() -> None:
     assert [r for r, _ in refused] == [readings[3]]
     assert "driver bug" in refused[0][1]
     assert store.written == readings[:3] + readings[4:]
+
+
+async def test_health_is_opening_until_the_store_answers_and_the_observer_hears_the_error() -> None:
+    """A new sink is not writable ("opening"); open() makes it writable; an outage is
+    reported to the observer with its error already in health (the store writer
+    process sends that error to the hub); the answer after it clears the error."""
+    store = ScriptedStore(outages=2)
+    heard: list[str | None] = []
+    sink = _sink(store)
+
+    class Observer:
+        def written(self, batch_size: int, seconds: float, points: int) -> None:
+            return None
+
+        def failed(self, kind: str, count: int) -> None:
+            heard.append(sink.last_error)
+
+    sink.observer = Observer()  # type: ignore[assignment]
+    assert (sink.health.state, sink.healthy) == ("opening", False)
+    await sink.open()
+    assert sink.health.report() == {
+        "writable": True,
+        "state": "writable",
+        "since_ms": sink.clock.now_ms(),
+        "last_error": None,
+    }
+    assert await sink.write(_readings(1)) == []
+    assert heard == ["connection refused", "connection refused"]
+    assert (sink.health.state, sink.last_error) == ("writable", None)
