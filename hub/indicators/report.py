@@ -13,7 +13,7 @@ whole has an empty district).
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,6 +87,8 @@ class Area:
     district: str
     rows: list[Row] = field(default_factory=list)
     worst: dict[str, list[DeviceFigure]] = field(default_factory=dict)
+    #: Readings rejected in the last period, by reason (most first).
+    rejected: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -153,6 +155,10 @@ def build_report(
             worst = [f for f in service.devices(q, scope, WORST_DEVICES) if f.value is not None]
             if worst:
                 area.worst[ind] = worst
+    rejected = service.rejections(periods[-1][0], periods[-1][1], scope)
+    for key, area in areas.items():
+        by_reason = rejected.get(key, {}) if key else _sum_reasons(rejected.values())
+        area.rejected = sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
     ordered = [areas[k] for k in sorted(areas)]
     for area in ordered:
         area.rows.sort(key=lambda r: (not r.definition.headline, definitions.index(r.definition)))
@@ -166,6 +172,14 @@ def build_report(
         areas=ordered,
         district=district,
     )
+
+
+def _sum_reasons(groups: Iterable[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for g in groups:
+        for reason, n in g.items():
+            out[reason] = out.get(reason, 0) + n
+    return out
 
 
 # ---------------------------------------------------------------------- CSV

@@ -482,6 +482,19 @@ class IndicatorService:
                 where.setdefault(dev.device_id, (dev.district, dev.asset_type))
         return out
 
+    def rejections(self, start_ms: int, end_ms: int, scope: Scope) -> dict[str, dict[str, int]]:
+        """Readings rejected per district and reason, by the day they arrived."""
+        districts = _allowed(None, scope.districts)
+        assets = _allowed(None, scope.asset_types)
+        out: dict[str, dict[str, int]] = {}
+        for (district, _, _), a in self._store.arrivals(
+            start_ms, end_ms, districts, assets
+        ).items():
+            for reason, n in a.rejected.items():
+                by = out.setdefault(district, {})
+                by[reason] = by.get(reason, 0) + n
+        return out
+
     # ------------------------------------------------------------------ gauges
 
     def headline(self, scope: Scope) -> dict[tuple[str, str], float]:

@@ -21,7 +21,7 @@ from hub.indicators.report import build_report, write_csv, write_html
 from hub.indicators.service import IndicatorService
 from hub.indicators.sqlite_store import SqliteIndicatorStore
 from hub.indicators.updater import IndicatorUpdater
-from hub.messages import Reading
+from hub.messages import Reading, Rejection
 from hub.sqlite import STATE_DB
 from hub.store.embedded import EmbeddedStore
 
@@ -59,6 +59,16 @@ def fill(data_dir: Path, clock: FakeClock) -> SqliteIndicatorStore:
         definitions=DEFS,
     )
     updater.observe(readings())
+    bad = Rejection(
+        "city/d07/flood_gauge/fg-7/telemetry",
+        "bad_metric",
+        "x",
+        b"",
+        T0 + 2 * DAY + 5,
+        "fg-7",
+        "d07",
+    )
+    updater.observe([], rejections=[bad, bad])
     updater.flush_now()
     return store
 
@@ -95,6 +105,8 @@ def test_html_report_is_a_self_contained_page_with_tables_and_charts(
     assert "Devices pulling data completeness down" in html
     assert "fg-7" in html
     assert "(better)" in html  # d07 recovered on day 3
+    assert "Readings rejected in 2026-01-03, by reason" in html
+    assert "<td>bad_metric</td><td>2</td>" in html
     assert "Readings received ÷ readings expected" not in html  # formulas come from the files
     assert "100 × slots with at least one reading ÷ slots expected" in html
 
