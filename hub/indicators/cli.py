@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from hub.clock import Clock, SystemClock
 from hub.durations import parse_instant_ms
+from hub.indicators.periods import LATEST_MS
 from hub.settings import Settings
 
 if TYPE_CHECKING:
@@ -101,6 +102,13 @@ def indicators_command(settings: Settings, args: argparse.Namespace) -> int:
     if end_ms <= start_ms:
         print(
             f"hub indicators {args.indicators_command}: --end must be after --start",
+            file=sys.stderr,
+        )
+        return 2
+    if start_ms < 0 or end_ms > LATEST_MS:
+        print(
+            f"hub indicators {args.indicators_command}: --start and --end must be between"
+            " 1970 and 2200",
             file=sys.stderr,
         )
         return 2

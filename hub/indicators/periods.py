@@ -27,6 +27,9 @@ PERIODS: tuple[Period, ...] = ("day", "week", "month")
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
+#: Queries and reports reach at most this far (2200-01-01T00:00Z): a calendar of the
+#: far future names nothing, and datetime's range ends in year 9999.
+LATEST_MS = 7_258_118_400_000
 
 
 def check_zone(name: str) -> str:

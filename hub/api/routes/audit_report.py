@@ -15,7 +15,7 @@ from hub.api.routes.telemetry import INSTANT_PATTERN
 from hub.api.routing import ApiRoute
 from hub.api.schemas import DISTRICT_PATTERN, AuditReportOut
 from hub.durations import parse_instant_ms
-from hub.indicators.periods import CityCalendar
+from hub.indicators.periods import LATEST_MS, CityCalendar
 
 router = APIRouter(tags=["audit"], route_class=ApiRoute)
 
@@ -67,6 +67,10 @@ async def audit_report(
         )
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    if start_ms < 0 or end_ms > LATEST_MS:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "start and end must be between 1970 and 2200"
+        )
     if end_ms <= start_ms:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "end must be after start")
     calendar = CityCalendar(ctx.settings.indicators.timezone)

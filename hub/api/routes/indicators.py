@@ -27,6 +27,7 @@ from hub.api.schemas import (
 )
 from hub.api.visibility import Visibility
 from hub.durations import parse_instant_ms
+from hub.indicators.periods import LATEST_MS
 from hub.ports import (
     DeviceFigure,
     IndicatorGrouping,
@@ -126,6 +127,10 @@ def _range(period: str, start: str | None, end: str | None, now_ms: int) -> tupl
         )
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    if start_ms < 0 or end_ms > LATEST_MS:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "start and end must be between 1970 and 2200"
+        )
     if end_ms <= start_ms:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "end must be after start")
     return start_ms, end_ms

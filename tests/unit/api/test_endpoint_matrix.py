@@ -111,6 +111,8 @@ UNPROCESSABLE: list[Call] = [
     ("GET", "/api/v1/dead-letters?reason=Bad Reason", None),
     ("GET", "/api/v1/audit?key_id=zz", None),
     ("GET", "/api/v1/audit/report?period=year", None),
+    ("GET", "/api/v1/audit/report?start=0&end=999999999999999", None),
+    ("GET", "/api/v1/indicators/data_completeness_pct?start=0&end=999999999999999", None),
     ("GET", "/api/v1/indicators/Bad-Id", None),
     ("GET", "/api/v1/indicators/data_completeness_pct?period=year", None),
     ("GET", "/api/v1/indicators/data_completeness_pct?start=-1d&end=-2d", None),
