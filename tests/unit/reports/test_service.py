@@ -77,7 +77,7 @@ class World:
 
     def __init__(self, tmp_path: Path, settings: ReportsSettings | None = None) -> None:
         self.clock = FakeClock(NOW_MS)
-        self.conn = connect(tmp_path / "hub.db")
+        self.conn = connect(tmp_path / "hub.db")  # the state database of HUB_DATA_DIR
         self.alerts = Alerts()
         self.registry = FakeRegistry()
         self.registry.add(
@@ -240,3 +240,32 @@ def test_reports_where_no_sensor_is_near_give_a_district_hint(tmp_path: Path) ->
     hints = w.service.hints(UNRESTRICTED)
     assert [(h.kind, h.district, h.asset_type) for h in hints] == [("district", "d03", "manhole")]
     w.conn.close()
+
+
+def test_hub_reports_erase_deletes_the_contact_and_audits_without_the_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`hub reports erase --email` erases that reporter's contact data (any case) and
+    writes an audit entry with the count, never the address."""
+    from hub.api.audit import entries
+    from hub.cli import main
+    from hub.sqlite import STATE_DB
+
+    data_dir = tmp_path / "var"
+    w = World(data_dir)
+    kept = w.submit(email="Ada@Example.org", first_name="Ada")
+    other = w.submit(email="bob@example.org")
+    w.conn.close()
+    monkeypatch.setenv("HUB_DATA_DIR", str(data_dir))
+    assert main(["reports", "erase", "--email", "ada@example.org"]) == 0
+    assert "erased the contact data of 1 report(s)" in capsys.readouterr().out
+    assert main(["reports", "erase", "--email", "nobody"]) == 2
+    conn = connect(data_dir / STATE_DB)
+    store = SqliteReportStore(conn)
+    assert store.contact(kept.id) is None
+    assert store.contact(other.id) is not None
+    [entry] = entries(conn, limit=5)
+    assert (entry.method, entry.path, entry.rows) == ("ERASE", "hub reports erase", 1)
+    dump = " ".join(map(str, conn.execute("SELECT * FROM audit_log").fetchone()))
+    assert "ada" not in dump.lower()
+    conn.close()
