@@ -15,6 +15,8 @@ from hub.api.context import ApiContext
 from hub.api.keys import create_key
 from hub.catalog import load_catalog
 from hub.clock import FakeClock
+from hub.reports import ReportService, SqliteReportStore, load_services
+from hub.reports.store import NewContact, NewReport
 from hub.settings import ApiSettings, Settings
 from hub.sqlite import STATE_DB, connect
 from hub.store.base import TelemetryStore
@@ -29,6 +31,8 @@ from tests.unit.api.fakes import (
 )
 
 NOW_MS = 1_764_000_000_000
+#: The services shipped with the hub (rules/services.yaml).
+SERVICES_FILE = Path(__file__).resolve().parents[3] / "rules" / "services.yaml"
 
 
 @dataclass
@@ -45,6 +49,7 @@ class Api:
     events: FakeEvents
     health: FakeHealth
     store: TelemetryStore
+    reports: ReportService
     keys: dict[str, str] = field(default_factory=dict)
 
     def auth(self, who: str) -> dict[str, str]:
@@ -81,8 +86,20 @@ def make_api(
     dead.add("city/d03/flood_gauge/fg-d03-1/telemetry", "invalid_json", "fg-d03-1", "d03")
     dead.add("city/d07/manhole/mh-d07-1/telemetry", "bad_metric", "mh-d07-1", "d07")
     dead.add("garbage", "bad_topic", None, None)
+    settings = settings or Settings(data_dir=tmp_path)
+    catalog = load_catalog()
+    report_store = SqliteReportStore(conn)
+    seed_reports(report_store)
+    reports = ReportService(
+        settings.reports,
+        report_store,
+        load_services(SERVICES_FILE, catalog.asset_types()),
+        clock=clock,
+        alerts=alerts,
+        devices=registry,
+    )
     ctx = ApiContext(
-        settings=settings or Settings(data_dir=tmp_path),
+        settings=settings,
         clock=clock,
         conn=conn,
         registry=registry,
@@ -92,10 +109,13 @@ def make_api(
         dead_letters=dead,
         health=health,
         events=events,
-        catalog=load_catalog(),
+        catalog=catalog,
+        reports=reports,
     )
     app = create_app(ctx)
-    api = Api(TestClient(app), ctx, clock, registry, alerts, rules, dead, events, health, store)
+    api = Api(
+        TestClient(app), ctx, clock, registry, alerts, rules, dead, events, health, store, reports
+    )
     for role in ("viewer", "operator", "rule_author", "admin"):
         api.keys[role] = create_key(conn, role=role, name=f"{role}-key", now_ms=NOW_MS)
     api.keys["d07"] = create_key(
@@ -112,6 +132,42 @@ def make_api(
     if own_store:
         asyncio.run(store.close())
     conn.close()
+
+
+#: The reporter of the seeded reports (no public answer may carry any of it).
+REPORTER = {
+    "email": "ada.reporter@example.org",
+    "first_name": "Adaline",
+    "last_name": "Reporterson",
+    "phone": "+33 1 98 76 54 32",
+}
+
+
+def seed_reports(store: SqliteReportStore) -> None:
+    """Reports 1 and 2: flooded streets in d03 near fg-d03-1, report 1 with a reporter."""
+    for n, (lat, lon) in enumerate(((48.8566, 2.3522), (48.8567, 2.3524)), start=1):
+        report = NewReport(
+            service_code="flooded_street",
+            service_name="Flooded street or underpass",
+            description=f"Water up to the knee in the underpass ({n})",
+            address=None,
+            address_id=None,
+            lat=lat,
+            lon=lon,
+            media_url=None,
+            attributes={"depth": ("knee",)},
+            district="d03",
+            asset_type="flood_gauge",
+            requested_ms=NOW_MS - 60_000 * (3 - n),
+            token=None,
+        )
+        contact = NewContact(
+            **(REPORTER if n == 1 else dict.fromkeys(REPORTER)),
+            device_id=None,
+            account_id=None,
+            expires_ms=NOW_MS + 86_400_000,
+        )
+        store.insert(report, contact, "citizen")
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import MapPage from "./map.js";
 import Devices from "./devices.js";
 import Device from "./device.js";
 import Rules from "./rules.js";
+import Reports, { Report } from "./reports.js";
 
 export const PAGES = [
   { id: "board", nav: "nav.board", component: Board },
@@ -20,6 +21,8 @@ export const PAGES = [
   { id: "alert", component: Alert },
   { id: "map", nav: "nav.map", component: MapPage },
   { id: "silences", nav: "nav.silences", component: Silences },
+  { id: "reports", nav: "nav.reports", component: Reports },
+  { id: "report", component: Report },
   { id: "devices", component: Devices },
   { id: "device", component: Device },
   { id: "rules", nav: "nav.rules", component: Rules, allowed: (can) => can.rules },
