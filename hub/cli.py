@@ -339,6 +339,22 @@ def _parser() -> argparse.ArgumentParser:
     ver.add_argument(
         "--head", default=None, metavar="ID:HASH", help="a head printed by an earlier verify"
     )
+    reports = command(
+        sub,
+        "reports",
+        "citizen reports: erase a reporter's contact data",
+        "Work with the citizen reports of this hub's data dir (docs/reports.md).",
+    )
+    reports_sub = reports.add_subparsers(dest="reports_command", required=True, metavar="COMMAND")
+    erase = command(
+        reports_sub,
+        "erase",
+        "erase the e-mail, name and phone given with reports from an address",
+        "Erase the contact data (e-mail, name, phone, device and account ids) of every report "
+        "sent with this e-mail address, whatever its case. The reports stay, without them. "
+        "The erasure is written to the audit log (without the address).",
+    )
+    erase.add_argument("--email", required=True, metavar="ADDRESS", help="the reporter's e-mail")
     return parser
 
 
@@ -425,7 +441,51 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from hub.api.audit_cli import audit_command
 
         return audit_command(settings, args)
+    if command == "reports":
+        return _reports_erase(settings, args.email)
     raise AssertionError(f"unhandled command {command}")
+
+
+def _reports_erase(settings: Settings, email: str) -> int:
+    """`hub reports erase --email`: delete that reporter's contact data, and say so in the
+    audit log (which keeps the count, not the address)."""
+    import getpass
+
+    from hub.api.audit import AuditEntry, chain_key, ensure_schema, record
+    from hub.reports import SqliteReportStore
+    from hub.sqlite import STATE_DB, connect
+
+    if "@" not in email or len(email) > 254:
+        print(f"hub reports erase: {email[:80]!r} is not an e-mail address", file=sys.stderr)
+        return 2
+    conn = connect(settings.data_dir / STATE_DB)
+    try:
+        ensure_schema(conn)
+        erased = SqliteReportStore(conn).erase_contacts(email)
+        record(
+            conn,
+            AuditEntry(
+                ts_ms=_now_ms(),
+                key_id=None,
+                key_name=f"cli:{getpass.getuser()}",
+                role=None,
+                client="local",
+                method="ERASE",
+                path="hub reports erase",
+                query="email=***",
+                status=0,
+                rows=erased,
+                resource="reports",
+            ),
+            chain_key(
+                secret.get_secret_value() if (secret := settings.audit.chain_key) else None,
+                settings.data_dir,
+            ),
+        )
+    finally:
+        conn.close()
+    print(f"erased the contact data of {erased} report(s)")
+    return 0
 
 
 def _rules_check(settings: Settings, paths: list[Path]) -> int:

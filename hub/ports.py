@@ -471,6 +471,232 @@ class RuleServicePort(Protocol):
         ...
 
 
+# --------------------------------------------------------------------------- citizen reports
+
+#: Statuses an operator may give a report; the public (Open311) sees ``closed`` as
+#: closed and every other one as ``open``.
+REPORT_STATUSES = ("open", "acknowledged", "in_progress", "closed")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceValue:
+    """One option of a list attribute (Open311 ``value``: ``key`` and ``name``)."""
+
+    key: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAttribute:
+    """One attribute of a service definition (Open311 ``attribute``)."""
+
+    code: str
+    datatype: str  # string | number | datetime | text | singlevaluelist | multivaluelist
+    required: bool
+    description: str
+    order: int
+    variable: bool = True
+    datatype_description: str = ""
+    values: tuple[ServiceValue, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceInfo:
+    """A service citizens may report (Open311 ``service``), and what it means to the hub."""
+
+    service_code: str
+    service_name: str
+    description: str
+    group: str
+    keywords: tuple[str, ...]
+    type: str  # realtime | batch
+    asset_type: str | None
+    problem: str
+    agency_responsible: str = ""
+    service_notice: str = ""
+    attributes: tuple[ServiceAttribute, ...] = ()
+
+    @property
+    def metadata(self) -> bool:
+        """True when the service has attributes (Open311: call the service definition)."""
+        return bool(self.attributes)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSubmission:
+    """A report as a citizen's app sent it (Open311 POST requests), fields bounded."""
+
+    service_code: str
+    lat: float | None = None
+    lon: float | None = None
+    address_string: str | None = None
+    address_id: str | None = None
+    description: str = ""
+    media_url: str | None = None
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    device_id: str | None = None
+    account_id: str | None = None
+    attributes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportLink:
+    """A report's link to an alert (and its incident) it plausibly belongs to."""
+
+    alert_id: str
+    incident_id: str | None
+    rule_id: str
+    reason: str
+    distance_m: float | None
+    linked_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReportNote:
+    """One step of a report's handling: a status given with a public note, or a merge."""
+
+    ts_ms: int
+    status: str
+    note: str
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRecord:
+    """A citizen report as kept, without the reporter's contact data (see ReportContact)."""
+
+    id: int
+    service_code: str
+    service_name: str
+    status: str
+    status_notes: str
+    description: str
+    address: str | None
+    address_id: str | None
+    lat: float | None
+    lon: float | None
+    media_url: str | None
+    attributes: Mapping[str, tuple[str, ...]]
+    district: str
+    asset_type: str | None
+    requested_ms: int
+    updated_ms: int
+    token: str | None
+    merged_into: int | None
+    has_contact: bool
+    links: tuple[ReportLink, ...] = ()
+
+    @property
+    def public_status(self) -> str:
+        """Open311's status: ``closed`` or ``open``."""
+        return "closed" if self.status == "closed" else "open"
+
+
+@dataclass(frozen=True, slots=True)
+class ReportContact:
+    """The reporter's contact data (kept for the retention period; every read is audited)."""
+
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    phone: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFilter:
+    """Filters for listing reports; ``statuses`` are the hub's (REPORT_STATUSES)."""
+
+    ids: tuple[int, ...] | None = None
+    service_codes: tuple[str, ...] | None = None
+    statuses: tuple[str, ...] | None = None
+    start_ms: int | None = None
+    end_ms: int | None = None
+    district: str | None = None
+    asset_type: str | None = None
+    incident_id: str | None = None
+    alert_id: str | None = None
+    limit: int = 1000
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReportHint:
+    """Reports keep arriving where the sensors read normal: a device or a district to check.
+
+    ``kind`` is ``device`` (the reports are near ``device_id``, which has no open
+    alert) or ``district`` (no device of the asset type is near them).
+    """
+
+    kind: str
+    district: str
+    asset_type: str
+    device_id: str | None
+    service_code: str
+    reports: tuple[int, ...]
+    first_ms: int
+    last_ms: int
+    summary: str
+
+
+class ReportInvalid(ValueError):
+    """A report that cannot be accepted; the message says which field and why."""
+
+
+class ReportServicePort(Protocol):
+    """Citizen reports for the API (the reports package implements it)."""
+
+    def services(self) -> list[ServiceInfo]:
+        """Every service citizens may report, in the file's order."""
+        ...
+
+    def service(self, service_code: str) -> ServiceInfo | None:
+        """One service, or None."""
+        ...
+
+    async def submit(self, submission: ReportSubmission) -> ReportRecord:
+        """Accept, place, store and link a report; raises ReportInvalid / NotFound (service)."""
+        ...
+
+    def list_reports(self, flt: ReportFilter, scope: Scope) -> list[ReportRecord]:
+        """Reports matching ``flt`` inside ``scope``, newest first."""
+        ...
+
+    def get_report(self, report_id: int) -> ReportRecord | None:
+        """One report, or None."""
+        ...
+
+    def by_token(self, token: str) -> ReportRecord | None:
+        """The report a token was given for, or None."""
+        ...
+
+    def contact(self, report_id: int) -> ReportContact | None:
+        """The reporter's contact data (None: none given, or erased)."""
+        ...
+
+    def history(self, report_id: int) -> list[ReportNote]:
+        """The report's handling, oldest first."""
+        ...
+
+    async def set_status(self, report_id: int, status: str, note: str, actor: str) -> ReportRecord:
+        """Give a report a status with a public note; raises NotFound / Conflict."""
+        ...
+
+    async def merge(self, report_id: int, into: int, note: str, actor: str) -> ReportRecord:
+        """Close ``report_id`` as a duplicate of ``into``; raises NotFound / Conflict."""
+        ...
+
+    def for_alert(self, alert: AlertRecord, scope: Scope) -> list[ReportRecord]:
+        """Reports linked to the alert or to its incident, newest first."""
+        ...
+
+    def hints(self, scope: Scope, device_id: str | None = None) -> list[ReportHint]:
+        """Devices and districts where reports keep arriving while sensors read normal."""
+        ...
+
+
 # --------------------------------------------------------------------------- health and events
 
 

@@ -6,7 +6,8 @@ Read top to bottom, ``Hub.__aenter__`` is DESIGN.md's flow::
            -> consumer "store": store sink (InfluxDB or embedded; the embedded store's by
                                 default in the store writer process, hub.store.writer)
            -> consumer "live":  registry, dead letters, rule engine -> alert manager -> notifiers
-    API + console read the registry, store, alerts and rules.
+    citizen reports (Open311 API) -> rule engine (citizen_reports rules) -> alert manager
+    API + console read the registry, store, alerts, rules and reports.
 
 Two journal consumers, not one per stage: the store may stall for minutes during
 an InfluxDB outage, and that must not hold back alerts; the live stages are all
@@ -47,10 +48,11 @@ from hub.ingest.topics import subscriptions
 from hub.journal import Journal
 from hub.listen import api_listener
 from hub.logging import get_logger
-from hub.messages import RawMessage, Reading, Rejection, StatusUpdate
+from hub.messages import AlertEvent, RawMessage, Reading, Rejection, StatusUpdate
 from hub.ports import HealthReport
 from hub.redact import redact_url
 from hub.registry.registry import Registry
+from hub.reports import ReportService, open_reports
 from hub.responders import build_alert_manager
 from hub.retry import Backoff
 from hub.rules.service import RuleService
@@ -117,6 +119,7 @@ class Hub:
         self._stopping = asyncio.Event()  # set as the live stage stops: checkpoints hurry
         self._audit_key = b""  # set once the API (and the audit table) is up
         self._audit_pruned_ms = 0
+        self._reports: ReportService | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -172,7 +175,7 @@ class Hub:
             s,
             self._connection(data_dir / STATE_DB),
             clock=self.clock,
-            on_event=self.events.publish,
+            on_event=self._alert_event,
             locate=self.registry.location,
             mqtt_url=self.mqtt_url,
         )
@@ -189,6 +192,17 @@ class Hub:
             record_change=self.rules.record_change,
         )
         self._stack.callback(self.indicators.close)
+        # Citizen reports: kept in the state database, linked to the alerts, counted by
+        # citizen_reports rules (their queue is drained by hub.reports.rules).
+        self.reports = self._reports = open_reports(
+            s.reports,
+            self._connection(data_dir / STATE_DB),
+            asset_types=self.catalog.asset_types(),
+            clock=self.clock,
+            alerts=self.alerts,
+            devices=self.registry,
+            devices_version=lambda: self.registry.generation,
+        )
 
         # The journal sits between ingest and everything downstream.
         self.journal = Journal(data_dir / "journal", s.journal, clock=self.clock)
@@ -224,6 +238,7 @@ class Hub:
         tg.create_task(self._store_consumer(), name="hub.store.sink")
         tg.create_task(self._live_consumer(), name="hub.live")
         tg.create_task(self._timers(), name="hub.timers")
+        tg.create_task(self._report_consumer(), name="hub.reports.rules")
         tg.create_task(_watch_loop_lag(), name="hub.loop_lag")
         tg.create_task(self.alerts.run(), name="hub.alerts.outbox")
         if s.rules.watch:
@@ -250,6 +265,7 @@ class Hub:
             health=self,
             events=self.events,
             catalog=self.catalog,
+            reports=self.reports,
             indicators=self.indicators.service,
         )
         config = uvicorn.Config(
@@ -449,6 +465,7 @@ class Hub:
                 await self.rules.cold_start(self.store.history)
             else:
                 log.warning("store not open; rule windows start empty")
+        self._prime_reports()
         last_checkpoint = self.clock.monotonic()
         processed: int | None = None  # offset just past the last batch processed
         pending = False  # processed beyond the last checkpoint started
@@ -502,6 +519,29 @@ class Hub:
                         " the last one",
                         error=_described(exc),
                     )
+
+    def _prime_reports(self) -> None:
+        """Count the stored reports of the citizen_reports windows into the rules: reports
+        do not pass through the journal, so the saved rule state may lack the newest."""
+        window = self.rules.report_window_ms()
+        if window > 0:
+            self.rules.prime_reports(self.reports.since(self.clock.now_ms() - window))
+
+    async def _report_consumer(self) -> None:
+        """Citizen reports -> citizen_reports rules -> alert manager (a report is counted
+        once it is stored and linked; the POST waits while this queue is full)."""
+        queue = self.reports.to_rules
+        while True:
+            report = await queue.get()
+            events = self.rules.observe_report(report)
+            if events:
+                await self.alerts.handle(events)
+
+    def _alert_event(self, event: AlertEvent) -> None:
+        """An alert changed: to the live stream, and reports link against fresh alerts."""
+        self.events.publish(event)
+        if self._reports is not None:
+            self._reports.alerts_changed()
 
     async def _rearm_resolved_by_hand(self) -> None:
         """Re-arm the restored firing series whose newest alert was resolved by hand:
@@ -599,6 +639,7 @@ class Hub:
             return
         if removed:
             log.info("old audit entries deleted", entries=removed)
+            self.reports.tick()
 
     # ------------------------------------------------------------------ health
 

@@ -303,6 +303,38 @@ class ConsoleSettings(_Section):
         return f"{parts.scheme}://{host}"
 
 
+class ReportsSettings(_Section):
+    """Citizen reports: Open311 GeoReport v2 at /open311/v2 (docs/reports.md)."""
+
+    # The services citizens may report (YAML; services.yaml files are never rule files).
+    services_path: str = "rules/services.yaml"
+    # When set, a request naming another jurisdiction_id is refused (404, as the
+    # specification says); empty: jurisdiction_id is accepted and ignored.
+    jurisdiction_id: Annotated[str, Field(max_length=200)] = ""
+    # How long a reporter's e-mail, name and phone are kept after the report arrived;
+    # then they are erased (the report stays, without them).
+    contact_retention_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    # Linking: a report joins the incidents of the alerts of its service's asset type
+    # whose device is within this distance (or whose district it is in, for area
+    # alerts and devices without a location), open or resolved within the window.
+    link_radius_m: Annotated[float, Field(gt=0, le=50_000)] = 500.0
+    link_window_s: Annotated[int, Field(ge=0, le=30 * 86400)] = 3600
+    # A report's district: the one of the nearest device with a location within this
+    # distance; farther from every device, default_district.
+    district_radius_m: Annotated[float, Field(gt=0, le=100_000)] = 2000.0
+    default_district: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = "unassigned"
+    # Hints: at least hint_min_reports reports of a service within hint_radius_m of a
+    # device of its asset type within hint_window_s, while that device has no open
+    # alert, say the sensor may be missing something (or be faulty).
+    hint_min_reports: Annotated[int, Field(ge=1, le=1000)] = 3
+    hint_radius_m: Annotated[float, Field(gt=0, le=50_000)] = 300.0
+    hint_window_s: Annotated[int, Field(ge=60, le=30 * 86400)] = 6 * 3600
+    # Public requests per client address and minute (a burst of that many, then
+    # refilled evenly): posting reports, and reading.
+    post_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 10
+    read_per_minute: Annotated[int, Field(ge=1, le=1_000_000)] = 300
+
+
 class LogSettings(_Section):
     """Structured logging."""
 
@@ -332,6 +364,7 @@ class Settings(BaseSettings):
     console: ConsoleSettings = ConsoleSettings()
     indicators: IndicatorsSettings = IndicatorsSettings()
     audit: AuditSettings = AuditSettings()
+    reports: ReportsSettings = ReportsSettings()
     log: LogSettings = LogSettings()
 
     @field_validator("data_dir")

@@ -1054,15 +1054,18 @@ def _digest(receiver: str, items: Sequence[OutboxItem], now: int) -> Notificatio
 
 def _explanation_json(ev: RuleEvent) -> str:
     e = ev.explanation
+    doc: dict[str, Any] = {
+        "summary": e.summary,
+        "threshold": e.threshold,
+        "observed": dict(e.observed),
+        "readings": [list(r) for r in e.readings],
+        "rule_version": ev.rule_version,
+        "ts_ms": ev.ts_ms,
+    }
+    if e.reports:  # citizen_reports rules: the request ids of the reports that decided it
+        doc["reports"] = list(e.reports)
     return orjson.dumps(
-        {
-            "summary": e.summary,
-            "threshold": e.threshold,
-            "observed": dict(e.observed),
-            "readings": [list(r) for r in e.readings],
-            "rule_version": ev.rule_version,
-            "ts_ms": ev.ts_ms,
-        },
+        doc,
         default=str,
         option=orjson.OPT_NON_STR_KEYS,
     ).decode()

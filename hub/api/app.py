@@ -30,6 +30,8 @@ from hub.api.routes import (
     districts,
     health,
     indicators,
+    open311,
+    reports,
     rules,
     silences,
     stream,
@@ -70,6 +72,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         alerts,
         silences,
         rules,
+        reports,
         dead_letters,
         stream,
         access,
@@ -80,6 +83,11 @@ def create_app(ctx: ApiContext) -> FastAPI:
         # straight onto the app: FastAPI rebuilds every route on each include_router
         app.include_router(_documented(module.router), prefix=API_PREFIX)
     app.include_router(_documented(_metrics_router(public=ctx.settings.api.metrics_public)))
+    # Open311 GeoReport v2, public: documented by the specification (docs/reports.md).
+    app.state.open311_limits = open311.Limits(
+        ctx.settings.reports.post_per_minute, ctx.settings.reports.read_per_minute
+    )
+    app.include_router(open311.router)
     _catalog_in_schema(app, ctx.catalog.asset_types())
 
     @app.get("/", include_in_schema=False)

@@ -72,6 +72,7 @@ class GuardMiddleware:
         state: MutableMapping[str, Any] = scope.setdefault("state", {})
         started = False
         is_api = scope["path"].startswith("/api/")
+        open311 = scope["path"].startswith("/open311/")
 
         async def guarded_send(message: Message) -> None:
             nonlocal started
@@ -87,7 +88,12 @@ class GuardMiddleware:
 
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body:
-            await self._error(guarded_send, 413, f"request body larger than {self.max_body} bytes")
+            await self._error(
+                guarded_send,
+                413,
+                f"request body larger than {self.max_body} bytes",
+                open311=open311,
+            )
             return
 
         received = 0
@@ -105,7 +111,7 @@ class GuardMiddleware:
             await self.app(scope, limited_receive, guarded_send)
         except BodyTooLarge as exc:
             if not started:
-                await self._error(guarded_send, 413, str(exc.detail))
+                await self._error(guarded_send, 413, str(exc.detail), open311=open311)
         except Exception as exc:
             # A plain traceback string: rich tracebacks with locals of ASGI frames take seconds.
             log.error(  # noqa: TRY400 - see the comment above
@@ -115,7 +121,7 @@ class GuardMiddleware:
                 traceback=traceback.format_exc(),
             )
             if not started:
-                await self._error(guarded_send, 500, "internal server error")
+                await self._error(guarded_send, 500, "internal server error", open311=open311)
 
     def _district(
         self, scope: Scope, state: MutableMapping[str, Any], principal: Principal | None
@@ -149,8 +155,10 @@ class GuardMiddleware:
         return None
 
     @staticmethod
-    async def _error(send: Send, status: int, detail: str) -> None:
-        body = json.dumps({"detail": detail}).encode()
+    async def _error(send: Send, status: int, detail: str, *, open311: bool = False) -> None:
+        # Open311 clients read the specification's error list (hub.api.routes.open311).
+        doc: Any = [{"code": status, "description": detail}] if open311 else {"detail": detail}
+        body = json.dumps(doc).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -46,6 +46,109 @@ class WhoAmI(BaseModel):
     scopes: dict[str, list[str]]
 
 
+ReportStatus = Literal["open", "acknowledged", "in_progress", "closed"]
+
+
+class ReportLinkOut(BaseModel):
+    """A report's link to an alert (and its incident) it plausibly belongs to."""
+
+    alert_id: str
+    incident_id: str | None
+    rule_id: str
+    reason: str
+    distance_m: float | None
+    linked_ms: int
+
+
+class ReportOut(BaseModel):
+    """A citizen report (never the reporter's contact data: ``has_contact`` says whether
+    there is any, ``GET /reports/{id}/contact`` reads it, audited)."""
+
+    id: int
+    service_code: str
+    service_name: str
+    status: ReportStatus
+    #: What the public sees (Open311): ``closed`` or ``open``.
+    public_status: Literal["open", "closed"]
+    status_notes: str
+    description: str
+    address: str | None
+    address_id: str | None
+    lat: float | None
+    lon: float | None
+    media_url: str | None
+    attributes: dict[str, list[str]]
+    district: str
+    asset_type: str | None
+    requested_ms: int
+    updated_ms: int
+    merged_into: int | None
+    has_contact: bool
+    links: list[ReportLinkOut]
+
+
+class ReportNoteOut(BaseModel):
+    """One step of a report's handling."""
+
+    ts_ms: int
+    status: str
+    note: str
+    actor: str
+
+
+class ReportDetail(ReportOut):
+    """One report with its handling history."""
+
+    history: list[ReportNoteOut]
+
+
+class ReportContactOut(BaseModel):
+    """The reporter's contact data (every read is in the audit log)."""
+
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    phone: str | None
+
+
+class ReportStatusIn(_In):
+    """A new status for a report, with the note the public reads (Open311 status_notes)."""
+
+    status: ReportStatus
+    note: Annotated[str, Field(max_length=MAX_COMMENT)] = ""
+
+
+class ReportMergeIn(_In):
+    """Close this report as a duplicate of ``into``."""
+
+    into: Annotated[int, Field(ge=1, le=2**62)]
+    note: Annotated[str, Field(max_length=MAX_COMMENT)] = ""
+
+
+class ReportHintOut(BaseModel):
+    """Reports keep arriving near a device that reads normal, or where no device is."""
+
+    kind: Literal["device", "district"]
+    district: str
+    asset_type: str
+    device_id: str | None
+    service_code: str
+    reports: list[int]
+    first_ms: int
+    last_ms: int
+    summary: str
+
+
+class ReportServiceOut(BaseModel):
+    """A service citizens may report, and the asset type it concerns."""
+
+    service_code: str
+    service_name: str
+    group: str
+    asset_type: str | None
+    problem: str
+
+
 class DeviceSummary(BaseModel):
     """A device in a list."""
 
@@ -69,6 +172,8 @@ class DeviceDetail(DeviceSummary):
     latitude: float | None
     longitude: float | None
     metadata: dict[str, Any]
+    #: Citizen reports keep arriving near this device while it reads normal (docs/reports.md).
+    report_hints: list[ReportHintOut] = []
 
 
 #: Bounds of provisioning metadata (it becomes device labels that rules match on).
@@ -226,10 +331,12 @@ class TransitionOut(BaseModel):
 
 
 class AlertDetail(AlertOut):
-    """One alert with the explanation of why it fired and its timeline."""
+    """One alert with the explanation of why it fired, its timeline, and the citizen
+    reports linked to it or to its incident (or that fired it)."""
 
     explanation: dict[str, Any]
     timeline: list[TransitionOut]
+    reports: list[ReportOut] = []
 
 
 class CommentIn(_In):

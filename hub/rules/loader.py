@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 
 #: The alert routing file lives among the rule files but is not a rule file.
 ROUTES_FILE = "routes.yaml"
+#: Nor is the file of services citizens may report (hub.reports.services).
+SERVICES_FILE = "services.yaml"
+#: Files among the rule files that are not rule files.
+NOT_RULE_FILES = frozenset({ROUTES_FILE, SERVICES_FILE})
 #: Nor are indicator definitions, in a folder of this name (``rules/indicators/``).
 INDICATORS_DIR = "indicators"
 RULE_SUFFIXES = (".yaml", ".yml")
@@ -86,10 +90,11 @@ class LoadResult:
 def expand_paths(paths: Sequence[Path]) -> tuple[list[Path], list[RuleProblem]]:
     """Rule files named by ``paths``: files as given, folders searched for *.yaml/*.yml.
 
-    Files called ``routes.yaml`` (the alert routing file, see :func:`routes_files`)
-    and files in an ``indicators`` folder (indicator definitions, see
-    :func:`indicator_paths`) are never rule files; hidden files (editor leftovers)
-    are skipped inside folders. A path that does not exist is a problem.
+    Files called ``routes.yaml`` (the alert routing file, see :func:`routes_files`) or
+    ``services.yaml`` (citizen report services, docs/reports.md), and files in an
+    ``indicators`` folder (indicator definitions, see :func:`indicator_paths`) are
+    never rule files; hidden files (editor leftovers) are skipped inside folders. A
+    path that does not exist is a problem.
     """
     files: list[Path] = []
     problems: list[RuleProblem] = []
@@ -108,13 +113,13 @@ def expand_paths(paths: Sequence[Path]) -> tuple[list[Path], list[RuleProblem]]:
                 if (
                     p.is_file()
                     and p.suffix in RULE_SUFFIXES
-                    and p.name != ROUTES_FILE
+                    and p.name not in NOT_RULE_FILES
                     and not any(part.startswith(".") for part in rel)
                     and INDICATORS_DIR not in rel[:-1]
                 ):
                     add(p)
         elif path.is_file():
-            if path.name != ROUTES_FILE and not is_indicator_file(path):
+            if path.name not in NOT_RULE_FILES and not is_indicator_file(path):
                 add(path)
         else:
             problems.append(RuleProblem(str(path), 1, "no such file or directory"))

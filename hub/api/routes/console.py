@@ -60,6 +60,8 @@ class Permissions(BaseModel):
     dead_letters: bool
     rules: bool
     restricted_metrics: bool
+    #: Change citizen reports' status, merge them, read a reporter's contact (audited).
+    reports: bool = False
 
 
 class MapConfig(BaseModel):
@@ -171,6 +173,7 @@ async def config(request: Request, ctx: Ctx, who: Viewer) -> ConsoleConfig:
             dead_letters=who.has_role("operator"),
             rules=who.has_role("rule_author"),
             restricted_metrics=who.may_read("restricted"),
+            reports=who.has_role("operator"),
         ),
         map=MapConfig(
             tile_url=settings.tile_url,

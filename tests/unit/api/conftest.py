@@ -22,6 +22,8 @@ from hub.indicators.service import IndicatorService
 from hub.indicators.sqlite_store import SqliteIndicatorStore
 from hub.indicators.updater import IndicatorUpdater
 from hub.messages import Reading
+from hub.reports import ReportService, SqliteReportStore, load_services
+from hub.reports.store import NewContact, NewReport
 from hub.settings import ApiSettings, Settings
 from hub.sqlite import STATE_DB, connect
 from hub.store.base import TelemetryStore
@@ -36,6 +38,8 @@ from tests.unit.api.fakes import (
 )
 
 NOW_MS = 1_764_000_000_000
+#: The services shipped with the hub (rules/services.yaml).
+SERVICES_FILE = Path(__file__).resolve().parents[3] / "rules" / "services.yaml"
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -53,6 +57,7 @@ class Api:
     events: FakeEvents
     health: FakeHealth
     store: TelemetryStore
+    reports: ReportService
     indicators: IndicatorService
     keys: dict[str, str] = field(default_factory=dict)
 
@@ -90,9 +95,21 @@ def make_api(
     dead.add("city/d03/flood_gauge/fg-d03-1/telemetry", "invalid_json", "fg-d03-1", "d03")
     dead.add("city/d07/manhole/mh-d07-1/telemetry", "bad_metric", "mh-d07-1", "d07")
     dead.add("garbage", "bad_topic", None, None)
+    settings = settings or Settings(data_dir=tmp_path)
+    catalog = load_catalog()
+    report_store = SqliteReportStore(conn)
+    seed_reports(report_store)
+    reports = ReportService(
+        settings.reports,
+        report_store,
+        load_services(SERVICES_FILE, catalog.asset_types()),
+        clock=clock,
+        alerts=alerts,
+        devices=registry,
+    )
     indicators = _indicators(tmp_path, clock, alerts)
     ctx = ApiContext(
-        settings=settings or Settings(data_dir=tmp_path),
+        settings=settings,
         clock=clock,
         conn=conn,
         registry=registry,
@@ -102,7 +119,8 @@ def make_api(
         dead_letters=dead,
         health=health,
         events=events,
-        catalog=load_catalog(),
+        catalog=catalog,
+        reports=reports,
         indicators=indicators,
     )
     app = create_app(ctx)
@@ -117,6 +135,7 @@ def make_api(
         events,
         health,
         store,
+        reports,
         indicators,
     )
     for role in ("viewer", "operator", "rule_author", "admin"):
@@ -135,6 +154,42 @@ def make_api(
     if own_store:
         asyncio.run(store.close())
     conn.close()
+
+
+#: The reporter of the seeded reports (no public answer may carry any of it).
+REPORTER = {
+    "email": "ada.reporter@example.org",
+    "first_name": "Adaline",
+    "last_name": "Reporterson",
+    "phone": "+33 1 98 76 54 32",
+}
+
+
+def seed_reports(store: SqliteReportStore) -> None:
+    """Reports 1 and 2: flooded streets in d03 near fg-d03-1, report 1 with a reporter."""
+    for n, (lat, lon) in enumerate(((48.8566, 2.3522), (48.8567, 2.3524)), start=1):
+        report = NewReport(
+            service_code="flooded_street",
+            service_name="Flooded street or underpass",
+            description=f"Water up to the knee in the underpass ({n})",
+            address=None,
+            address_id=None,
+            lat=lat,
+            lon=lon,
+            media_url=None,
+            attributes={"depth": ("knee",)},
+            district="d03",
+            asset_type="flood_gauge",
+            requested_ms=NOW_MS - 60_000 * (3 - n),
+            token=None,
+        )
+        contact = NewContact(
+            **(REPORTER if n == 1 else dict.fromkeys(REPORTER)),
+            device_id=None,
+            account_id=None,
+            expires_ms=NOW_MS + 86_400_000,
+        )
+        store.insert(report, contact, "citizen")
 
 
 def _indicators(tmp_path: Path, clock: FakeClock, alerts: FakeAlerts) -> IndicatorService:

@@ -43,6 +43,10 @@ OUT_OF_SCOPE: list[Call] = [
     ("GET", "/api/v1/indicators/data_completeness_pct/devices?district=d03", None),
     ("GET", "/api/v1/console/devices/fg-d03-1/thresholds", None),
     ("GET", "/api/v1/console/devices/fg-d03-1/live", None),
+    ("GET", "/api/v1/reports/1", None),
+    ("GET", "/api/v1/reports/1/contact", None),
+    ("POST", "/api/v1/reports/1/status", {"status": "closed", "note": "x"}),
+    ("POST", "/api/v1/reports/1/merge", {"into": 2}),
 ]
 
 #: Lists a d07-scoped key may read: 200, with nothing of d03 in them, even when asked.
@@ -61,6 +65,8 @@ SCOPED_LISTS: list[str] = [
     "/api/v1/indicators/data_completeness_pct?start=-1d&by=district_asset_type&format=csv",
     "/api/v1/indicators/data_completeness_pct/devices?start=-1d",
     "/api/v1/console/map",
+    "/api/v1/reports",
+    "/api/v1/reports?district=d03",
 ]
 
 #: Unknown ids: 404 for a key that may otherwise do it.
@@ -82,6 +88,10 @@ NOT_FOUND: list[Call] = [
     ("GET", "/api/v1/indicators/ghost/devices", None),
     ("GET", "/api/v1/console/devices/ghost-1/thresholds", None),
     ("GET", "/api/v1/console/devices/ghost-1/live", None),
+    ("GET", "/api/v1/reports/999", None),
+    ("GET", "/api/v1/reports/999/contact", None),
+    ("POST", "/api/v1/reports/999/status", {"status": "closed"}),
+    ("POST", "/api/v1/reports/999/merge", {"into": 1}),
 ]
 
 #: Bad parameters or bodies: 422 with a detail.
@@ -120,6 +130,12 @@ UNPROCESSABLE: list[Call] = [
     ("GET", "/api/v1/console/devices/bad%20id/thresholds", None),
     ("GET", "/api/v1/console/devices/bad%20id/live", None),
     ("POST", "/api/v1/console/silences/preview", {"matchers": {}}),
+    ("GET", "/api/v1/reports?status=done", None),
+    ("GET", "/api/v1/reports/hints?device_id=bad%20id", None),
+    ("GET", "/api/v1/reports/0", None),
+    ("GET", "/api/v1/reports/x/contact", None),
+    ("POST", "/api/v1/reports/1/status", {"status": "done"}),
+    ("POST", "/api/v1/reports/1/merge", {"into": "2"}),
 ]
 
 #: Endpoints without path, query or body parameters, or tested elsewhere by design.
@@ -137,6 +153,7 @@ NO_PARAMETERS = {
     ("GET", "/api/v1/console/map"),
     ("GET", "/api/v1/console/districts.geojson"),  # roles, scope, 404 and 503: test_console.py
     ("GET", "/api/v1/console/devices/{device_id}/live"),  # endless stream: test_console.py
+    ("GET", "/api/v1/reports/services"),
 }
 
 
@@ -164,6 +181,10 @@ def _template(path: str) -> str:
         r"/api/v1/console/devices/[^/]+/(thresholds|live)": (
             "/api/v1/console/devices/{device_id}/\\1"
         ),
+        r"/api/v1/reports/(?!services$|hints$)[^/]+/(contact|status|merge)": (
+            "/api/v1/reports/{report_id}/\\1"
+        ),
+        r"/api/v1/reports/(?!services$|hints$)[^/]+": "/api/v1/reports/{report_id}",
     }
     for pattern, template in templates.items():
         match = re.fullmatch(pattern, bare)

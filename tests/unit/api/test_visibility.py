@@ -122,6 +122,16 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
         "/api/v1/console/silences/preview",
         {"matchers": {"district": "d07"}},
     ),
+    ("GET", "/api/v1/reports"): ("/api/v1/reports", None),
+    ("GET", "/api/v1/reports/services"): ("/api/v1/reports/services", None),
+    ("GET", "/api/v1/reports/hints"): ("/api/v1/reports/hints", None),
+    ("GET", "/api/v1/reports/{report_id}"): ("/api/v1/reports/1", None),
+    ("GET", "/api/v1/reports/{report_id}/contact"): ("/api/v1/reports/1/contact", None),
+    ("POST", "/api/v1/reports/{report_id}/status"): (
+        "/api/v1/reports/1/status",
+        {"status": "closed", "note": "fixed"},
+    ),
+    ("POST", "/api/v1/reports/{report_id}/merge"): ("/api/v1/reports/1/merge", {"into": 2}),
 }
 #: Operations that stream until the client leaves: read up to their first reading.
 ENDLESS = {("GET", "/api/v1/console/devices/{device_id}/live")}

@@ -14,6 +14,7 @@ import Devices from "./devices.js";
 import Device from "./device.js";
 import Rules from "./rules.js";
 import Indicators from "./indicators.js";
+import Reports, { Report } from "./reports.js";
 
 export const PAGES = [
   { id: "board", nav: "nav.board", component: Board },
@@ -22,6 +23,8 @@ export const PAGES = [
   { id: "map", nav: "nav.map", component: MapPage },
   { id: "silences", nav: "nav.silences", component: Silences },
   { id: "indicators", nav: "nav.indicators", component: Indicators },
+  { id: "reports", nav: "nav.reports", component: Reports },
+  { id: "report", component: Report },
   { id: "devices", component: Devices },
   { id: "device", component: Device },
   { id: "rules", nav: "nav.rules", component: Rules, allowed: (can) => can.rules },
