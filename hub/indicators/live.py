@@ -23,7 +23,9 @@ from hub.indicators.sqlite_store import SqliteIndicatorStore
 from hub.indicators.updater import IndicatorUpdater, Retention
 from hub.logging import get_logger
 from hub.messages import Reading, Rejection, StatusUpdate
+from hub.packaged import rule_packs_dir
 from hub.ports import UNRESTRICTED, DeviceFilter, DeviceRegistryPort
+from hub.rules.loader import INDICATORS_DIR
 from hub.settings import IndicatorsSettings
 
 if TYPE_CHECKING:
@@ -42,28 +44,22 @@ SYNC_PAGE = 5000
 #: Records a change of a definition file: (actor, ids, action, path, before, after).
 RecordChange = Callable[[str, str, str, Path, str, str], None]
 
-_HERE = Path(__file__).resolve().parent
-#: The definitions shipped with the hub: in a wheel (``hub/rule_packs/indicators``),
-#: or the source tree's ``rules/indicators``.
-SHIPPED_DIRS = (
-    _HERE.parent / "rule_packs" / "indicators",
-    _HERE.parent.parent / "rules" / "indicators",
-)
-
 
 def definition_paths(configured: Sequence[str]) -> list[Path]:
-    """The configured definition paths, or the shipped definitions when none exists."""
+    """The configured definition paths, or the shipped definitions (hub.packaged) when
+    none exists."""
     paths = [Path(p) for p in configured]
     if any(p.exists() for p in paths):
         return [p for p in paths if p.exists()]
-    for shipped in SHIPPED_DIRS:
-        if shipped.is_dir():
-            log.warning(
-                "no indicator definitions at the configured paths; using the shipped ones",
-                configured=[str(p) for p in paths],
-                shipped=str(shipped),
-            )
-            return [shipped]
+    packs = rule_packs_dir()
+    shipped = packs / INDICATORS_DIR if packs is not None else None
+    if shipped is not None and shipped.is_dir():
+        log.warning(
+            "no indicator definitions at the configured paths; using the shipped ones",
+            configured=[str(p) for p in paths],
+            shipped=str(shipped),
+        )
+        return [shipped]
     return paths
 
 
