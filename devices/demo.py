@@ -66,8 +66,9 @@ MANAGED_RULES_DIR = "managed-rules"
 
 
 def with_rules(settings: Settings) -> tuple[Settings, list[str]]:
-    """The settings with the shipped rule packs and routes wherever the configured ones
-    do not exist; and a banner line for each saying which was loaded."""
+    """The settings with the shipped rule packs, routes and report services wherever the
+    configured ones do not exist; and a banner line for the rules and for the routes
+    saying which were loaded."""
     packs = rule_packs_dir()
     rules, alerts = settings.rules, settings.alerts
     lines: list[str] = []
@@ -88,7 +89,14 @@ def with_rules(settings: Settings) -> tuple[Settings, list[str]]:
         lines.append(f"{shipped} (shipped with the hub; {routes} not found)")
     else:
         lines.append(f"{routes} (HUB_ALERTS__ROUTES_PATH)")
-    return settings.model_copy(update={"rules": rules, "alerts": alerts}), lines
+    reports = settings.reports
+    services = Path(reports.services_path)
+    if packs is not None and not services.exists() and (packs / "services.yaml").is_file():
+        shipped = packs / "services.yaml"
+        # The services citizens may report go with the shipped rule packs, unannounced.
+        reports = reports.model_copy(update={"services_path": str(shipped)})
+    update = {"rules": rules, "alerts": alerts, "reports": reports}
+    return settings.model_copy(update=update), lines
 
 
 def with_free_ports(settings: Settings) -> tuple[Settings, list[str]]:

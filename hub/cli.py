@@ -293,6 +293,81 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="the broker account the hub itself uses (default hub)",
     )
+
+    ind = command(
+        sub,
+        "indicators",
+        "the city's indicators: report and rebuild",
+        "The indicators of this hub's data dir (docs/indicators.md): a report per district "
+        "as HTML or CSV, and roll-ups recomputed from stored history.",
+    )
+    ind_sub = ind.add_subparsers(dest="indicators_command", required=True, metavar="COMMAND")
+    report = command(
+        ind_sub,
+        "report",
+        "indicator report per district, as HTML or CSV",
+        "Write the indicator report of the periods between --start and --end: for the city "
+        "and each district (or one), every indicator with its numerator and denominator, "
+        "its target and the change since the period before, charts and the worst devices "
+        "(HTML), or one row per indicator, period and district (CSV).",
+    )
+    report.add_argument(
+        "--period",
+        required=True,
+        choices=["day", "week", "month"],
+        help="local days, ISO weeks or months",
+    )
+    report.add_argument("--start", required=True, metavar="T", help=f"from: {times}")
+    report.add_argument("--end", required=True, metavar="T", help=f"to: {times}, or now")
+    report.add_argument("--district", default=None, metavar="D", help="one district (default: all)")
+    report.add_argument(
+        "--out", required=True, type=Path, metavar="FILE", help="FILE.html or FILE.csv to write"
+    )
+    rebuild = command(
+        ind_sub,
+        "rebuild",
+        "recompute indicator roll-ups from stored history",
+        "Recompute the indicator roll-ups of the hours between --start and --end from the "
+        "readings in the store (embedded or InfluxDB, as configured): after changing a "
+        "threshold, or after a crash. The hours a running hub keeps in memory are left to it.",
+    )
+    rebuild.add_argument("--start", required=True, metavar="T", help=f"from: {times}")
+    rebuild.add_argument("--end", default=None, metavar="T", help=f"to: {times} (default now)")
+
+    aud = command(
+        sub,
+        "audit",
+        "the audit log: verify its hash chain",
+        "The audit log of this hub's data dir (docs/indicators.md, accountability).",
+    )
+    aud_sub = aud.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    ver = command(
+        aud_sub,
+        "verify",
+        "check the hash chain; exit 1 if the log was tampered with",
+        "Check every entry's hash and its link to the one before: a changed, deleted or "
+        "inserted entry is named and the exit code is 1. Prints the head (ID:HASH) to note; "
+        "--head checks later that it is still there.",
+    )
+    ver.add_argument(
+        "--head", default=None, metavar="ID:HASH", help="a head printed by an earlier verify"
+    )
+    reports = command(
+        sub,
+        "reports",
+        "citizen reports: erase a reporter's contact data",
+        "Work with the citizen reports of this hub's data dir (docs/reports.md).",
+    )
+    reports_sub = reports.add_subparsers(dest="reports_command", required=True, metavar="COMMAND")
+    erase = command(
+        reports_sub,
+        "erase",
+        "erase the e-mail, name and phone given with reports from an address",
+        "Erase the contact data (e-mail, name, phone, device and account ids) of every report "
+        "sent with this e-mail address, whatever its case. The reports stay, without them. "
+        "The erasure is written to the audit log (without the address).",
+    )
+    erase.add_argument("--email", required=True, metavar="ADDRESS", help="the reporter's e-mail")
     return parser
 
 
@@ -371,7 +446,59 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from hub.registry.cli import devices_command
 
         return devices_command(settings, args)
+    if command == "indicators":
+        from hub.indicators.cli import indicators_command
+
+        return indicators_command(settings, args)
+    if command == "audit":
+        from hub.api.audit_cli import audit_command
+
+        return audit_command(settings, args)
+    if command == "reports":
+        return _reports_erase(settings, args.email)
     raise AssertionError(f"unhandled command {command}")
+
+
+def _reports_erase(settings: Settings, email: str) -> int:
+    """`hub reports erase --email`: delete that reporter's contact data, and say so in the
+    audit log (which keeps the count, not the address)."""
+    import getpass
+
+    from hub.api.audit import AuditEntry, chain_key, ensure_schema, record
+    from hub.reports import SqliteReportStore
+    from hub.sqlite import STATE_DB, connect
+
+    if "@" not in email or len(email) > 254:
+        print(f"hub reports erase: {email[:80]!r} is not an e-mail address", file=sys.stderr)
+        return 2
+    conn = connect(settings.data_dir / STATE_DB)
+    try:
+        ensure_schema(conn)
+        erased = SqliteReportStore(conn).erase_contacts(email)
+        record(
+            conn,
+            AuditEntry(
+                ts_ms=_now_ms(),
+                key_id=None,
+                key_name=f"cli:{getpass.getuser()}",
+                role=None,
+                client="local",
+                method="ERASE",
+                path="hub reports erase",
+                query="email=***",
+                status=0,
+                rows=erased,
+                resource="reports",
+            ),
+            chain_key(
+                secret.get_secret_value() if (secret := settings.audit.chain_key) else None,
+                settings.data_dir,
+            ),
+        )
+    finally:
+        conn.close()
+    print(f"erased the contact data of {erased} report(s)")
+    return 0
 
 
 def _rules_check(settings: Settings, paths: list[Path]) -> int:
@@ -381,8 +508,9 @@ def _rules_check(settings: Settings, paths: list[Path]) -> int:
     inside them (and the configured routing file, under any name, if named). Without:
     HUB_RULES__PATHS and the configured routing file (HUB_ALERTS__ROUTES_PATH).
     """
+    from hub.indicators.definitions import check_command_problems
     from hub.responders import check_routes
-    from hub.rules.loader import check_command, routes_files
+    from hub.rules.loader import check_command, indicator_paths, routes_files
 
     configured = Path(settings.alerts.routes_path)
 
@@ -392,7 +520,15 @@ def _rules_check(settings: Settings, paths: list[Path]) -> int:
     if paths:
         rule_paths = [p for p in paths if not is_configured(p)]
         routes = routes_files(paths) + [p for p in paths if is_configured(p)]
+        indicators = indicator_paths(paths)
     else:
+        indicators = [Path(p) for p in settings.indicators.paths if Path(p).exists()]
+        if not indicators:
+            print(
+                f"note: no indicator definitions at {', '.join(settings.indicators.paths)}"
+                " (HUB_INDICATORS__PATHS): the hub uses the shipped ones",
+                file=sys.stderr,
+            )
         rule_paths = [Path(p) for p in settings.rules.paths]
         routes = [*routes_files(rule_paths), configured]
         if not configured.exists():
@@ -405,7 +541,13 @@ def _rules_check(settings: Settings, paths: list[Path]) -> int:
     unique: dict[Path, Path] = {}
     for p in routes:
         unique.setdefault(p.resolve(), p)
-    return check_command(rule_paths, routes=list(unique.values()), check_routes=check_routes)
+    return check_command(
+        rule_paths,
+        routes=list(unique.values()),
+        check_routes=check_routes,
+        indicators=indicators,
+        check_indicators=check_command_problems,
+    )
 
 
 def backtest_range(start: str, end: str, *, now_ms: int) -> tuple[int, int]:

@@ -154,6 +154,26 @@ class Explanation:
     threshold: float | None = None
     observed: Mapping[str, float] = field(default_factory=dict)
     readings: tuple[tuple[int, float], ...] = ()
+    #: Citizen reports that decided it (``citizen_reports`` rules): their request ids.
+    reports: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CitizenReport:
+    """A citizen's report as the rules see it (Open311 service request, hub.reports).
+
+    ``district`` is where the report was placed (docs/reports.md), ``asset_type`` the
+    one its service maps to (empty when none); ``lat``/``lon`` are None for a report
+    given by address only, which no radius can count.
+    """
+
+    report_id: str
+    service_code: str
+    district: str
+    asset_type: str
+    ts_ms: int
+    lat: float | None = None
+    lon: float | None = None
 
 
 class RuleState(enum.StrEnum):

@@ -72,3 +72,8 @@ OPEN_DATA_RELEASES = Counter(
     "Open-data releases recorded in the release log, by kind (policy, aggregates, daily)",
     ["kind"],
 )
+INDICATOR = Gauge(
+    "hub_indicator",
+    "Headline indicators per district, for the current local day so far (docs/indicators.md)",
+    ["indicator", "district"],
+)

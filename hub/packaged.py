@@ -1,12 +1,14 @@
 """The rule packs and alert routes shipped with the hub, wherever it is installed.
 
 The top-level ``rules/`` folder of the source tree (one rule pack per asset type,
-and ``routes.yaml``) is copied into the wheel as ``hub/rule_packs/`` (pyproject.toml,
+``routes.yaml``, and the indicator definitions in ``indicators/``) is copied into the
+wheel as ``hub/rule_packs/`` (pyproject.toml,
 ``[tool.hatch.build.targets.wheel.force-include]``). Installed from a wheel, it is
 found there; run from a checkout or an editable install, the source tree's
 ``rules/`` is used. ``hub demo`` falls back to these when the configured
 ``HUB_RULES__PATHS`` and ``HUB_ALERTS__ROUTES_PATH`` do not exist, so it raises its
-scenario's alerts from any working directory. The device catalog ships the same
+scenario's alerts from any working directory; every hub falls back to its
+``indicators/`` when ``HUB_INDICATORS__PATHS`` does not exist. The device catalog ships the same
 way, as :data:`hub.catalog.DEFAULT_CATALOG_DIR`.
 """
 

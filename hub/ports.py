@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from hub.messages import AlertEvent, MetricValue
 
@@ -54,6 +54,8 @@ class DeviceInfo:
     longitude: float | None = None
     provisioned: bool = False
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    #: When the registry first knew the device (provisioned, or first heard from).
+    created_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +211,8 @@ class AlertRecord:
     reopened_from: str | None = None
     #: Why ``silenced``: ``silence:<id>``, ``maintenance:<name>`` or ``inhibited:<alert id>``.
     muted_by: str | None = None
+    #: Why an operator resolved it (RESOLUTION_REASONS); None while open or when the rule did.
+    resolution: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +225,62 @@ class Silence:
     ends_ms: int
     created_by: str
     comment: str
+
+
+#: Reasons an operator gives when resolving an alert by hand (``resolution``); alerts
+#: the rule resolved itself have none. ``false_alarm`` feeds each rule's false-alarm rate.
+RESOLUTION_REASONS = ("fixed", "false_alarm", "duplicate", "maintenance", "other")
+#: The reason of a hand resolution that names none.
+DEFAULT_RESOLUTION = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFact:
+    """One alert's lifecycle as the response indicators count it.
+
+    ``responded_ms`` is the first human action: the acknowledgement, or a resolution
+    by an operator when nobody acknowledged first. ``muted_ms`` is how long the alert
+    was open while a silence or maintenance window muted it (up to now for an open
+    alert); ``ack_target_ms`` the target time of its severity (routing file), if any.
+    """
+
+    alert_id: str
+    rule_id: str
+    severity: str
+    district: str
+    asset_type: str
+    source: str
+    started_ms: int
+    acknowledged_ms: int | None
+    responded_ms: int | None
+    resolved_ms: int | None
+    resolved_by: str | None
+    resolution: str | None
+    escalations: int
+    muted_ms: int
+    ack_target_ms: int | None
+
+
+#: Matcher keys that name devices: a silence or maintenance window whose matchers are
+#: all among these takes the devices it matches out of service (indicators do not
+#: expect their readings meanwhile); one that also names a rule, a severity or
+#: another label only mutes alerts.
+DEVICE_MATCHER_KEYS = frozenset({"district", "asset_type", "source", "device_id"})
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenancePeriod:
+    """A silence, or one occurrence of a recurring maintenance window: who, and when."""
+
+    matchers: Mapping[str, str | list[str]]
+    starts_ms: int
+    ends_ms: int
+    origin: str  # silence:<id> or maintenance:<name>
+
+    @property
+    def device_wide(self) -> bool:
+        """True when the matchers name devices only (see DEVICE_MATCHER_KEYS)."""
+        return bool(self.matchers) and set(self.matchers) <= DEVICE_MATCHER_KEYS
 
 
 #: How one caller may see an alert and its timeline (the API withholds values by role);
@@ -267,8 +327,10 @@ class AlertServicePort(Protocol):
         """Acknowledge; raises NotFound / Conflict."""
         ...
 
-    async def resolve(self, alert_id: str, actor: str, comment: str) -> AlertRecord:
-        """Resolve by hand; raises NotFound / Conflict."""
+    async def resolve(
+        self, alert_id: str, actor: str, comment: str, reason: str = DEFAULT_RESOLUTION
+    ) -> AlertRecord:
+        """Resolve by hand, saying why (one of RESOLUTION_REASONS); raises NotFound / Conflict."""
         ...
 
     async def comment(self, alert_id: str, actor: str, comment: str) -> AlertRecord:
@@ -303,6 +365,14 @@ class AlertServicePort(Protocol):
 
     def response_figures(self, flt: AlertFilter, scope: Scope) -> dict[str, Any]:
         """Time to acknowledge / resolve figures grouped by district, asset type, severity."""
+        ...
+
+    def response_facts(self, start_ms: int, end_ms: int, scope: Scope) -> list[ResponseFact]:
+        """The lifecycle of every alert inside ``scope`` opened in ``[start_ms, end_ms)``."""
+        ...
+
+    def maintenance_periods(self, start_ms: int, end_ms: int) -> list[MaintenancePeriod]:
+        """Silences and maintenance window occurrences overlapping ``[start_ms, end_ms)``."""
         ...
 
 
@@ -401,6 +471,232 @@ class RuleServicePort(Protocol):
         ...
 
 
+# --------------------------------------------------------------------------- citizen reports
+
+#: Statuses an operator may give a report; the public (Open311) sees ``closed`` as
+#: closed and every other one as ``open``.
+REPORT_STATUSES = ("open", "acknowledged", "in_progress", "closed")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceValue:
+    """One option of a list attribute (Open311 ``value``: ``key`` and ``name``)."""
+
+    key: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAttribute:
+    """One attribute of a service definition (Open311 ``attribute``)."""
+
+    code: str
+    datatype: str  # string | number | datetime | text | singlevaluelist | multivaluelist
+    required: bool
+    description: str
+    order: int
+    variable: bool = True
+    datatype_description: str = ""
+    values: tuple[ServiceValue, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceInfo:
+    """A service citizens may report (Open311 ``service``), and what it means to the hub."""
+
+    service_code: str
+    service_name: str
+    description: str
+    group: str
+    keywords: tuple[str, ...]
+    type: str  # realtime | batch
+    asset_type: str | None
+    problem: str
+    agency_responsible: str = ""
+    service_notice: str = ""
+    attributes: tuple[ServiceAttribute, ...] = ()
+
+    @property
+    def metadata(self) -> bool:
+        """True when the service has attributes (Open311: call the service definition)."""
+        return bool(self.attributes)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSubmission:
+    """A report as a citizen's app sent it (Open311 POST requests), fields bounded."""
+
+    service_code: str
+    lat: float | None = None
+    lon: float | None = None
+    address_string: str | None = None
+    address_id: str | None = None
+    description: str = ""
+    media_url: str | None = None
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    phone: str | None = None
+    device_id: str | None = None
+    account_id: str | None = None
+    attributes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportLink:
+    """A report's link to an alert (and its incident) it plausibly belongs to."""
+
+    alert_id: str
+    incident_id: str | None
+    rule_id: str
+    reason: str
+    distance_m: float | None
+    linked_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReportNote:
+    """One step of a report's handling: a status given with a public note, or a merge."""
+
+    ts_ms: int
+    status: str
+    note: str
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRecord:
+    """A citizen report as kept, without the reporter's contact data (see ReportContact)."""
+
+    id: int
+    service_code: str
+    service_name: str
+    status: str
+    status_notes: str
+    description: str
+    address: str | None
+    address_id: str | None
+    lat: float | None
+    lon: float | None
+    media_url: str | None
+    attributes: Mapping[str, tuple[str, ...]]
+    district: str
+    asset_type: str | None
+    requested_ms: int
+    updated_ms: int
+    token: str | None
+    merged_into: int | None
+    has_contact: bool
+    links: tuple[ReportLink, ...] = ()
+
+    @property
+    def public_status(self) -> str:
+        """Open311's status: ``closed`` or ``open``."""
+        return "closed" if self.status == "closed" else "open"
+
+
+@dataclass(frozen=True, slots=True)
+class ReportContact:
+    """The reporter's contact data (kept for the retention period; every read is audited)."""
+
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    phone: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFilter:
+    """Filters for listing reports; ``statuses`` are the hub's (REPORT_STATUSES)."""
+
+    ids: tuple[int, ...] | None = None
+    service_codes: tuple[str, ...] | None = None
+    statuses: tuple[str, ...] | None = None
+    start_ms: int | None = None
+    end_ms: int | None = None
+    district: str | None = None
+    asset_type: str | None = None
+    incident_id: str | None = None
+    alert_id: str | None = None
+    limit: int = 1000
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReportHint:
+    """Reports keep arriving where the sensors read normal: a device or a district to check.
+
+    ``kind`` is ``device`` (the reports are near ``device_id``, which has no open
+    alert) or ``district`` (no device of the asset type is near them).
+    """
+
+    kind: str
+    district: str
+    asset_type: str
+    device_id: str | None
+    service_code: str
+    reports: tuple[int, ...]
+    first_ms: int
+    last_ms: int
+    summary: str
+
+
+class ReportInvalid(ValueError):
+    """A report that cannot be accepted; the message says which field and why."""
+
+
+class ReportServicePort(Protocol):
+    """Citizen reports for the API (the reports package implements it)."""
+
+    def services(self) -> list[ServiceInfo]:
+        """Every service citizens may report, in the file's order."""
+        ...
+
+    def service(self, service_code: str) -> ServiceInfo | None:
+        """One service, or None."""
+        ...
+
+    async def submit(self, submission: ReportSubmission) -> ReportRecord:
+        """Accept, place, store and link a report; raises ReportInvalid / NotFound (service)."""
+        ...
+
+    def list_reports(self, flt: ReportFilter, scope: Scope) -> list[ReportRecord]:
+        """Reports matching ``flt`` inside ``scope``, newest first."""
+        ...
+
+    def get_report(self, report_id: int) -> ReportRecord | None:
+        """One report, or None."""
+        ...
+
+    def by_token(self, token: str) -> ReportRecord | None:
+        """The report a token was given for, or None."""
+        ...
+
+    def contact(self, report_id: int) -> ReportContact | None:
+        """The reporter's contact data (None: none given, or erased)."""
+        ...
+
+    def history(self, report_id: int) -> list[ReportNote]:
+        """The report's handling, oldest first."""
+        ...
+
+    async def set_status(self, report_id: int, status: str, note: str, actor: str) -> ReportRecord:
+        """Give a report a status with a public note; raises NotFound / Conflict."""
+        ...
+
+    async def merge(self, report_id: int, into: int, note: str, actor: str) -> ReportRecord:
+        """Close ``report_id`` as a duplicate of ``into``; raises NotFound / Conflict."""
+        ...
+
+    def for_alert(self, alert: AlertRecord, scope: Scope) -> list[ReportRecord]:
+        """Reports linked to the alert or to its incident, newest first."""
+        ...
+
+    def hints(self, scope: Scope, device_id: str | None = None) -> list[ReportHint]:
+        """Devices and districts where reports keep arriving while sensors read normal."""
+        ...
+
+
 # --------------------------------------------------------------------------- health and events
 
 
@@ -440,4 +736,94 @@ class EventStreamPort(Protocol):
 
     def subscribe(self) -> AsyncIterator[StreamEvent]:
         """Events from now on; a slow subscriber loses the oldest, never blocks others."""
+        ...
+
+
+# --------------------------------------------------------------------------- indicators
+
+#: How indicator points are grouped: per district (the default), per asset type, per
+#: district and asset type, or one point for all the caller may see.
+IndicatorGrouping = Literal["district", "asset_type", "district_asset_type", "city"]
+
+
+@dataclass(frozen=True, slots=True)
+class IndicatorInfo:
+    """An indicator definition as the API lists it (CONTRACT §8)."""
+
+    id: str
+    title: str
+    unit: str
+    description: str
+    formula: str
+    source: str
+    direction: str
+    target: float | None
+    reference: str | None
+    headline: bool
+    version: str
+    measure: Mapping[str, Any]
+    ratio: bool
+    per_device: bool
+
+
+@dataclass(frozen=True, slots=True)
+class IndicatorQuery:
+    """Which values of one indicator: periods in ``[start_ms, end_ms)``, filters, grouping.
+
+    ``severity`` and ``rule_id`` narrow the alerts of response indicators.
+    """
+
+    id: str
+    period: Literal["day", "week", "month"]
+    start_ms: int
+    end_ms: int
+    district: str | None = None
+    asset_type: str | None = None
+    by: IndicatorGrouping = "district"
+    severity: str | None = None
+    rule_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IndicatorPoint:
+    """One value (CONTRACT §8): numerator and denominator where the value is a ratio."""
+
+    period_start_ms: int
+    district: str | None
+    asset_type: str | None
+    value: float | None
+    numerator: float | None
+    denominator: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFigure:
+    """One device's value of an indicator over a whole query range (drill-down)."""
+
+    device_id: str
+    district: str
+    asset_type: str
+    value: float | None
+    numerator: float | None
+    denominator: float | None
+
+
+class IndicatorPort(Protocol):
+    """Indicators for the API (the indicators package implements it)."""
+
+    def definitions(self) -> list[IndicatorInfo]:
+        """Every loaded definition, in file order."""
+        ...
+
+    def definition(self, indicator_id: str) -> IndicatorInfo | None:
+        """One definition, or None."""
+        ...
+
+    def series(self, query: IndicatorQuery, scope: Scope) -> list[IndicatorPoint]:
+        """Values per period and group inside ``scope``; raises NotFound (no such id)
+        or ValueError (a query the indicator cannot answer)."""
+        ...
+
+    def devices(self, query: IndicatorQuery, scope: Scope, limit: int) -> list[DeviceFigure]:
+        """Per-device values over the whole range, worst first; raises NotFound / ValueError."""
         ...

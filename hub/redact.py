@@ -70,7 +70,8 @@ def redact_url(url: str) -> str:
 
 
 def redact_query(query: str) -> str:
-    """A raw query string with the values of credential-like parameters replaced.
+    """A raw query string with the values of credential-like parameters replaced, and the
+    secret of an API key pasted into any other parameter.
 
     Everything else is kept as it was sent (order, encoding, blank values), so an
     audit reader sees what the client asked for, less the secrets.
@@ -83,6 +84,8 @@ def redact_query(query: str) -> str:
         name, sep, _value = part.partition("=")
         if sep and is_credential_name(name):
             out.append(f"{name}={MASK}")
+        elif "hub_" in part:
+            out.append(_API_KEY.sub(rf"\1{MASK}", part))
         else:
             out.append(part)
     return "&".join(out)

@@ -6,7 +6,8 @@ Read top to bottom, ``Hub.__aenter__`` is DESIGN.md's flow::
            -> consumer "store": store sink (InfluxDB or embedded; the embedded store's by
                                 default in the store writer process, hub.store.writer)
            -> consumer "live":  registry, dead letters, rule engine -> alert manager -> notifiers
-    API + console read the registry, store, alerts and rules.
+    citizen reports (Open311 API) -> rule engine (citizen_reports rules) -> alert manager
+    API + console read the registry, store, alerts, rules and reports.
 
 Two journal consumers, not one per stage: the store may stall for minutes during
 an InfluxDB outage, and that must not hold back alerts; the live stages are all
@@ -31,6 +32,7 @@ from typing import Any
 import uvicorn
 
 from hub import metrics, records
+from hub.api import audit
 from hub.api.app import create_app
 from hub.api.context import ApiContext
 from hub.broker import EmbeddedBroker
@@ -38,6 +40,7 @@ from hub.catalog import Catalog, load_catalog
 from hub.clock import Clock, SystemClock
 from hub.datadir import make_private
 from hub.events import EventBus
+from hub.indicators.live import Indicators
 from hub.ingest.dead_letters import DeadLetterStore
 from hub.ingest.decode import Decoder
 from hub.ingest.mqtt_source import MqttSource
@@ -45,12 +48,13 @@ from hub.ingest.topics import subscriptions
 from hub.journal import Journal
 from hub.listen import api_listener
 from hub.logging import get_logger
-from hub.messages import RawMessage, Reading, Rejection, StatusUpdate
+from hub.messages import AlertEvent, RawMessage, Reading, Rejection, StatusUpdate
 from hub.opendata.service import OpenData
 from hub.opendata.state import SqliteOpenDataState
 from hub.ports import HealthReport
 from hub.redact import redact_url
 from hub.registry.registry import Registry
+from hub.reports import ReportService, open_reports
 from hub.responders import build_alert_manager
 from hub.retry import Backoff
 from hub.rules.service import RuleService
@@ -93,6 +97,8 @@ WRITER_STABLE_S = 60.0
 LOOP_LAG_PROBE_S = 0.1
 #: How long a stopping API waits for the requests in progress before cancelling them.
 API_STOP_S = 2
+#: How often audit entries older than HUB_AUDIT__RETENTION_DAYS are deleted (ms).
+AUDIT_PRUNE_EVERY_MS = 3_600_000
 #: Cold start: how long the live stage waits for the store before it starts with
 #: empty rule windows (alerts must not wait for an InfluxDB outage).
 PRIME_STORE_WAIT_S = 10.0
@@ -113,6 +119,9 @@ class Hub:
         self._tasks: _TaskGroupOwner | None = None
         self._store_opened = asyncio.Event()
         self._stopping = asyncio.Event()  # set as the live stage stops: checkpoints hurry
+        self._audit_key = b""  # set once the API (and the audit table) is up
+        self._audit_pruned_ms = 0
+        self._reports: ReportService | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -168,13 +177,34 @@ class Hub:
             s,
             self._connection(data_dir / STATE_DB),
             clock=self.clock,
-            on_event=self.events.publish,
+            on_event=self._alert_event,
             locate=self.registry.location,
             mqtt_url=self.mqtt_url,
         )
         self._stack.push_async_callback(self.alerts.close)
         # An alert resolved by hand re-arms its rule series (the two stages meet here).
         self.alerts.rearm = self.rules.rearm
+        self.indicators = Indicators(
+            s.indicators,
+            self.catalog,
+            data_dir / STATE_DB,
+            clock=self.clock,
+            responses=self.alerts,
+            registry=self.registry,
+            record_change=self.rules.record_change,
+        )
+        self._stack.callback(self.indicators.close)
+        # Citizen reports: kept in the state database, linked to the alerts, counted by
+        # citizen_reports rules (their queue is drained by hub.reports.rules).
+        self.reports = self._reports = open_reports(
+            s.reports,
+            self._connection(data_dir / STATE_DB),
+            asset_types=self.catalog.asset_types(),
+            clock=self.clock,
+            alerts=self.alerts,
+            devices=self.registry,
+            devices_version=lambda: self.registry.generation,
+        )
 
         # The journal sits between ingest and everything downstream.
         self.journal = Journal(data_dir / "journal", s.journal, clock=self.clock)
@@ -210,11 +240,13 @@ class Hub:
         tg.create_task(self._store_consumer(), name="hub.store.sink")
         tg.create_task(self._live_consumer(), name="hub.live")
         tg.create_task(self._timers(), name="hub.timers")
+        tg.create_task(self._report_consumer(), name="hub.reports.rules")
         tg.create_task(_watch_loop_lag(), name="hub.loop_lag")
         tg.create_task(self.alerts.run(), name="hub.alerts.outbox")
         if s.rules.watch:
             tg.create_task(self.rules.watch(), name="hub.rules.watch")
         await self._start_api(tg, api_socket)
+        self._audit_start()
         log.info("hub started", mqtt=self.mqtt_url, api=self.api_url, data_dir=str(data_dir))
 
     def _connection(self, path: Path) -> sqlite3.Connection:
@@ -247,6 +279,8 @@ class Hub:
             health=self,
             events=self.events,
             catalog=self.catalog,
+            reports=self.reports,
+            indicators=self.indicators.service,
             opendata=opendata,
         )
         config = uvicorn.Config(
@@ -446,6 +480,7 @@ class Hub:
                 await self.rules.cold_start(self.store.history)
             else:
                 log.warning("store not open; rule windows start empty")
+        self._prime_reports()
         last_checkpoint = self.clock.monotonic()
         processed: int | None = None  # offset just past the last batch processed
         pending = False  # processed beyond the last checkpoint started
@@ -500,6 +535,29 @@ class Hub:
                         error=_described(exc),
                     )
 
+    def _prime_reports(self) -> None:
+        """Count the stored reports of the citizen_reports windows into the rules: reports
+        do not pass through the journal, so the saved rule state may lack the newest."""
+        window = self.rules.report_window_ms()
+        if window > 0:
+            self.rules.prime_reports(self.reports.since(self.clock.now_ms() - window))
+
+    async def _report_consumer(self) -> None:
+        """Citizen reports -> citizen_reports rules -> alert manager (a report is counted
+        once it is stored and linked; the POST waits while this queue is full)."""
+        queue = self.reports.to_rules
+        while True:
+            report = await queue.get()
+            events = self.rules.observe_report(report)
+            if events:
+                await self.alerts.handle(events)
+
+    def _alert_event(self, event: AlertEvent) -> None:
+        """An alert changed: to the live stream, and reports link against fresh alerts."""
+        self.events.publish(event)
+        if self._reports is not None:
+            self._reports.alerts_changed()
+
     async def _rearm_resolved_by_hand(self) -> None:
         """Re-arm the restored firing series whose newest alert was resolved by hand:
         resolved after this state was saved (a crash within a checkpoint's interval),
@@ -527,6 +585,7 @@ class Hub:
             self.registry.apply_readings(readings)
         if rejections:
             self.dead_letters.add(rejections)
+        self.indicators.observe(readings, statuses, rejections)
         events = self.rules.evaluate_many(readings) if readings else []
         metrics.READINGS_EVALUATED.inc(len(readings))
         if events:
@@ -544,12 +603,14 @@ class Hub:
         commit the offset."""
         raw = await self.rules.snapshot(snapshot, pause=self._checkpoint_pause)
         await self.registry.flush_async(pause=self._checkpoint_pause)
+        await self.indicators.flush()
         await self.rules.write_snapshot(raw, offset)
         reader.commit(offset)
 
     def _checkpoint_live_now(self, reader: Any, offset: int) -> None:
         """The same, blocking: for the clean stop, where the loop has nothing else to run."""
         self.registry.flush()
+        self.indicators.flush_now()
         self.rules.save_state(offset)
         reader.commit(offset)
 
@@ -563,6 +624,37 @@ class Hub:
                 await self.alerts.handle(events)
             await self.alerts.tick()
             self.registry.tick(now)
+            self.indicators.tick(now)
+            self._audit_housekeeping(now)
+
+    def _audit_start(self) -> None:
+        """The audit chain's key, and the retention setting in the log if it changed."""
+        secret = self.settings.audit.chain_key
+        self._audit_key = audit.chain_key(
+            secret.get_secret_value() if secret is not None else None, self.settings.data_dir
+        )
+        audit.note_retention(
+            self.state_conn,
+            self._audit_key,
+            self.clock.now_ms(),
+            self.settings.audit.retention_days,
+        )
+
+    def _audit_housekeeping(self, now: int) -> None:
+        """Delete audit entries past their retention (the deletion is audited), hourly."""
+        if not self._audit_key or now - self._audit_pruned_ms < AUDIT_PRUNE_EVERY_MS:
+            return
+        self._audit_pruned_ms = now
+        try:
+            removed = audit.prune(
+                self.state_conn, self._audit_key, now, self.settings.audit.retention_days
+            )
+        except sqlite3.Error:
+            log.exception("old audit entries could not be deleted; will retry")
+            return
+        if removed:
+            log.info("old audit entries deleted", entries=removed)
+            self.reports.tick()
 
     # ------------------------------------------------------------------ health
 
@@ -583,6 +675,7 @@ class Hub:
             },
             "dead_letters": self.dead_letters.counts_by_reason(),
             "rules": {"problems": [str(p) for p in problems]},
+            "indicators": self.indicators.health(),
             "tasks": {"running": tasks_ok},
         }
         ready = tasks_ok and self.source.connected and not self.journal.is_full

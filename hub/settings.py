@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -209,6 +210,60 @@ class ApiSettings(_Section):
         return value
 
 
+class IndicatorsSettings(_Section):
+    """Indicator definitions, the city's calendar, device roll-up retention (docs/indicators.md)."""
+
+    paths: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["rules/indicators"])
+    # Days, weeks and months are those of this IANA time zone (DST changes included).
+    timezone: str = "UTC"
+    # Device-hour roll-ups are kept this long: longer than the backfill window, so a
+    # late reading always finds its hour. District-days are kept for good.
+    hour_retention_days: Annotated[int, Field(ge=2, le=3660)] = 35
+    # The hour in progress is saved (and counted in queries) this often; finished
+    # hours and late readings at every live checkpoint. Shorter: fresher figures for
+    # the current hour and less to rebuild after a crash; longer: less CPU.
+    save_interval_s: Annotated[int, Field(ge=5, le=3600)] = 300
+    device_day_retention_days: Annotated[int, Field(ge=1, le=36600)] = 400
+
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; an IANA name such as Europe/Paris"
+            ) from None
+        return value
+
+
+class AuditSettings(_Section):
+    """The audit log: retention and the key of its hash chain (docs/api.md, "Audit log")."""
+
+    # Entries older than this are deleted (each deletion is itself an audit entry).
+    retention_days: Annotated[int, Field(ge=1, le=36600)] = 400
+    # Key of the chain's HMAC: kept out of the database, so someone who can write the
+    # database cannot forge a consistent chain. Unset: a key file in HUB_DATA_DIR.
+    chain_key: SecretStr | None = None
+
+    @field_validator("chain_key")
+    @classmethod
+    def _no_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and (
+            value.get_secret_value().lower() in _PLACEHOLDER_SECRETS
+            or len(value.get_secret_value()) < 16
+        ):
+            raise ValueError("is a placeholder or shorter than 16 characters; set a real secret")
+        return value
+
+
 class ConsoleSettings(_Section):
     """The operations console: map tiles and district outlines (docs/console.md)."""
 
@@ -305,6 +360,38 @@ class OpenDataSettings(_Section):
         return self
 
 
+class ReportsSettings(_Section):
+    """Citizen reports: Open311 GeoReport v2 at /open311/v2 (docs/reports.md)."""
+
+    # The services citizens may report (YAML; services.yaml files are never rule files).
+    services_path: str = "rules/services.yaml"
+    # When set, a request naming another jurisdiction_id is refused (404, as the
+    # specification says); empty: jurisdiction_id is accepted and ignored.
+    jurisdiction_id: Annotated[str, Field(max_length=200)] = ""
+    # How long a reporter's e-mail, name and phone are kept after the report arrived;
+    # then they are erased (the report stays, without them).
+    contact_retention_days: Annotated[int, Field(ge=1, le=3650)] = 90
+    # Linking: a report joins the incidents of the alerts of its service's asset type
+    # whose device is within this distance (or whose district it is in, for area
+    # alerts and devices without a location), open or resolved within the window.
+    link_radius_m: Annotated[float, Field(gt=0, le=50_000)] = 500.0
+    link_window_s: Annotated[int, Field(ge=0, le=30 * 86400)] = 3600
+    # A report's district: the one of the nearest device with a location within this
+    # distance; farther from every device, default_district.
+    district_radius_m: Annotated[float, Field(gt=0, le=100_000)] = 2000.0
+    default_district: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")] = "unassigned"
+    # Hints: at least hint_min_reports reports of a service within hint_radius_m of a
+    # device of its asset type within hint_window_s, while that device has no open
+    # alert, say the sensor may be missing something (or be faulty).
+    hint_min_reports: Annotated[int, Field(ge=1, le=1000)] = 3
+    hint_radius_m: Annotated[float, Field(gt=0, le=50_000)] = 300.0
+    hint_window_s: Annotated[int, Field(ge=60, le=30 * 86400)] = 6 * 3600
+    # Public requests per client address and minute (a burst of that many, then
+    # refilled evenly): posting reports, and reading.
+    post_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 10
+    read_per_minute: Annotated[int, Field(ge=1, le=1_000_000)] = 300
+
+
 class LogSettings(_Section):
     """Structured logging."""
 
@@ -333,6 +420,9 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     console: ConsoleSettings = ConsoleSettings()
     open_data: OpenDataSettings = OpenDataSettings()
+    indicators: IndicatorsSettings = IndicatorsSettings()
+    audit: AuditSettings = AuditSettings()
+    reports: ReportsSettings = ReportsSettings()
     log: LogSettings = LogSettings()
 
     @field_validator("data_dir")
@@ -348,6 +438,15 @@ class Settings(BaseSettings):
     def _influx_needs_url(self) -> Settings:
         if self.store.backend == "influxdb" and not self.influx.url:
             raise ValueError("HUB_STORE__BACKEND=influxdb needs HUB_INFLUX__URL")
+        return self
+
+    @model_validator(mode="after")
+    def _hours_outlive_backfill(self) -> Settings:
+        if self.indicators.hour_retention_days * 86400 <= self.ingest.backfill_window_s:
+            raise ValueError(
+                "HUB_INDICATORS__HOUR_RETENTION_DAYS must be longer than the backfill window"
+                " (HUB_INGEST__BACKFILL_WINDOW_S), or late readings would miss their hour"
+            )
         return self
 
     @classmethod

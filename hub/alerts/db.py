@@ -131,6 +131,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox ADD COLUMN group_key TEXT NOT NULL DEFAULT '';
     ALTER TABLE outbox ADD COLUMN group_ms INTEGER NOT NULL DEFAULT 0
     """,
+    # 3: why and by whom an alert was resolved, for the response indicators: the
+    # reason an operator gives (fixed, false_alarm, ...) and "rule" when it cleared.
+    """
+    ALTER TABLE alerts ADD COLUMN resolution TEXT;
+    ALTER TABLE alerts ADD COLUMN resolved_by TEXT
+    """,
 ]
 
 

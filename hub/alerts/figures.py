@@ -3,31 +3,11 @@ asset type and severity (count, median, 90th percentile), for the city's indicat
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from hub.ports import AlertRecord
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile (``q`` in 0..100) of ``values``; None when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def median(values: Sequence[float]) -> float | None:
-    """The median (mean of the middle two for an even count); None when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[mid]
-    return (ordered[mid - 1] + ordered[mid]) / 2
+from hub.quantiles import median, percentile
 
 
 def _stats(alerts: Sequence[AlertRecord]) -> dict[str, Any]:

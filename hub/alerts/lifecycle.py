@@ -65,6 +65,7 @@ def to_record(row: sqlite3.Row, *, muted_by: str | None = None) -> AlertRecord:
         incident_id=row["incident_id"],
         reopened_from=row["reopened_from"],
         muted_by=muted_by,
+        resolution=row["resolution"],
     )
 
 

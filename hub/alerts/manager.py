@@ -29,6 +29,7 @@ from hub.alerts import escalation, lifecycle, notify_log
 from hub.alerts.cap import cap_messages, render_cap, render_feed
 from hub.alerts.db import checkpoint, database_file, migrate_alerts, transaction
 from hub.alerts.escalation import DueStep
+from hub.alerts.facts import RULE_ACTOR, AlertFacts, scope_clause
 from hub.alerts.figures import response_figures
 from hub.alerts.grouping import assign_incident, incident_summary, release_alert
 from hub.alerts.inhibition import Inhibitor
@@ -40,12 +41,16 @@ from hub.clock import Clock
 from hub.logging import get_logger
 from hub.messages import AlertEvent, AlertStatus, Notification, RuleEvent, RuleState, Severity
 from hub.ports import (
+    DEFAULT_RESOLUTION,
+    RESOLUTION_REASONS,
     AlertFilter,
     AlertRecord,
     AlertView,
     Conflict,
     DeliveryError,
+    MaintenancePeriod,
     NotFound,
+    ResponseFact,
     Scope,
     Silence,
     Transition,
@@ -123,6 +128,7 @@ class AlertManager:
         migrate_alerts(conn)
         self._planner = RoutePlanner(routes.route)
         self._silences = SilenceBook(conn, routes.maintenance)
+        self._facts = AlertFacts(conn, routes, clock, self._silences)
         self._inhibitor = Inhibitor(routes.inhibit)
         for row in conn.execute("SELECT * FROM alerts WHERE status IN ('firing', 'acknowledged')"):
             self._inhibitor.activate(row["id"], match_labels(row))
@@ -212,7 +218,9 @@ class AlertManager:
                 (hold_since,),
             ).fetchall()
             for row in rows:
-                self._resolve(row, now, "rule", "cleared and stayed clear (flapping hold)", emitted)
+                self._resolve(
+                    row, now, RULE_ACTOR, "cleared and stayed clear (flapping hold)", emitted
+                )
             if now - self._pruned_ms >= PRUNE_EVERY_MS:
                 self._conn.execute(
                     "DELETE FROM notify_log WHERE done_ms < ?", (now - NOTIFY_LOG_RETENTION_MS,)
@@ -276,7 +284,7 @@ class AlertManager:
         # in one batch (a one-reading spike) still reaches every route whose
         # group_wait has passed or is 0, as firing and then resolved, in that order.
         self._process_due(now, emitted, (row["id"],))
-        self._resolve(row, now, "rule", ev.explanation.summary or "rule cleared", emitted)
+        self._resolve(row, now, RULE_ACTOR, ev.explanation.summary or "rule cleared", emitted)
         return None
 
     def _flapping(self, row: sqlite3.Row, now: int) -> bool:
@@ -409,12 +417,16 @@ class AlertManager:
         comment: str,
         emitted: list[Emitted],
         detail: dict[str, Any] | None = None,
+        reason: str | None = None,
     ) -> sqlite3.Row:
         self._conn.execute(
             "UPDATE alerts SET status = 'resolved', resolved_ms = ?, updated_ms = ?,"
-            " active_key = NULL, resolve_pending_ms = NULL WHERE id = ?",
-            (now, now, row["id"]),
+            " active_key = NULL, resolve_pending_ms = NULL, resolution = ?, resolved_by = ?"
+            " WHERE id = ?",
+            (now, now, reason, actor, row["id"]),
         )
+        if reason is not None:
+            detail = {**(detail or {}), "reason": reason}
         tid = lifecycle.add_transition(
             self._conn, row["id"], now, "resolved", actor, comment, detail
         )
@@ -834,14 +846,18 @@ class AlertManager:
         self._publish(emitted)
         return to_record(fresh, muted_by=self._muted_by(fresh, now))
 
-    async def resolve(self, alert_id: str, actor: str, comment: str) -> AlertRecord:
-        """Resolve an open alert by hand.
+    async def resolve(
+        self, alert_id: str, actor: str, comment: str, reason: str = DEFAULT_RESOLUTION
+    ) -> AlertRecord:
+        """Resolve an open alert by hand, saying why (RESOLUTION_REASONS).
 
         The rule engine is told (``rearm``): if the rule's condition still holds, the
         next evaluation that finds it so opens a new alert (``reopened_from`` this
         one), as ThingsBoard re-raises a cleared alarm; a resolution never silences
         a live condition. The timeline records whether it held.
         """
+        if reason not in RESOLUTION_REASONS:
+            raise ValueError(f"reason must be one of {', '.join(RESOLUTION_REASONS)}")
         now = self._clock.now_ms()
         emitted: list[Emitted] = []
         with transaction(self._conn):
@@ -856,7 +872,7 @@ class AlertManager:
                     "the rule's condition still held: the alert comes back if it holds"
                     " at the next evaluation"
                 )
-            fresh = self._resolve(row, now, actor, comment, emitted, detail)
+            fresh = self._resolve(row, now, actor, comment, emitted, detail, reason)
         self._publish(emitted)
         return to_record(fresh)
 
@@ -992,6 +1008,14 @@ class AlertManager:
         rows = self._conn.execute(f"SELECT * FROM alerts{where}", args).fetchall()  # noqa: S608
         return response_figures(to_record(r) for r in rows)
 
+    def response_facts(self, start_ms: int, end_ms: int, scope: Scope) -> list[ResponseFact]:
+        """The lifecycle of every alert inside ``scope`` opened in ``[start_ms, end_ms)``."""
+        return self._facts.response_facts(start_ms, end_ms, scope)
+
+    def maintenance_periods(self, start_ms: int, end_ms: int) -> list[MaintenancePeriod]:
+        """Silences and maintenance window occurrences overlapping ``[start_ms, end_ms)``."""
+        return self._facts.maintenance_periods(start_ms, end_ms)
+
 
 # ---------------------------------------------------------------------- helpers
 
@@ -1030,15 +1054,18 @@ def _digest(receiver: str, items: Sequence[OutboxItem], now: int) -> Notificatio
 
 def _explanation_json(ev: RuleEvent) -> str:
     e = ev.explanation
+    doc: dict[str, Any] = {
+        "summary": e.summary,
+        "threshold": e.threshold,
+        "observed": dict(e.observed),
+        "readings": [list(r) for r in e.readings],
+        "rule_version": ev.rule_version,
+        "ts_ms": ev.ts_ms,
+    }
+    if e.reports:  # citizen_reports rules: the request ids of the reports that decided it
+        doc["reports"] = list(e.reports)
     return orjson.dumps(
-        {
-            "summary": e.summary,
-            "threshold": e.threshold,
-            "observed": dict(e.observed),
-            "readings": [list(r) for r in e.readings],
-            "rule_version": ev.rule_version,
-            "ts_ms": ev.ts_ms,
-        },
+        doc,
         default=str,
         option=orjson.OPT_NON_STR_KEYS,
     ).decode()
@@ -1084,11 +1111,7 @@ def _where(flt: AlertFilter, scope: Scope) -> tuple[str, list[Any]]:
     if flt.severity:
         clauses.append("severity = ?")
         args.append(int(Severity.parse(flt.severity)))
-    for column, allowed in (("district", scope.districts), ("asset_type", scope.asset_types)):
-        if allowed is not None:
-            if not allowed:
-                clauses.append("0")
-                continue
-            clauses.append(f"{column} IN ({', '.join('?' for _ in allowed)})")
-            args.extend(sorted(allowed))
+    scope_clauses, scope_args = scope_clause(scope)
+    clauses.extend(scope_clauses)
+    args.extend(scope_args)
     return ((" WHERE " + " AND ".join(clauses)) if clauses else ""), args

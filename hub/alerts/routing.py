@@ -1,5 +1,5 @@
 """The routing file (``rules/routes.yaml``): receivers, the routing tree, grouping,
-flapping, inhibition and maintenance windows; loading with ``file:line`` errors;
+flapping, inhibition, maintenance windows and response targets; loading with ``file:line`` errors;
 and matching an alert to the routes that notify it.
 
 Routing follows Prometheus Alertmanager: the tree is walked depth first, an alert
@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -219,6 +220,21 @@ class MaintenanceWindow(_Model):
         return value
 
 
+def _positive(value: int) -> int:
+    if value <= 0:
+        raise ValueError("a target time must be longer than 0")
+    return value
+
+
+class Targets(_Model):
+    """Target times per severity, for the response indicators (docs/indicators.md):
+    ``acknowledge`` within this long of opening (``ack_within_target_pct``)."""
+
+    acknowledge: dict[SeverityName, Annotated[DurationMs, AfterValidator(_positive)]] = Field(
+        default_factory=dict
+    )
+
+
 def _default_inhibit() -> list[InhibitRule]:
     # An area-wide alert already tells responders about the district: the per-device
     # alerts of the same asset type in that district would only bury it.
@@ -234,6 +250,7 @@ class RoutesFile(_Model):
     flapping: Flapping = Field(default_factory=Flapping)
     inhibit: list[InhibitRule] = Field(default_factory=_default_inhibit)
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+    targets: Targets = Field(default_factory=Targets)
 
     def receiver(self, name: str) -> Receiver:
         """The receiver called ``name`` (KeyError when absent)."""

@@ -11,7 +11,7 @@ import json
 import sqlite3
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from hub.alerts.routing import MaintenanceWindow, matchers_match
@@ -40,6 +40,29 @@ def window_active(window: MaintenanceWindow, now_ms: int) -> bool:
     if t >= window.start:
         return day in window.days
     return t < window.end and yesterday in window.days
+
+
+def window_spans(window: MaintenanceWindow, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
+    """The occurrences of ``window`` overlapping ``[start_ms, end_ms)``, as epoch-ms spans.
+
+    An overnight window (end before start) runs into the next day and belongs to the
+    day it started on, as in :func:`window_active`.
+    """
+    zone = ZoneInfo(window.timezone)
+    first = datetime.fromtimestamp(start_ms / 1000, tz=UTC).astimezone(zone).date()
+    last = datetime.fromtimestamp(end_ms / 1000, tz=UTC).astimezone(zone).date()
+    spans: list[tuple[int, int]] = []
+    day = first - timedelta(days=1)  # an overnight occurrence of the day before
+    while day <= last:
+        if _DAY_NAMES[day.weekday()] in window.days:
+            begin = datetime.combine(day, window.start, tzinfo=zone)
+            end_day = day if window.start <= window.end else day + timedelta(days=1)
+            finish = datetime.combine(end_day, window.end, tzinfo=zone)
+            a, b = int(begin.timestamp() * 1000), int(finish.timestamp() * 1000)
+            if b > start_ms and a < end_ms and b > a:
+                spans.append((a, b))
+        day += timedelta(days=1)
+    return spans
 
 
 class SilenceBook:

@@ -23,12 +23,16 @@ from hub.api.middleware import GuardMiddleware
 from hub.api.routes import (
     access,
     alerts,
+    audit_report,
     console,
     dead_letters,
     devices,
     districts,
     health,
+    indicators,
+    open311,
     open_data,
+    reports,
     rules,
     silences,
     stream,
@@ -72,15 +76,23 @@ def create_app(ctx: ApiContext) -> FastAPI:
         alerts,
         silences,
         rules,
+        reports,
         dead_letters,
         stream,
         access,
         console,
+        audit_report,
+        indicators,
         open_data,
     ):
         # straight onto the app: FastAPI rebuilds every route on each include_router
         app.include_router(_documented(module.router), prefix=API_PREFIX)
     app.include_router(_documented(_metrics_router(public=ctx.settings.api.metrics_public)))
+    # Open311 GeoReport v2, public: documented by the specification (docs/reports.md).
+    app.state.open311_limits = open311.Limits(
+        ctx.settings.reports.post_per_minute, ctx.settings.reports.read_per_minute
+    )
+    app.include_router(open311.router)
     if ctx.opendata is not None:
         # The public tier (docs/open-data.md): no key, its own rate limit and headers.
         app.state.opendata = ctx.opendata

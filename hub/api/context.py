@@ -14,6 +14,8 @@ from hub.ports import (
     DeviceRegistryPort,
     EventStreamPort,
     HealthPort,
+    IndicatorPort,
+    ReportServicePort,
     RuleServicePort,
 )
 from hub.settings import Settings
@@ -29,6 +31,7 @@ class ApiContext:
     ``catalog`` is the device catalog: which asset types exist (provisioning checks
     against it) and how each metric is classified (what a key's role may read).
     ``catalog`` also gives the console each asset type's metrics and units.
+    ``reports`` are the citizens' reports (Open311 at ``/open311/v2``, docs/reports.md).
     ``opendata`` is the public open-data tier (None: off, its endpoints are not served).
     """
 
@@ -43,4 +46,6 @@ class ApiContext:
     health: HealthPort
     events: EventStreamPort
     catalog: Catalog
+    reports: ReportServicePort
+    indicators: IndicatorPort | None = None
     opendata: OpenData | None = None

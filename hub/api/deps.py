@@ -133,6 +133,12 @@ def set_rows(request: Request, rows: int) -> None:
     request.state.audit_rows = rows
 
 
+def set_district(request: Request, district: str | None) -> None:
+    """Tell the audit log which district this request was about (None: city-wide)."""
+    if district is not None:
+        request.state.audit_district = district
+
+
 def json_response(content: Any) -> Response:
     """A 200 JSON response of plain dicts/lists already shaped like the route's response model.
 

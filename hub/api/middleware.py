@@ -10,14 +10,16 @@ import sqlite3
 import traceback
 from collections.abc import MutableMapping
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hub.api.audit import AuditEntry, record
+from hub.api.audit import AuditEntry, chain_key, record, resource_of
 from hub.api.auth import Principal, client_address
 from hub.api.context import ApiContext
 from hub.api.errors import BodyTooLarge
 from hub.logging import get_logger
+from hub.messages import DISTRICT_RE
 
 log = get_logger(__name__)
 
@@ -57,6 +59,10 @@ class GuardMiddleware:
         self.ctx = ctx
         self.max_body = ctx.settings.api.max_body_bytes
         self.headers = security_headers(ctx.settings.console.tile_origin)
+        secret = ctx.settings.audit.chain_key
+        self.chain_key = chain_key(
+            secret.get_secret_value() if secret is not None else None, ctx.settings.data_dir
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one connection scope."""
@@ -66,6 +72,7 @@ class GuardMiddleware:
         state: MutableMapping[str, Any] = scope.setdefault("state", {})
         started = False
         is_api = scope["path"].startswith("/api/")
+        open311 = scope["path"].startswith("/open311/")
 
         async def guarded_send(message: Message) -> None:
             nonlocal started
@@ -81,7 +88,12 @@ class GuardMiddleware:
 
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body:
-            await self._error(guarded_send, 413, f"request body larger than {self.max_body} bytes")
+            await self._error(
+                guarded_send,
+                413,
+                f"request body larger than {self.max_body} bytes",
+                open311=open311,
+            )
             return
 
         received = 0
@@ -99,7 +111,7 @@ class GuardMiddleware:
             await self.app(scope, limited_receive, guarded_send)
         except BodyTooLarge as exc:
             if not started:
-                await self._error(guarded_send, 413, str(exc.detail))
+                await self._error(guarded_send, 413, str(exc.detail), open311=open311)
         except Exception as exc:
             # A plain traceback string: rich tracebacks with locals of ASGI frames take seconds.
             log.error(  # noqa: TRY400 - see the comment above
@@ -109,11 +121,44 @@ class GuardMiddleware:
                 traceback=traceback.format_exc(),
             )
             if not started:
-                await self._error(guarded_send, 500, "internal server error")
+                await self._error(guarded_send, 500, "internal server error", open311=open311)
+
+    def _district(
+        self, scope: Scope, state: MutableMapping[str, Any], principal: Principal | None
+    ) -> str | None:
+        """The district a request was about, for the audit report: the one a route
+        named, else the ``district`` query parameter, else the device's or alert's
+        district in the path, else the key's only district; None for city-wide."""
+        named: str | None = state.get("audit_district")
+        if named:
+            return named
+        found = _district_of_query(scope.get("query_string", b""))
+        if found:
+            return found
+        parts = scope["path"].split("/")
+        if len(parts) >= 5 and parts[1:3] == ["api", "v1"]:
+            try:
+                if parts[3] == "devices":
+                    device = self.ctx.registry.get_device(parts[4])
+                    if device is not None:
+                        return device.district
+                elif parts[3] == "alerts":
+                    alert = self.ctx.alerts.get_alert(parts[4])
+                    if alert is not None:
+                        return alert.district
+            except Exception:  # a lookup must never cost the audit entry
+                log.exception("could not find the district of an audited request")
+        if principal is not None and principal.scope.districts is not None:
+            only = sorted(principal.scope.districts)
+            if len(only) == 1:
+                return only[0]
+        return None
 
     @staticmethod
-    async def _error(send: Send, status: int, detail: str) -> None:
-        body = json.dumps({"detail": detail}).encode()
+    async def _error(send: Send, status: int, detail: str, *, open311: bool = False) -> None:
+        # Open311 clients read the specification's error list (hub.api.routes.open311).
+        doc: Any = [{"code": status, "description": detail}] if open311 else {"detail": detail}
+        body = json.dumps(doc).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -142,11 +187,20 @@ class GuardMiddleware:
             query=scope.get("query_string", b"").decode("latin-1"),
             status=status,
             rows=state.get("audit_rows"),
+            district=self._district(scope, state, principal),
+            resource=resource_of(scope["path"]),
         )
         try:
-            record(self.ctx.conn, entry)
+            record(self.ctx.conn, entry, self.chain_key)
         except sqlite3.Error:
             log.exception("could not write audit record", path=scope["path"])
+
+
+def _district_of_query(query: bytes) -> str | None:
+    values = parse_qs(query.decode("latin-1")).get("district")
+    if values and DISTRICT_RE.fullmatch(values[0]):
+        return values[0]
+    return None
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -63,6 +63,109 @@ class KeyOut(BaseModel):
     purpose: str
 
 
+ReportStatus = Literal["open", "acknowledged", "in_progress", "closed"]
+
+
+class ReportLinkOut(BaseModel):
+    """A report's link to an alert (and its incident) it plausibly belongs to."""
+
+    alert_id: str
+    incident_id: str | None
+    rule_id: str
+    reason: str
+    distance_m: float | None
+    linked_ms: int
+
+
+class ReportOut(BaseModel):
+    """A citizen report (never the reporter's contact data: ``has_contact`` says whether
+    there is any, ``GET /reports/{id}/contact`` reads it, audited)."""
+
+    id: int
+    service_code: str
+    service_name: str
+    status: ReportStatus
+    #: What the public sees (Open311): ``closed`` or ``open``.
+    public_status: Literal["open", "closed"]
+    status_notes: str
+    description: str
+    address: str | None
+    address_id: str | None
+    lat: float | None
+    lon: float | None
+    media_url: str | None
+    attributes: dict[str, list[str]]
+    district: str
+    asset_type: str | None
+    requested_ms: int
+    updated_ms: int
+    merged_into: int | None
+    has_contact: bool
+    links: list[ReportLinkOut]
+
+
+class ReportNoteOut(BaseModel):
+    """One step of a report's handling."""
+
+    ts_ms: int
+    status: str
+    note: str
+    actor: str
+
+
+class ReportDetail(ReportOut):
+    """One report with its handling history."""
+
+    history: list[ReportNoteOut]
+
+
+class ReportContactOut(BaseModel):
+    """The reporter's contact data (every read is in the audit log)."""
+
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    phone: str | None
+
+
+class ReportStatusIn(_In):
+    """A new status for a report, with the note the public reads (Open311 status_notes)."""
+
+    status: ReportStatus
+    note: Annotated[str, Field(max_length=MAX_COMMENT)] = ""
+
+
+class ReportMergeIn(_In):
+    """Close this report as a duplicate of ``into``."""
+
+    into: Annotated[int, Field(ge=1, le=2**62)]
+    note: Annotated[str, Field(max_length=MAX_COMMENT)] = ""
+
+
+class ReportHintOut(BaseModel):
+    """Reports keep arriving near a device that reads normal, or where no device is."""
+
+    kind: Literal["device", "district"]
+    district: str
+    asset_type: str
+    device_id: str | None
+    service_code: str
+    reports: list[int]
+    first_ms: int
+    last_ms: int
+    summary: str
+
+
+class ReportServiceOut(BaseModel):
+    """A service citizens may report, and the asset type it concerns."""
+
+    service_code: str
+    service_name: str
+    group: str
+    asset_type: str | None
+    problem: str
+
+
 class DeviceSummary(BaseModel):
     """A device in a list."""
 
@@ -86,6 +189,8 @@ class DeviceDetail(DeviceSummary):
     latitude: float | None
     longitude: float | None
     metadata: dict[str, Any]
+    #: Citizen reports keep arriving near this device while it reads normal (docs/reports.md).
+    report_hints: list[ReportHintOut] = []
 
 
 #: Bounds of provisioning metadata (it becomes device labels that rules match on).
@@ -227,6 +332,9 @@ class AlertOut(BaseModel):
     withheld_metrics: list[str]
     #: Why ``silenced``: ``silence:<id>``, ``maintenance:<name>`` or ``inhibited:<alert id>``.
     muted_by: str | None = None
+    #: Why an operator resolved it (fixed, false_alarm, duplicate, maintenance, other);
+    #: null while open or when the rule resolved it.
+    resolution: str | None = None
 
 
 class TransitionOut(BaseModel):
@@ -240,16 +348,28 @@ class TransitionOut(BaseModel):
 
 
 class AlertDetail(AlertOut):
-    """One alert with the explanation of why it fired and its timeline."""
+    """One alert with the explanation of why it fired, its timeline, and the citizen
+    reports linked to it or to its incident (or that fired it)."""
 
     explanation: dict[str, Any]
     timeline: list[TransitionOut]
+    reports: list[ReportOut] = []
 
 
 class CommentIn(_In):
     """An optional note with an acknowledgement or resolution."""
 
     comment: Annotated[str, Field(max_length=MAX_COMMENT)] = ""
+
+
+ResolutionReason = Literal["fixed", "false_alarm", "duplicate", "maintenance", "other"]
+
+
+class ResolveIn(_In):
+    """An optional note and the reason of a resolution by hand (default ``other``)."""
+
+    comment: Annotated[str, Field(max_length=MAX_COMMENT)] = ""
+    reason: ResolutionReason = "other"
 
 
 class RequiredCommentIn(_In):
@@ -385,6 +505,94 @@ class ErrorOut(BaseModel):
     """Every error: ``detail`` says what went wrong."""
 
     detail: Any
+
+
+class IndicatorOut(BaseModel):
+    """An indicator definition (CONTRACT §8)."""
+
+    id: str
+    title: str
+    unit: str
+    description: str
+    formula: str
+    source: str
+    direction: str
+    target: float | None
+    reference: str | None
+    headline: bool
+    version: str
+    measure: dict[str, Any]
+    ratio: bool
+    per_device: bool
+
+
+class IndicatorPointOut(BaseModel):
+    """One value: numerator and denominator where the value is a ratio."""
+
+    period_start_ms: int
+    district: str | None
+    asset_type: str | None
+    value: float | None
+    numerator: float | None
+    denominator: float | None
+
+
+class IndicatorSeriesOut(BaseModel):
+    """An indicator's values per period and group (CONTRACT §8)."""
+
+    id: str
+    unit: str
+    points: list[IndicatorPointOut]
+
+
+class DeviceFigureOut(BaseModel):
+    """One device's value over the whole range."""
+
+    device_id: str
+    district: str
+    asset_type: str
+    value: float | None
+    numerator: float | None
+    denominator: float | None
+
+
+class IndicatorDevicesOut(BaseModel):
+    """The devices of a query, worst first (a district's drill-down)."""
+
+    id: str
+    unit: str
+    start_ms: int
+    end_ms: int
+    devices: list[DeviceFigureOut]
+
+
+class AuditReportRowOut(BaseModel):
+    """Requests of one key on one resource kind and district in one period, or what open
+    data published of one dataset (``action`` ``publish``)."""
+
+    period_start_ms: int
+    key_id: str | None
+    key_name: str | None
+    role: str | None
+    resource: str
+    district: str | None
+    action: Literal["read", "change", "publish"]
+    requests: int
+    rows: int
+    refused: int
+    key_purpose: str | None = None
+    key_expires_ms: int | None = None
+    #: ``publish`` rows: aggregate cells withheld because fewer than k devices reported.
+    suppressed: int = 0
+
+
+class AuditReportOut(BaseModel):
+    """Who read or changed what, per key, resource kind, district and period."""
+
+    period: Literal["day", "week", "month"]
+    start_ms: int
+    end_ms: int
+    rows: list[AuditReportRowOut]
 
 
 class ReleaseOut(BaseModel):

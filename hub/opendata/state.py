@@ -6,7 +6,7 @@ Three things (component ``opendata`` of the state DB, ``HUB_DATA_DIR/hub.db``):
   rows and how many cells were suppressed under ``k``, when, under which policy
   version, and the SHA-256 of what was published). It is only ever appended to.
   Operators read it (``GET /api/v1/open-data/releases``) and it feeds the audit
-  report (:func:`releases` on the state DB connection);
+  report (:func:`publications`, :func:`releases` on the state DB connection);
 - the published **aggregate cells** of ``public_aggregate`` metrics, and the
   **daily rows** of the bulk datasets: published once, never rewritten, so a
   download is reproducible and its ETag stable;
@@ -272,6 +272,30 @@ def releases(
     sql += " ORDER BY id DESC LIMIT ?"
     params.append(limit)
     return [_release(row) for row in conn.execute(sql, params)]
+
+
+@dataclass(frozen=True, slots=True)
+class Publications:
+    """What open data published of one dataset in a period (the audit report's rows)."""
+
+    dataset: str
+    releases: int
+    rows: int
+    suppressed: int
+
+
+def publications(conn: sqlite3.Connection, start_ms: int, end_ms: int) -> list[Publications]:
+    """Releases in ``[start_ms, end_ms)`` per dataset: how many, rows, suppressed cells."""
+    ensure_schema(conn)
+    return [
+        Publications(r[0], int(r[1]), int(r[2]), int(r[3]))
+        for r in conn.execute(
+            "SELECT dataset, COUNT(*), COALESCE(SUM(rows), 0), COALESCE(SUM(suppressed), 0)"
+            " FROM open_releases WHERE ts_ms >= ? AND ts_ms < ? GROUP BY dataset"
+            " ORDER BY dataset",
+            (start_ms, end_ms),
+        )
+    ]
 
 
 def _release(row: sqlite3.Row) -> Release:

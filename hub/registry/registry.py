@@ -886,6 +886,7 @@ def _info(device_id: str, dev: _Device) -> DeviceInfo:
         longitude=dev.longitude,
         provisioned=dev.provisioned,
         metadata=dict(dev.metadata),
+        created_ms=dev.created_ms,
     )
 
 

@@ -37,6 +37,7 @@ from hub.messages import DEVICE_ID_RE, DISTRICT_RE
 from hub.ports import UNRESTRICTED, DeviceCounts, DeviceInfo, RuleProblem, Scope
 from hub.rules.model import (
     AnomalyRule,
+    CitizenReportsRule,
     CompositeRule,
     FlatlineRule,
     NoDataRule,
@@ -263,8 +264,8 @@ def unmatched_rules(rules: Iterable[RuleModel], catalog: Catalog, fleet: Fleet) 
     by_id = {r.id: r for r in rules}
     out: list[str] = []
     for rule in by_id.values():
-        if not rule.enabled:
-            continue
+        if not rule.enabled or isinstance(rule, CitizenReportsRule):
+            continue  # citizen reports need no device: they come from the city's people
         m = rule.match
         places = cells
         if m.device_id is not None and not _is_glob(m.device_id):

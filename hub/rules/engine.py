@@ -34,8 +34,16 @@ from typing import Any
 import orjson
 
 from hub.logging import get_logger
-from hub.messages import AREA_SOURCE, Explanation, MetricValue, Reading, RuleEvent, RuleState
-from hub.rules.kinds import Area, Kind, NoData, compile_rule
+from hub.messages import (
+    AREA_SOURCE,
+    CitizenReport,
+    Explanation,
+    MetricValue,
+    Reading,
+    RuleEvent,
+    RuleState,
+)
+from hub.rules.kinds import Area, CitizenReports, Kind, NoData, compile_rule
 from hub.rules.model import DEFAULT_SENSOR_FAULT, SENSOR_FAULT_ID, RuleModel
 from hub.rules.state import FIRING, INACTIVE, PENDING, Series
 
@@ -78,6 +86,7 @@ class RuleEngine:
         self._any_asset: list[Kind] = []
         self._areas_of: dict[str, list[Area]] = {}
         self._no_data: list[NoData] = []
+        self._report_kinds: list[CitizenReports] = []
         self._plans: dict[tuple[str, str, str, tuple[str, ...]], tuple[Kind, ...]] = {}
         self._devs: dict[str, tuple[str, str, str]] = {}
         # target rule id -> district -> series key -> series, for rules that area rules count
@@ -147,10 +156,14 @@ class RuleEngine:
         self._any_asset = []
         self._areas_of = {}
         self._no_data = []
+        self._report_kinds = []
         self._plans.clear()
         for k in self._kinds.values():
             if isinstance(k, Area):
                 self._areas_of.setdefault(k.target, []).append(k)
+                continue
+            if isinstance(k, CitizenReports):
+                self._report_kinds.append(k)
                 continue
             if isinstance(k, NoData):
                 self._no_data.append(k)
@@ -277,6 +290,42 @@ class RuleEngine:
             # last_ts stays untouched: a live reading replayed from the journal that is
             # also in the store must still be evaluated, not taken for a late one.
             k.step(s, ts, values, reading)
+
+    # ------------------------------------------------------------------ citizen reports
+
+    def observe_report(self, report: CitizenReport) -> list[RuleEvent]:
+        """A citizen's report arrived: ``citizen_reports`` rules of its service count it."""
+        out: list[RuleEvent] = []
+        for k in self._report_kinds:
+            s = self._report_series(k, report)
+            if s is None or not k.add(s, report):
+                continue
+            ts = max(report.ts_ms, s.last_ts)
+            s.last_ts = ts
+            self._now = max(self._now, ts)
+            held = k.holds(s, ts)
+            if held or s.state != INACTIVE:
+                self._lifecycle(k, s, report.district, held, ts, report.ts_ms, out)
+        return out
+
+    def prime_report(self, report: CitizenReport) -> None:
+        """Count a past report into ``citizen_reports`` windows only: no state change, no
+        event (a start rebuilds the windows from the stored reports)."""
+        for k in self._report_kinds:
+            s = self._report_series(k, report)
+            if s is not None and k.add(s, report):
+                s.last_ts = max(s.last_ts, report.ts_ms)
+
+    def _report_series(self, k: CitizenReports, report: CitizenReport) -> Series | None:
+        if not k.accepts(report):
+            return None
+        s = k.series.get(report.district)
+        if s is None:
+            dev = (report.district, report.asset_type or "citizen_report", AREA_SOURCE)
+            s = k.series[report.district] = Series(dev, k.new_aux())
+        elif self._snap is not None:
+            self._snap.keep(k, report.district)
+        return s
 
     def history_window_ms(self) -> int:
         """How far back :meth:`prime` needs history for the current rules."""
@@ -497,6 +546,17 @@ class RuleEngine:
                 silent = nd.silent(s, now_ms)
                 if silent or s.state != INACTIVE:
                     self._lifecycle(nd, s, key, silent, now_ms, 0, out)
+        for rk in self._report_kinds:
+            for key, s in list(rk.series.items()):
+                if s.state == INACTIVE and not s.aux:
+                    del rk.series[key]  # nothing kept, nothing open: forget the district
+                    continue
+                if self._snap is not None:
+                    self._snap.keep(rk, key)
+                held = rk.holds(s, now_ms)
+                if s.state != INACTIVE:
+                    s.last_ts = max(s.last_ts, now_ms)
+                    self._lifecycle(rk, s, key, held, now_ms, 0, out)
         return out
 
     def _relabel(self, out: list[RuleEvent]) -> None:
@@ -616,7 +676,7 @@ class RuleEngine:
             series: dict[str, Series] = {}
             for key, raw in saved["series"].items():
                 s = Series.load(raw, k.load_aux(raw[6]))
-                if not k.is_area:
+                if not k.is_area and not k.is_reports:
                     s.dev = self._devs.setdefault(f"{s.dev[0]}/{s.dev[2]}", s.dev)
                 series[key] = s
             restored[rid] = series

@@ -41,6 +41,12 @@ if TYPE_CHECKING:
 
 #: The alert routing file lives among the rule files but is not a rule file.
 ROUTES_FILE = "routes.yaml"
+#: Nor is the file of services citizens may report (hub.reports.services).
+SERVICES_FILE = "services.yaml"
+#: Files among the rule files that are not rule files.
+NOT_RULE_FILES = frozenset({ROUTES_FILE, SERVICES_FILE})
+#: Nor are indicator definitions, in a folder of this name (``rules/indicators/``).
+INDICATORS_DIR = "indicators"
 RULE_SUFFIXES = (".yaml", ".yml")
 
 
@@ -84,9 +90,11 @@ class LoadResult:
 def expand_paths(paths: Sequence[Path]) -> tuple[list[Path], list[RuleProblem]]:
     """Rule files named by ``paths``: files as given, folders searched for *.yaml/*.yml.
 
-    Files called ``routes.yaml`` (the alert routing file, see :func:`routes_files`)
-    are never rule files; hidden files (editor leftovers) are skipped inside
-    folders. A path that does not exist is a problem.
+    Files called ``routes.yaml`` (the alert routing file, see :func:`routes_files`) or
+    ``services.yaml`` (citizen report services, docs/reports.md), and files in an
+    ``indicators`` folder (indicator definitions, see :func:`indicator_paths`) are
+    never rule files; hidden files (editor leftovers) are skipped inside folders. A
+    path that does not exist is a problem.
     """
     files: list[Path] = []
     problems: list[RuleProblem] = []
@@ -105,12 +113,13 @@ def expand_paths(paths: Sequence[Path]) -> tuple[list[Path], list[RuleProblem]]:
                 if (
                     p.is_file()
                     and p.suffix in RULE_SUFFIXES
-                    and p.name != ROUTES_FILE
+                    and p.name not in NOT_RULE_FILES
                     and not any(part.startswith(".") for part in rel)
+                    and INDICATORS_DIR not in rel[:-1]
                 ):
                     add(p)
         elif path.is_file():
-            if path.name != ROUTES_FILE:
+            if path.name not in NOT_RULE_FILES and not is_indicator_file(path):
                 add(path)
         else:
             problems.append(RuleProblem(str(path), 1, "no such file or directory"))
@@ -128,6 +137,29 @@ def routes_files(paths: Sequence[Path]) -> list[Path]:
                 ):
                     found.setdefault(p.resolve(), p)
         elif path.is_file() and path.name == ROUTES_FILE:
+            found.setdefault(path.resolve(), path)
+    return list(found.values())
+
+
+def is_indicator_file(path: Path) -> bool:
+    """True for a file inside an ``indicators`` folder (an indicator definition file)."""
+    return INDICATORS_DIR in path.parent.parts
+
+
+def indicator_paths(paths: Sequence[Path]) -> list[Path]:
+    """The indicator files and folders among ``paths``: named directly (a file in an
+    ``indicators`` folder, or that folder), or ``indicators`` folders inside named ones."""
+    found: dict[Path, Path] = {}
+    for path in paths:
+        if path.is_dir() and path.name == INDICATORS_DIR:
+            found.setdefault(path.resolve(), path)
+        elif path.is_dir():
+            for p in sorted(path.rglob(INDICATORS_DIR)):
+                if p.is_dir() and not any(
+                    part.startswith(".") for part in p.relative_to(path).parts
+                ):
+                    found.setdefault(p.resolve(), p)
+        elif path.is_file() and is_indicator_file(path):
             found.setdefault(path.resolve(), path)
     return list(found.values())
 
@@ -349,6 +381,8 @@ def check_command(
     routes: Sequence[Path] = (),
     check_routes: Callable[[Path], list[RuleProblem]] | None = None,
     catalog: Catalog | None = None,
+    indicators: Sequence[Path] = (),
+    check_indicators: Callable[[Sequence[Path]], tuple[list[RuleProblem], int, int]] | None = None,
 ) -> int:
     """`hub rules check`: print ``file:line: message`` per problem (exit 1) or one OK line.
 
@@ -356,7 +390,9 @@ def check_command(
     ``catalog`` (default: the package's): asset types, metrics, district and device
     names that can never match (:mod:`hub.rules.coverage`). ``routes`` are alert
     routing files, validated by ``check_routes`` (the CLI passes
-    ``hub.responders.check_routes``; this package cannot import it).
+    ``hub.responders.check_routes``; this package cannot import it); ``indicators``
+    are indicator definition files and folders, validated by ``check_indicators``
+    (which returns the problems, and how many definitions and files it read).
     """
     from hub.catalog import load_catalog
     from hub.rules.coverage import catalog_problems
@@ -374,6 +410,11 @@ def check_command(
     if check_routes is not None:
         for route_file in routes:
             problems.extend(str(p) for p in check_routes(route_file))
+    indicator_note = ""
+    if check_indicators is not None and indicators:
+        found, count, files = check_indicators(indicators)
+        problems.extend(str(p) for p in found)
+        indicator_note = f"; indicators: {count} in {files} file(s)"
     if problems:
         for p in problems:
             print(p)
@@ -383,5 +424,5 @@ def check_command(
         )
         return 1
     checked = f"; routing: {', '.join(map(str, routes))}" if routes and check_routes else ""
-    print(f"OK: {len(result.rules)} rules in {len(result.files)} file(s){checked}")
+    print(f"OK: {len(result.rules)} rules in {len(result.files)} file(s){checked}{indicator_note}")
     return 0

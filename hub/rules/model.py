@@ -225,6 +225,31 @@ class CompositeRule(RuleBase):
         return self.all_ or self.any_ or []
 
 
+class CitizenReportsRule(RuleBase):
+    """At least ``min_reports`` citizen reports of ``service`` within ``radius_m`` of each
+    other and within ``window``: citizens as sensors (docs/reports.md).
+
+    Its alerts are area alerts (source ``_area``) of the district the reports are in,
+    with the reports in their explanation. ``match`` may only name a district.
+    """
+
+    kind: Literal["citizen_reports"]
+    service: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    min_reports: int = Field(ge=2, le=1000)
+    radius_m: float = Field(gt=0, le=50_000)
+    window_ms: DurationMs = Field(alias="window", gt=0)
+
+    @model_validator(mode="after")
+    def _district_only(self) -> Self:
+        m = self.match
+        if m.asset_type is not None or m.device_id is not None or m.labels:
+            raise ValueError(
+                "match of a citizen_reports rule may name a district only (reports come"
+                " from citizens, not devices; the service says the asset type)"
+            )
+        return self
+
+
 class SensorFaultRule(RuleBase):
     """Fires while a device's readings are flagged out of the plausible range."""
 
@@ -238,6 +263,7 @@ Rule = Annotated[
     | NoDataRule
     | AnomalyRule
     | CompositeRule
+    | CitizenReportsRule
     | SensorFaultRule,
     Field(discriminator="kind"),
 ]
@@ -248,6 +274,7 @@ RuleModel = (
     | NoDataRule
     | AnomalyRule
     | CompositeRule
+    | CitizenReportsRule
     | SensorFaultRule
 )
 RULE_ADAPTER: TypeAdapter[RuleModel] = TypeAdapter(Rule)
@@ -258,6 +285,7 @@ KINDS = (
     "no_data",
     "anomaly",
     "composite",
+    "citizen_reports",
     "sensor_fault",
 )
 

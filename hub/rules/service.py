@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from hub import metrics
 from hub.clock import Clock
 from hub.logging import get_logger
-from hub.messages import Reading, RuleEvent
+from hub.messages import CitizenReport, Reading, RuleEvent
 from hub.ports import (
     Conflict,
     NotFound,
@@ -41,6 +41,7 @@ from hub.rules.loader import (
 )
 from hub.rules.model import (
     DEFAULT_SENSOR_FAULT,
+    CitizenReportsRule,
     CompositeRule,
     RuleModel,
     ThresholdRule,
@@ -290,6 +291,29 @@ class RuleService:
             self._outbox.clear()
         self._count(events)
         return events
+
+    def observe_report(self, report: CitizenReport) -> list[RuleEvent]:
+        """A citizen's report: ``citizen_reports`` rules count it (plus events left by a
+        reload)."""
+        events = self._engine.observe_report(report)
+        if self._outbox:
+            events = [*self._outbox, *events]
+            self._outbox.clear()
+        self._count(events)
+        return events
+
+    def prime_reports(self, reports: Sequence[CitizenReport]) -> None:
+        """Count stored reports into ``citizen_reports`` windows, without events (a start:
+        reports are not in the journal, so the saved rule state may lack the newest)."""
+        for report in reports:
+            self._engine.prime_report(report)
+
+    def report_window_ms(self) -> int:
+        """How far back :meth:`prime_reports` needs reports for the current rules."""
+        return max(
+            (r.window_ms for r in self._engine.rules if isinstance(r, CitizenReportsRule)),
+            default=0,
+        )
 
     def rearm(self, rule_id: str, district: str, source: str) -> bool:
         """An alert of this series was resolved by hand: see :meth:`RuleEngine.rearm`
@@ -556,6 +580,13 @@ class RuleService:
         self._record(actor, rule_id, "delete", path, before, "")
         self._texts.pop(path.resolve(), None)
         self.reload()
+
+    def record_change(
+        self, actor: str, subject_id: str, action: str, path: Path, before: str, after: str
+    ) -> None:
+        """Record a change of another file kept with the rules (indicator definitions)
+        in the same change log, with its diff."""
+        self._record(actor, subject_id, action, path, before, after)
 
     def changes(self, limit: int) -> list[dict[str, Any]]:
         """Recorded rule changes, newest first: author, time, rule id, action, diff."""

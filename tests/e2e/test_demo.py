@@ -88,7 +88,7 @@ class Demo:
         return "\n".join(self.lines[-80:])
 
     def banner(self, name: str) -> str:
-        """The value of a banner line (``hub demo: dashboard  http://...``)."""
+        """The value of a banner line (``hub demo: console    http://...``)."""
         for line in self.lines:
             match = re.match(rf"hub demo: {name} +(.*)$", line)
             if match:
@@ -99,7 +99,7 @@ class Demo:
     def api(self) -> str:
         """The API's base URL: as configured, or as the banner printed it."""
         if self._api is None:
-            self._api = self.banner("dashboard").rstrip("/")
+            self._api = self.banner("console").rstrip("/")
         return self._api
 
     def key(self, timeout: float) -> str:

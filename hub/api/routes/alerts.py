@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Respon
 from hub.api.auth import Principal
 from hub.api.context import ApiContext
 from hub.api.deps import Ctx, Operator, Viewer, errors, json_response, set_rows
+from hub.api.routes.reports import report_dict
 from hub.api.routing import ApiRoute
 from hub.api.schemas import (
     DISTRICT_PATTERN,
@@ -16,7 +17,9 @@ from hub.api.schemas import (
     AlertOut,
     AlertState,
     CommentIn,
+    ReportOut,
     RequiredCommentIn,
+    ResolveIn,
     SeverityName,
     TransitionOut,
 )
@@ -57,6 +60,7 @@ def alert_dict(alert: AlertRecord, withheld: list[str]) -> dict[str, Any]:
         "silenced": alert.silenced,
         "incident_id": alert.incident_id,
         "reopened_from": alert.reopened_from,
+        "resolution": alert.resolution,
         "withheld_metrics": withheld,
         "muted_by": alert.muted_by,
     }
@@ -141,7 +145,8 @@ async def cap_feed(request: Request, ctx: Ctx, who: Viewer) -> Response:
 
 @router.get("/alerts/{alert_id}", response_model=AlertDetail, responses=errors(404))
 async def get_alert(request: Request, ctx: Ctx, who: Viewer, alert_id: AlertId) -> AlertDetail:
-    """One alert with the explanation of why it fired (rule, version, readings) and its timeline."""
+    """One alert with the explanation of why it fired (rule, version, readings), its timeline,
+    and the citizen reports linked to it or its incident (``reports``)."""
     alert = _alert_in_scope(ctx, who, alert_id)
     visible = Visibility(ctx.catalog, who)
     shown, withheld = visible.alert(alert)
@@ -151,9 +156,13 @@ async def get_alert(request: Request, ctx: Ctx, who: Viewer, alert_id: AlertId) 
         )
         for t in visible.timeline(alert, ctx.alerts.timeline(alert_id))
     ]
+    reports = [ReportOut(**report_dict(r)) for r in ctx.reports.for_alert(alert, who.scope)]
     set_rows(request, 1)
     return AlertDetail(
-        **alert_dict(shown, withheld), explanation=dict(shown.explanation), timeline=timeline
+        **alert_dict(shown, withheld),
+        explanation=dict(shown.explanation),
+        timeline=timeline,
+        reports=reports,
     )
 
 
@@ -194,11 +203,14 @@ async def resolve(
     ctx: Ctx,
     who: Operator,
     alert_id: AlertId,
-    body: Annotated[CommentIn | None, Body()] = None,
+    body: Annotated[ResolveIn | None, Body()] = None,
 ) -> AlertOut:
-    """Resolve an alert by hand (409 when already resolved)."""
+    """Resolve an alert by hand, saying why: ``reason`` is one of fixed, false_alarm,
+    duplicate, maintenance, other (the default); it feeds each rule's false-alarm rate
+    (409 when already resolved)."""
     _alert_in_scope(ctx, who, alert_id)
-    alert = await ctx.alerts.resolve(alert_id, who.name, body.comment if body else "")
+    body = body or ResolveIn()
+    alert = await ctx.alerts.resolve(alert_id, who.name, body.comment, body.reason)
     set_rows(request, 1)
     return alert_out(ctx, who, alert)
 

@@ -60,6 +60,8 @@ class Permissions(BaseModel):
     dead_letters: bool
     rules: bool
     restricted_metrics: bool
+    #: Change citizen reports' status, merge them, read a reporter's contact (audited).
+    reports: bool = False
     #: The open-data page: the policy in effect and the release log.
     open_data: bool = False
 
@@ -173,6 +175,7 @@ async def config(request: Request, ctx: Ctx, who: Viewer) -> ConsoleConfig:
             dead_letters=who.has_role("operator"),
             rules=who.has_role("rule_author"),
             restricted_metrics=who.may_read("restricted"),
+            reports=who.has_role("operator"),
             open_data=who.has_role("operator") and ctx.opendata is not None,
         ),
         map=MapConfig(

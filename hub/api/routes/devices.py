@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from hub.api.auth import Principal
 from hub.api.context import ApiContext
 from hub.api.deps import Admin, Ctx, Viewer, errors, json_response, set_rows
+from hub.api.routes.reports import hint_dict
 from hub.api.routing import ApiRoute
 from hub.api.schemas import (
     DEVICE_ID_PATTERN,
@@ -19,6 +20,7 @@ from hub.api.schemas import (
     DeviceStatus,
     DeviceSummary,
     DeviceUpdate,
+    ReportHintOut,
 )
 from hub.api.visibility import Visibility
 from hub.ports import DeviceFilter, DeviceInfo
@@ -62,6 +64,9 @@ def detail(ctx: ApiContext, who: Principal, device: DeviceInfo) -> DeviceDetail:
         latitude=device.latitude,
         longitude=device.longitude,
         metadata=dict(device.metadata),
+        report_hints=[
+            ReportHintOut(**hint_dict(h)) for h in ctx.reports.hints(who.scope, device.device_id)
+        ],
     )
 
 

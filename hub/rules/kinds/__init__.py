@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from hub.rules.kinds.anomaly import Anomaly
 from hub.rules.kinds.base import Kind
+from hub.rules.kinds.citizen_reports import CitizenReports
 from hub.rules.kinds.composite import Area, Composite
 from hub.rules.kinds.flatline import Flatline
 from hub.rules.kinds.no_data import NoData
@@ -14,6 +15,7 @@ from hub.rules.kinds.sensor_fault import SensorFault
 from hub.rules.kinds.threshold import Threshold
 from hub.rules.model import (
     AnomalyRule,
+    CitizenReportsRule,
     CompositeRule,
     FlatlineRule,
     NoDataRule,
@@ -38,9 +40,11 @@ def compile_rule(rule: RuleModel, expected_interval_s: Callable[[str], float | N
         return Anomaly(rule)
     if isinstance(rule, CompositeRule):
         return Area(rule) if rule.area is not None else Composite(rule)
+    if isinstance(rule, CitizenReportsRule):
+        return CitizenReports(rule)
     if isinstance(rule, SensorFaultRule):
         return SensorFault(rule)
     raise TypeError(f"unknown rule type {type(rule).__name__}")
 
 
-__all__ = ["Area", "Kind", "NoData", "compile_rule"]
+__all__ = ["Area", "CitizenReports", "Kind", "NoData", "compile_rule"]

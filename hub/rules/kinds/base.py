@@ -60,6 +60,8 @@ class Kind:
     timer_native = False
     #: Area rules are fed by other rules' state changes, not by readings.
     is_area = False
+    #: ``citizen_reports`` rules are fed by citizens' reports, not by readings.
+    is_reports = False
     #: Window kinds rebuild their windows from stored history on a cold start.
     primes = False
     #: How much history that takes.

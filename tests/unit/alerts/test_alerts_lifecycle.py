@@ -246,7 +246,8 @@ async def test_resolved_by_hand_only_for_an_operators_resolution(harness, ev: Ev
     await harness.manager.resolve(alert.id, "rule", "an operator whose key is named rule")
     assert harness.manager.resolved_by_hand("pressure-low", "d01", "wm-1")
     last = harness.manager.timeline(alert.id)[-1]
-    assert last.detail == {"by_hand": True}  # no engine attached: nothing known to hold
+    # no engine attached: nothing known to hold; no reason given: "other"
+    assert last.detail == {"by_hand": True, "reason": "other"}
 
 
 async def test_silence_suppresses_notifications_but_keeps_the_record(harness, ev: Ev) -> None:

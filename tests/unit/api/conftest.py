@@ -15,8 +15,17 @@ from hub.api.context import ApiContext
 from hub.api.keys import create_key
 from hub.catalog import load_catalog
 from hub.clock import FakeClock
+from hub.indicators.definitions import load_definitions
+from hub.indicators.fleet import interval_ms_of
+from hub.indicators.periods import CityCalendar
+from hub.indicators.service import IndicatorService
+from hub.indicators.sqlite_store import SqliteIndicatorStore
+from hub.indicators.updater import IndicatorUpdater
+from hub.messages import Reading
 from hub.opendata.service import OpenData
 from hub.opendata.state import SqliteOpenDataState
+from hub.reports import ReportService, SqliteReportStore, load_services
+from hub.reports.store import NewContact, NewReport
 from hub.settings import ApiSettings, Settings
 from hub.sqlite import STATE_DB, connect
 from hub.store.base import TelemetryStore
@@ -31,6 +40,9 @@ from tests.unit.api.fakes import (
 )
 
 NOW_MS = 1_764_000_000_000
+#: The services shipped with the hub (rules/services.yaml).
+SERVICES_FILE = Path(__file__).resolve().parents[3] / "rules" / "services.yaml"
+REPO = Path(__file__).resolve().parents[3]
 
 
 @dataclass
@@ -47,6 +59,8 @@ class Api:
     events: FakeEvents
     health: FakeHealth
     store: TelemetryStore
+    reports: ReportService
+    indicators: IndicatorService
     opendata: OpenData
     keys: dict[str, str] = field(default_factory=dict)
 
@@ -90,6 +104,17 @@ def make_api(
     opendata = OpenData(
         settings.open_data, catalog, registry, store, SqliteOpenDataState(opendata_conn), clock
     )
+    report_store = SqliteReportStore(conn)
+    seed_reports(report_store)
+    reports = ReportService(
+        settings.reports,
+        report_store,
+        load_services(SERVICES_FILE, catalog.asset_types()),
+        clock=clock,
+        alerts=alerts,
+        devices=registry,
+    )
+    indicators = _indicators(tmp_path, clock, alerts)
     ctx = ApiContext(
         settings=settings,
         clock=clock,
@@ -102,11 +127,25 @@ def make_api(
         health=health,
         events=events,
         catalog=catalog,
+        reports=reports,
+        indicators=indicators,
         opendata=opendata,
     )
     app = create_app(ctx)
     api = Api(
-        TestClient(app), ctx, clock, registry, alerts, rules, dead, events, health, store, opendata
+        TestClient(app),
+        ctx,
+        clock,
+        registry,
+        alerts,
+        rules,
+        dead,
+        events,
+        health,
+        store,
+        reports,
+        indicators,
+        opendata,
     )
     for role in ("viewer", "operator", "rule_author", "admin"):
         api.keys[role] = create_key(conn, role=role, name=f"{role}-key", now_ms=NOW_MS)
@@ -125,6 +164,72 @@ def make_api(
         asyncio.run(store.close())
     opendata_conn.close()
     conn.close()
+
+
+#: The reporter of the seeded reports (no public answer may carry any of it).
+REPORTER = {
+    "email": "ada.reporter@example.org",
+    "first_name": "Adaline",
+    "last_name": "Reporterson",
+    "phone": "+33 1 98 76 54 32",
+}
+
+
+def seed_reports(store: SqliteReportStore) -> None:
+    """Reports 1 and 2: flooded streets in d03 near fg-d03-1, report 1 with a reporter."""
+    for n, (lat, lon) in enumerate(((48.8566, 2.3522), (48.8567, 2.3524)), start=1):
+        report = NewReport(
+            service_code="flooded_street",
+            service_name="Flooded street or underpass",
+            description=f"Water up to the knee in the underpass ({n})",
+            address=None,
+            address_id=None,
+            lat=lat,
+            lon=lon,
+            media_url=None,
+            attributes={"depth": ("knee",)},
+            district="d03",
+            asset_type="flood_gauge",
+            requested_ms=NOW_MS - 60_000 * (3 - n),
+            token=None,
+        )
+        contact = NewContact(
+            **(REPORTER if n == 1 else dict.fromkeys(REPORTER)),
+            device_id=None,
+            account_id=None,
+            expires_ms=NOW_MS + 86_400_000,
+        )
+        store.insert(report, contact, "citizen")
+
+
+def _indicators(tmp_path: Path, clock: FakeClock, alerts: FakeAlerts) -> IndicatorService:
+    """Real indicators over the shipped definitions, with an hour of readings of the
+    flood gauges of d03 and d07 (the d07 gauge missing a quarter of them)."""
+    catalog = load_catalog()
+    defs = list(load_definitions([REPO / "rules" / "indicators"], catalog).definitions.values())
+    store = SqliteIndicatorStore(tmp_path / STATE_DB)
+    calendar = CityCalendar("UTC")
+    intervals = interval_ms_of(catalog.expected_interval_s)
+    updater = IndicatorUpdater(store, calendar, intervals=intervals, clock=clock, definitions=defs)
+    start = NOW_MS - 3_600_000
+    readings = [
+        Reading(district, "flood_gauge", device, start + i * 60_000, {"water_level_m": 1.0})
+        for district, device, every in (("d03", "fg-d03-1", 1), ("d07", "fg-d07-1", 4))
+        for i in range(60)
+        if every == 1 or i % every
+    ]
+    updater.observe(readings)
+    updater.flush_now()
+    store.close()
+    return IndicatorService(
+        SqliteIndicatorStore(tmp_path / STATE_DB),
+        calendar,
+        defs,
+        intervals=intervals,
+        clock=clock,
+        responses=alerts,
+        devices=lambda: list(updater.devices.values()),
+    )
 
 
 @pytest.fixture

@@ -29,7 +29,9 @@ from hub.ports import (
     DeviceFilter,
     DeviceInfo,
     HealthReport,
+    MaintenancePeriod,
     NotFound,
+    ResponseFact,
     RuleInvalid,
     RuleProblem,
     RuleSummary,
@@ -282,8 +284,12 @@ class FakeAlerts:
             raise Conflict(f"alert {alert_id} is already acknowledged")
         return self._change(alert_id, "acknowledged", actor, comment)
 
-    async def resolve(self, alert_id: str, actor: str, comment: str) -> AlertRecord:
-        return self._change(alert_id, "resolved", actor, comment)
+    async def resolve(
+        self, alert_id: str, actor: str, comment: str, reason: str = "other"
+    ) -> AlertRecord:
+        alert = self._change(alert_id, "resolved", actor, comment)
+        alert = self.alerts[alert_id] = replace(alert, resolution=reason)
+        return alert
 
     async def comment(self, alert_id: str, actor: str, comment: str) -> AlertRecord:
         alert = self.alerts.get(alert_id)
@@ -368,6 +374,36 @@ class FakeAlerts:
     def response_figures(self, flt: AlertFilter, scope: Scope) -> dict[str, Any]:
         alerts = self.list_alerts(replace(flt, limit=10**9), scope)
         return {"overall": {"count": len(alerts)}}
+
+    def response_facts(self, start_ms: int, end_ms: int, scope: Scope) -> list[ResponseFact]:
+        return [
+            ResponseFact(
+                alert_id=a.id,
+                rule_id=a.rule_id,
+                severity=a.severity,
+                district=a.district,
+                asset_type=a.asset_type,
+                source=a.source,
+                started_ms=a.started_ms,
+                acknowledged_ms=a.acknowledged_ms,
+                responded_ms=a.acknowledged_ms,
+                resolved_ms=a.resolved_ms,
+                resolved_by=None,
+                resolution=a.resolution,
+                escalations=0,
+                muted_ms=0,
+                ack_target_ms=None,
+            )
+            for a in self.alerts.values()
+            if start_ms <= a.started_ms < end_ms and scope.allows(a.district, a.asset_type)
+        ]
+
+    def maintenance_periods(self, start_ms: int, end_ms: int) -> list[MaintenancePeriod]:
+        return [
+            MaintenancePeriod(dict(s.matchers), s.starts_ms, s.ends_ms, f"silence:{s.id}")
+            for s in self.silences.values()
+            if s.starts_ms < end_ms and s.ends_ms > start_ms
+        ]
 
 
 class FakeRules:

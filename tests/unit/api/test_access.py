@@ -60,10 +60,21 @@ ENDPOINTS: list[tuple[str, str, str, Any]] = [
     ("GET", "/api/v1/keys", "admin", None),
     ("GET", "/api/v1/open-data/policy", "viewer", None),
     ("GET", "/api/v1/open-data/releases", "operator", None),
+    ("GET", "/api/v1/audit/report", "admin", None),
+    ("GET", "/api/v1/indicators", "viewer", None),
+    ("GET", "/api/v1/indicators/data_completeness_pct", "viewer", None),
+    ("GET", "/api/v1/indicators/data_completeness_pct/devices", "viewer", None),
     ("GET", "/api/v1/console/config", "viewer", None),
     ("GET", "/api/v1/console/map", "viewer", None),
     ("GET", "/api/v1/console/devices/fg-d03-1/thresholds", "viewer", None),
     ("POST", "/api/v1/console/silences/preview", "operator", {"matchers": {"district": "d03"}}),
+    ("GET", "/api/v1/reports", "viewer", None),
+    ("GET", "/api/v1/reports/services", "viewer", None),
+    ("GET", "/api/v1/reports/hints", "viewer", None),
+    ("GET", "/api/v1/reports/1", "viewer", None),
+    ("GET", "/api/v1/reports/1/contact", "operator", None),
+    ("POST", "/api/v1/reports/1/status", "operator", {"status": "in_progress", "note": "crew"}),
+    ("POST", "/api/v1/reports/1/merge", "operator", {"into": 2}),
 ]
 
 

@@ -27,8 +27,11 @@ OUTLINES = REPO / "devices" / "scenarios" / "demo-districts.geojson"
 @pytest.fixture
 def mapped(tmp_path: Path) -> Api:
     """The API with the demo's district outlines configured."""
-    settings = Settings(data_dir=tmp_path, console=ConsoleSettings(districts_geojson=OUTLINES))
-    yield from make_api(tmp_path, settings)
+    # Its own data dir: keys are unique by name, and a test may use `api` beside it.
+    data_dir = tmp_path / "mapped"
+    data_dir.mkdir()
+    settings = Settings(data_dir=data_dir, console=ConsoleSettings(districts_geojson=OUTLINES))
+    yield from make_api(data_dir, settings)
 
 
 def test_config_tells_each_role_what_it_may_do(api: Api) -> None:

@@ -38,9 +38,16 @@ OUT_OF_SCOPE: list[Call] = [
     ("PUT", "/api/v1/rules/managed-rule", {"source_yaml": "id: managed-rule\n"}),
     ("DELETE", "/api/v1/rules/managed-rule", None),
     ("GET", "/api/v1/audit", None),
+    ("GET", "/api/v1/audit/report", None),
+    ("GET", "/api/v1/indicators/data_completeness_pct?district=d03", None),
+    ("GET", "/api/v1/indicators/data_completeness_pct/devices?district=d03", None),
     ("GET", "/api/v1/keys", None),
     ("GET", "/api/v1/console/devices/fg-d03-1/thresholds", None),
     ("GET", "/api/v1/console/devices/fg-d03-1/live", None),
+    ("GET", "/api/v1/reports/1", None),
+    ("GET", "/api/v1/reports/1/contact", None),
+    ("POST", "/api/v1/reports/1/status", {"status": "closed", "note": "x"}),
+    ("POST", "/api/v1/reports/1/merge", {"into": 2}),
 ]
 
 #: Lists a d07-scoped key may read: 200, with nothing of d03 in them, even when asked.
@@ -55,7 +62,12 @@ SCOPED_LISTS: list[str] = [
     "/api/v1/alerts/cap.atom",
     "/api/v1/silences?include_expired=true",
     "/api/v1/dead-letters",
+    "/api/v1/indicators/data_completeness_pct?start=-1d",
+    "/api/v1/indicators/data_completeness_pct?start=-1d&by=district_asset_type&format=csv",
+    "/api/v1/indicators/data_completeness_pct/devices?start=-1d",
     "/api/v1/console/map",
+    "/api/v1/reports",
+    "/api/v1/reports?district=d03",
 ]
 
 #: Unknown ids: 404 for a key that may otherwise do it.
@@ -73,8 +85,14 @@ NOT_FOUND: list[Call] = [
     ("GET", "/api/v1/rules/ghost", None),
     ("PUT", "/api/v1/rules/ghost", {"source_yaml": "id: ghost\n"}),
     ("DELETE", "/api/v1/rules/ghost", None),
+    ("GET", "/api/v1/indicators/ghost", None),
+    ("GET", "/api/v1/indicators/ghost/devices", None),
     ("GET", "/api/v1/console/devices/ghost-1/thresholds", None),
     ("GET", "/api/v1/console/devices/ghost-1/live", None),
+    ("GET", "/api/v1/reports/999", None),
+    ("GET", "/api/v1/reports/999/contact", None),
+    ("POST", "/api/v1/reports/999/status", {"status": "closed"}),
+    ("POST", "/api/v1/reports/999/merge", {"into": 1}),
     ("GET", "/open/v1/datasets/manhole-daily.csv", None),  # nothing of manholes is public
     ("GET", "/open/v1/datasets/ghost-daily/datapackage.json", None),
 ]
@@ -105,10 +123,23 @@ UNPROCESSABLE: list[Call] = [
     ("DELETE", "/api/v1/rules/bad%20id", None),
     ("GET", "/api/v1/dead-letters?reason=Bad Reason", None),
     ("GET", "/api/v1/audit?key_id=zz", None),
-    ("GET", "/api/v1/keys?state=lost", None),
+    ("GET", "/api/v1/audit/report?period=year", None),
+    ("GET", "/api/v1/audit/report?start=0&end=999999999999999", None),
+    ("GET", "/api/v1/indicators/data_completeness_pct?start=0&end=999999999999999", None),
+    ("GET", "/api/v1/indicators/Bad-Id", None),
+    ("GET", "/api/v1/indicators/data_completeness_pct?period=year", None),
+    ("GET", "/api/v1/indicators/data_completeness_pct?start=-1d&end=-2d", None),
+    ("GET", "/api/v1/indicators/data_completeness_pct/devices?limit=0", None),
     ("GET", "/api/v1/console/devices/bad%20id/thresholds", None),
     ("GET", "/api/v1/console/devices/bad%20id/live", None),
     ("POST", "/api/v1/console/silences/preview", {"matchers": {}}),
+    ("GET", "/api/v1/reports?status=done", None),
+    ("GET", "/api/v1/reports/hints?device_id=bad%20id", None),
+    ("GET", "/api/v1/reports/0", None),
+    ("GET", "/api/v1/reports/x/contact", None),
+    ("POST", "/api/v1/reports/1/status", {"status": "done"}),
+    ("POST", "/api/v1/reports/1/merge", {"into": "2"}),
+    ("GET", "/api/v1/keys?state=lost", None),
     ("GET", "/api/v1/open-data/releases?limit=0", None),
     ("GET", "/api/v1/open-data/releases?kind=everything", None),
     ("GET", "/open/v1/catalog.json?format=xml", None),
@@ -116,7 +147,8 @@ UNPROCESSABLE: list[Call] = [
     ("GET", "/open/v1/datasets/flood_gauge/datapackage.json", None),
 ]
 
-#: Routes that answer without any key (CONTRACT §6, §9): health and the open data.
+#: Routes that answer without any key (CONTRACT §6, §9): health and the open data
+#: (Open311, public too, has its own tests: tests/unit/reports).
 PUBLIC: list[str] = [
     "/api/v1/health",
     "/open/v1/catalog.json",
@@ -152,12 +184,14 @@ NO_PARAMETERS = {
     ("GET", "/api/v1/alerts/cap.atom"),
     ("GET", "/api/v1/rules"),
     ("GET", "/api/v1/rules/problems"),
+    ("GET", "/api/v1/indicators"),
     ("GET", "/api/v1/stream"),  # 401, scope and events: test_stream.py
     ("GET", "/metrics"),  # test_hardening.py
     ("GET", "/api/v1/console/config"),
     ("GET", "/api/v1/console/map"),
     ("GET", "/api/v1/console/districts.geojson"),  # roles, scope, 404 and 503: test_console.py
     ("GET", "/api/v1/console/devices/{device_id}/live"),  # endless stream: test_console.py
+    ("GET", "/api/v1/reports/services"),
     ("GET", "/api/v1/open-data/policy"),
     ("GET", "/open/v1/catalog.json"),
 }
@@ -182,9 +216,15 @@ def _template(path: str) -> str:
         r"/api/v1/alerts/(?!figures$|cap\.atom$)[^/]+": "/api/v1/alerts/{alert_id}",
         r"/api/v1/silences/[^/]+/expire": "/api/v1/silences/{silence_id}/expire",
         r"/api/v1/rules/(?!changes$|problems$)[^/]+": "/api/v1/rules/{rule_id}",
+        r"/api/v1/indicators/[^/]+/devices": "/api/v1/indicators/{indicator_id}/devices",
+        r"/api/v1/indicators/[^/]+": "/api/v1/indicators/{indicator_id}",
         r"/api/v1/console/devices/[^/]+/(thresholds|live)": (
             "/api/v1/console/devices/{device_id}/\\1"
         ),
+        r"/api/v1/reports/(?!services$|hints$)[^/]+/(contact|status|merge)": (
+            "/api/v1/reports/{report_id}/\\1"
+        ),
+        r"/api/v1/reports/(?!services$|hints$)[^/]+": "/api/v1/reports/{report_id}",
         r"/open/v1/datasets/[^/]+\.csv": "/open/v1/datasets/{dataset_id}.csv",
         r"/open/v1/datasets/[^/]+/datapackage\.json": (
             "/open/v1/datasets/{dataset_id}/datapackage.json"
@@ -297,6 +337,7 @@ def test_every_other_route_needs_a_key(api: Api) -> None:
     from fastapi.routing import iter_route_contexts
 
     public = {path for _, path in PUBLIC_ROUTES} | {"/", "/metrics", "/openapi.json"}
+    public_prefixes = ("/static", "/open311/")  # Open311 is public too (test_open311 tests)
     samples = {
         "device_id": "fg-d03-1",
         "alert_id": "ghost",
@@ -308,7 +349,7 @@ def test_every_other_route_needs_a_key(api: Api) -> None:
     }
     checked = 0
     for route in iter_route_contexts(api.client.app.router.routes):  # type: ignore[attr-defined]
-        if route.path is None or route.path in public or route.path.startswith("/static"):
+        if route.path is None or route.path in public or route.path.startswith(public_prefixes):
             continue
         path = route.path
         for name, value in samples.items():

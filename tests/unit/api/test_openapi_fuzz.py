@@ -38,6 +38,11 @@ SEMANTIC_422 = [
     {"include-path": "/api/v1/silences", "include-method": "POST"},
     # end after start, range and point count limits: relations between parameters
     {"include-path": "/api/v1/devices/{device_id}/telemetry"},
+    # end after start, at most 1100 periods; a drill-down of an indicator with values
+    # per device only: relations between parameters and with the definitions
+    {"include-path-regex": "^/api/v1/indicators/"},
+    # end after start, at most 400 periods
+    {"include-path": "/api/v1/audit/report"},
 ]
 
 

@@ -96,6 +96,16 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
     ("GET", "/api/v1/dead-letters"): ("/api/v1/dead-letters", None),
     ("GET", "/api/v1/stream"): ("/api/v1/stream", None),
     ("GET", "/api/v1/audit"): ("/api/v1/audit", None),
+    ("GET", "/api/v1/audit/report"): ("/api/v1/audit/report", None),
+    ("GET", "/api/v1/indicators"): ("/api/v1/indicators", None),
+    ("GET", "/api/v1/indicators/{indicator_id}"): (
+        "/api/v1/indicators/data_completeness_pct?district=d07",
+        None,
+    ),
+    ("GET", "/api/v1/indicators/{indicator_id}/devices"): (
+        "/api/v1/indicators/data_completeness_pct/devices?district=d07",
+        None,
+    ),
     ("GET", "/api/v1/keys"): ("/api/v1/keys", None),
     ("GET", "/api/v1/open-data/policy"): ("/api/v1/open-data/policy", None),
     ("GET", "/api/v1/open-data/releases"): ("/api/v1/open-data/releases", None),
@@ -124,6 +134,16 @@ CALLS: dict[tuple[str, str], tuple[str, Any]] = {
         "/api/v1/console/silences/preview",
         {"matchers": {"district": "d07"}},
     ),
+    ("GET", "/api/v1/reports"): ("/api/v1/reports", None),
+    ("GET", "/api/v1/reports/services"): ("/api/v1/reports/services", None),
+    ("GET", "/api/v1/reports/hints"): ("/api/v1/reports/hints", None),
+    ("GET", "/api/v1/reports/{report_id}"): ("/api/v1/reports/1", None),
+    ("GET", "/api/v1/reports/{report_id}/contact"): ("/api/v1/reports/1/contact", None),
+    ("POST", "/api/v1/reports/{report_id}/status"): (
+        "/api/v1/reports/1/status",
+        {"status": "closed", "note": "fixed"},
+    ),
+    ("POST", "/api/v1/reports/{report_id}/merge"): ("/api/v1/reports/1/merge", {"into": 2}),
 }
 #: Operations that stream until the client leaves: read up to their first reading.
 ENDLESS = {("GET", "/api/v1/console/devices/{device_id}/live")}

@@ -148,7 +148,7 @@ def test_demo_moves_taken_ports_to_free_ones_and_says_so(two_taken_ports: tuple[
     assert notes == [
         f"127.0.0.1:{broker} is in use by another program; the demo's MQTT broker listens "
         f"on 127.0.0.1:{new_broker} instead (HUB_MQTT__EMBEDDED_LISTEN)",
-        f"127.0.0.1:{api} is in use by another program; the dashboard and API listen on "
+        f"127.0.0.1:{api} is in use by another program; the console and API listen on "
         f"127.0.0.1:{moved.api.port} instead (HUB_API__PORT)",
     ]
 

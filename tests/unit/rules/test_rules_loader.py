@@ -167,7 +167,15 @@ def test_shipped_rule_packs_pass_the_check(capsys: pytest.CaptureFixture[str]) -
     assert check_command([REPO_RULES]) == 0
     assert capsys.readouterr().out.startswith("OK: ")
     kinds = {r.kind for r in load_rules([REPO_RULES]).rules}
-    assert kinds == {"threshold", "rate_of_change", "flatline", "no_data", "anomaly", "composite"}
+    assert kinds == {
+        "threshold",
+        "rate_of_change",
+        "flatline",
+        "no_data",
+        "anomaly",
+        "composite",
+        "citizen_reports",
+    }
 
 
 def test_shipped_packs_cover_every_asset_type() -> None:

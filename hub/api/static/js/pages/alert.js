@@ -6,6 +6,7 @@ import { t, assetLabel, metricLabel, formatValue, formatNumber } from "../i18n.j
 import { Page, Loading, Problem, Severity, Status, Muted, Time, useApp, useData } from "../ui.js";
 import { Chart } from "../chart.js";
 import { AlertRow } from "./alerts.js";
+import { ReportTable } from "./reports.js";
 
 // Readings shown before the alert started (and after it ended).
 const CONTEXT_MS = 30 * 60e3;
@@ -165,5 +166,11 @@ export default function Alert({ route }) {
     </div>
     <${ReadingsChart} alert=${alert} />
     <${Members} alert=${alert} />
+    <section aria-labelledby="alert-reports-title">
+      <h2 id="alert-reports-title">${t("alert.reports")}</h2>
+      ${alert.reports && alert.reports.length
+        ? html`<${ReportTable} reports=${alert.reports} id="alert-reports" />`
+        : html`<p class="quiet">${t("alert.no_reports")}</p>`}
+    </section>
   <//>`;
 }

@@ -7,6 +7,7 @@ import { Page, Loading, Problem, State, Time, useApp, useData } from "../ui.js";
 import { Chart, RangePicker } from "../chart.js";
 import { AlertRow } from "./alerts.js";
 import { deviceState } from "./devices.js";
+import { Hints } from "./reports.js";
 
 function Facts({ device }) {
   const rows = [
@@ -85,6 +86,7 @@ export default function Device({ route }) {
   const start = range.start;
   const end = range.custom ? range.end : null;
   return html`<${Page} title=${title}>
+    <${Hints} hints=${device.report_hints} />
     <div class="two-col">
       <div><${Facts} device=${device} /></div>
       <div>

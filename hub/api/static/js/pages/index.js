@@ -13,6 +13,8 @@ import MapPage from "./map.js";
 import Devices from "./devices.js";
 import Device from "./device.js";
 import Rules from "./rules.js";
+import Indicators from "./indicators.js";
+import Reports, { Report } from "./reports.js";
 import OpenData from "./open-data.js";
 
 export const PAGES = [
@@ -21,6 +23,9 @@ export const PAGES = [
   { id: "alert", component: Alert },
   { id: "map", nav: "nav.map", component: MapPage },
   { id: "silences", nav: "nav.silences", component: Silences },
+  { id: "indicators", nav: "nav.indicators", component: Indicators },
+  { id: "reports", nav: "nav.reports", component: Reports },
+  { id: "report", component: Report },
   { id: "devices", component: Devices },
   { id: "device", component: Device },
   { id: "rules", nav: "nav.rules", component: Rules, allowed: (can) => can.rules },
