@@ -408,3 +408,23 @@ def test_a_new_device_appears_within_a_minute_and_a_moved_one_within_ten(city: O
         timeout=10,
         what="the moved device",
     )
+
+
+def test_open_data_off_serves_nothing_public(shared_city: OpenCity) -> None:
+    """With HUB_OPEN_DATA__ENABLED=false (no open-data service) the public paths are 404,
+    the operator routes say it is off (503), and the console offers no open-data page."""
+    import dataclasses
+
+    from fastapi.testclient import TestClient
+
+    from hub.api.app import create_app
+
+    api = shared_city.api
+    with TestClient(create_app(dataclasses.replace(api.ctx, opendata=None))) as client:
+        for path in (STA, f"{STA}/Things", "/open/v1/catalog.json"):
+            assert client.get(path).status_code == 404, path
+        off = client.get("/api/v1/open-data/releases", headers=api.auth("operator"))
+        assert off.status_code == 503
+        assert "HUB_OPEN_DATA__ENABLED" in off.json()["detail"]
+        config = client.get("/api/v1/console/config", headers=api.auth("operator")).json()
+        assert config["can"]["open_data"] is False
