@@ -554,7 +554,8 @@ class JetStreamJournal:
         earlier = [ci for ci in await self.js.consumers_info(stream) if ci.name.startswith(prefix)]
         acked = max((_ack_floor(ci) for ci in earlier if ci.name != name), default=0)
         start = max(acked + 1, resume_from, 1)
-        if not any(ci.name == name for ci in earlier):
+        fresh = not any(ci.name == name for ci in earlier)
+        if fresh:
             await self.js.add_consumer(
                 stream,
                 api.ConsumerConfig(
@@ -584,7 +585,12 @@ class JetStreamJournal:
         if old is not None:
             await old.aclose()
         reader = JetStreamReader(
-            self, name, ordered=True, ack_wait=LIVE_ACK_WAIT_S, skip_before=resume_from
+            self,
+            name,
+            ordered=True,
+            ack_wait=LIVE_ACK_WAIT_S,
+            skip_before=resume_from,
+            fresh=fresh,
         )
         self._readers[name] = reader
         return reader
@@ -654,6 +660,7 @@ class JetStreamReader:
         ordered: bool,
         ack_wait: float,
         skip_before: int = 0,
+        fresh: bool = False,
     ) -> None:
         self._journal = journal
         self.consumer = consumer
@@ -661,6 +668,9 @@ class JetStreamReader:
         self._ack_wait = ack_wait
         self._position = skip_before
         self._delivered = 0
+        # Consumer sequence of the last delivery taken (ordered readers): 0 on a consumer
+        # just made (its first is 1), None when unknown (a consumer found as it was).
+        self._last_delivery: int | None = 0 if fresh else None
         self._sub: JetStreamContext.PullSubscription | None = None
         self._buffer: deque[Msg] = deque()
         # Delivered, not yet acknowledged: (position just past it, message).
@@ -692,6 +702,7 @@ class JetStreamReader:
             self._sub = await journal.js.pull_subscribe_bind(
                 self.consumer, stream=journal.settings.stream
             )
+        if self._acker is None:
             self._acker = asyncio.create_task(
                 self._ack_loop(), name=f"hub.journal.ack.{self.consumer}"
             )
@@ -711,9 +722,53 @@ class JetStreamReader:
             await self._fetch(timeout)
         records: list[bytes] = []
         while self._buffer and (not records or len(records) < max_records):
-            msg = self._buffer.popleft()
+            msg = self._buffer[0]
+            if self._ordered and self._missed_before(msg):
+                await self._restart()
+                break
+            self._buffer.popleft()
             records.extend(self._take(msg))
         return JournalBatch(records, self._position)
+
+    def _missed_before(self, msg: Msg) -> bool:
+        """True when a delivery before ``msg`` never arrived (its consumer sequence
+        skips one): lost with a connection to a node that died, or dropped by the client."""
+        delivery = int(msg.metadata.sequence.consumer)
+        last = self._last_delivery
+        missed = last is not None and delivery > last + 1
+        if not missed:
+            self._last_delivery = delivery
+        return missed
+
+    async def _restart(self) -> None:
+        """Start the consumer again at its acknowledged position, so the deliveries lost
+        come now and in order (the server would redeliver them only after the ack wait,
+        after newer ones); what this reader already returned is skipped."""
+        journal = self._journal
+        stream = journal.settings.stream
+        info = await journal.js.consumer_info(stream, self.consumer)
+        acked = _ack_floor(info)
+        await journal.js.delete_consumer(stream, self.consumer)
+        config = info.config
+        config.deliver_policy = api.DeliverPolicy.BY_START_SEQUENCE
+        config.opt_start_seq = acked + 1
+        await journal.js.add_consumer(stream, config)
+        log.warning(
+            "a partition delivery was lost (connection to a NATS node lost?); its consumer"
+            " restarts at its acknowledged position",
+            consumer=self.consumer,
+            acknowledged=acked,
+            position=self._position,
+        )
+        self._buffer.clear()
+        # Delivered by the old consumer: the new one delivers them again (skipped up to
+        # the position) and acknowledging a later message acknowledges them.
+        self._unacked.clear()
+        self._last_delivery = 0
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
 
     async def _fetch(self, timeout: float) -> None:  # noqa: ASYNC109
         sub = await self._subscription()

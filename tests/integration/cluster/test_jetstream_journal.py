@@ -157,6 +157,28 @@ async def test_records_in_the_restored_snapshot_are_skipped(journal: JetStreamJo
     assert await _drain(new, 15) == records[25:]
 
 
+async def test_a_lost_delivery_restarts_the_partition_consumer_in_order(
+    journal: JetStreamJournal,
+) -> None:
+    """Deliveries lost on the way (a connection to a dying node) are noticed by the gap in
+    consumer sequences: the consumer restarts at its acknowledged position and the reader
+    gets the lost records at once, in order, not after the ack wait behind newer ones."""
+    district = DISTRICTS[3]
+    p = journal.partition_of(district)
+    records = [_record(district, n) for n in range(30)]
+    for n in range(0, 30, 3):  # ten messages
+        await journal.append(records[n : n + 3], [district] * 3)
+    reader = await journal.partition_reader(p, generation=1)
+    # Two deliveries go astray: taken from the consumer by a subscription that vanishes.
+    thief = await journal.js.pull_subscribe_bind(reader.consumer, stream=journal.settings.stream)
+    stolen = await thief.fetch(2, timeout=2.0)
+    assert len(stolen) == 2
+    await thief.unsubscribe()
+    started = time.monotonic()
+    assert await _drain(reader, 30, within_s=10) == records
+    assert time.monotonic() - started < 10  # not the 300 s ack wait
+
+
 async def test_store_consumer_is_shared_and_redelivers_a_dead_readers_messages(
     nats_server: NatsServer, names: Names
 ) -> None:
@@ -318,3 +340,29 @@ async def test_unreadable_message_is_skipped_not_fatal(journal: JetStreamJournal
         assert await _drain(reader, 1) == [_record(district, 1)]
     finally:
         await nc.close()
+
+
+async def test_appends_wait_without_a_quorum_and_complete_after(
+    nats_cluster: NatsCluster, names: Names
+) -> None:
+    """With two of three nodes down the stream cannot acknowledge: an append waits
+    (is_full says so: ingest stops acknowledging devices) and completes, stored once,
+    when the nodes are back."""
+    settings = _settings(nats_cluster.urls, names, replicas=3, publish_timeout_s=1.0)
+    async with _journal(settings) as journal:
+        await journal.append([_record("d01", 0)], ["d01"])
+        down = nats_cluster.nodes[1:]
+        for node in down:
+            node.kill()
+        pending = asyncio.create_task(journal.append([_record("d01", 1)], ["d01"]))
+        deadline = time.monotonic() + 20
+        while not journal.is_full:
+            assert time.monotonic() < deadline, "the append should be waiting"
+            assert not pending.done(), "acknowledged without a quorum"
+            await asyncio.sleep(0.05)
+        for node in down:
+            await asyncio.to_thread(node.start)
+        await asyncio.wait_for(pending, 60)
+        assert not journal.is_full
+        got = await _drain(journal.reader(STORE_CONSUMER), 2, within_s=30)
+        assert sorted(got) == [_record("d01", 0), _record("d01", 1)]
