@@ -14,6 +14,7 @@ most every ``ERROR_LOG_EVERY_S`` (the client retries every half second).
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from urllib.parse import urlsplit
@@ -33,6 +34,18 @@ RECONNECT_WAIT_S = 0.5
 CONNECT_TIMEOUT_S = 2
 #: A NATS outage is said once, then again at most this often while it lasts.
 ERROR_LOG_EVERY_S = 30.0
+
+
+def still_running() -> None:
+    """Raise CancelledError if the current task was cancelled.
+
+    nats-py waits for its answers with 3.11's ``asyncio.wait_for``, which can swallow a
+    cancellation that races with the answer; loops around nats-py calls check here at
+    every turn, so a stopping hub always stops them.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def servers_for_log(settings: NatsSettings) -> str:

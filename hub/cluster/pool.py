@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from hub.cluster.leases import Holder, Lease, LeaseLost, Leases
 from hub.logging import get_logger
+from hub.natsclient import still_running
 
 log = get_logger(__name__)
 
@@ -40,15 +41,6 @@ PERIOD_FRACTION = 1 / 3
 WORKER_PREFIX = "worker."
 
 Callback = Callable[[Lease], Awaitable[None]]
-
-
-def still_running() -> None:
-    """Raise CancelledError if this task was cancelled: nats-py's requests wait with
-    3.11's ``wait_for``, which can swallow a cancellation racing with the answer; the
-    loops here check at every turn, so a stop always stops them."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def fair_share(items: int, workers: int) -> int:

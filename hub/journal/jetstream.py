@@ -480,6 +480,7 @@ class JetStreamJournal:
             else:
                 self._available()
                 return int(ack.seq)
+            natsclient.still_running()
             await asyncio.sleep(PUBLISH_RETRY.delay(attempt))
             attempt += 1
 
@@ -775,11 +776,13 @@ class JetStreamReader:
         try:
             msgs = await sub.fetch(FETCH_MESSAGES, timeout=timeout)
         except (nats.errors.TimeoutError, TimeoutError):
+            natsclient.still_running()
             return
         except nats.errors.Error as exc:  # reconnecting, leader election: the caller reads again
             log.debug("journal fetch failed; retried", consumer=self.consumer, error=str(exc))
             await asyncio.sleep(min(timeout, 0.5))
             return
+        natsclient.still_running()
         self._buffer.extend(msgs)
         if msgs:
             self._num_pending = int(msgs[-1].metadata.num_pending)
