@@ -7,6 +7,8 @@ Built once in ``main()`` and passed down; never a module-level singleton.
 from __future__ import annotations
 
 import os
+import re
+import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -149,12 +151,90 @@ class IngestSettings(_Section):
 
 
 class JournalSettings(_Section):
-    """The on-disk log between ingest and the consumers."""
+    """The log between ingest and the consumers: on local disk, or a NATS JetStream stream."""
 
+    # "local": segments under HUB_DATA_DIR (one process); "jetstream": the replicated
+    # stream of HUB_NATS__* that the workers of a cluster share (CONTRACT §11).
+    backend: Literal["local", "jetstream"] = "local"
     max_bytes: Annotated[int, Field(ge=1024 * 1024)] = 2 * 1024**3
     segment_bytes: Annotated[int, Field(ge=64 * 1024)] = 64 * 1024**2
     # Group commit: one fsync covers everything appended within this window.
     commit_interval_ms: Annotated[int, Field(ge=0, le=1000)] = 5
+
+
+class NatsSettings(_Section):
+    """NATS JetStream in cluster mode (CONTRACT §11, docs/scaling.md)."""
+
+    # Every server of the NATS cluster, comma-separated, so a worker fails over:
+    # nats://[user:pass@]host:port or tls://...
+    url: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    ca_file: Path | None = None
+    # The readings stream and its subjects (SUBJECT_PREFIX.<partition>).
+    stream: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "HUB_READINGS"
+    subject_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")] = (
+        "hub.readings"
+    )
+    # Copies of every message: 3 on a three-node cluster (one node may fail), 1 on
+    # a single server. Fixed, like the partitions, when the stream is created.
+    replicas: Annotated[int, Field(ge=1, le=5)] = 3
+    # Partitions of the stream (a district's readings all go to one): the unit of
+    # work a live worker owns. Fixed when the stream is created; see docs/scaling.md
+    # for how to size it (a few per worker you may ever run, say 16-64).
+    partitions: Annotated[int, Field(ge=1, le=1024)] = 16
+    # The stream's size bound: when full, appends wait (ingest stops acknowledging)
+    # until the consumers catch up, as the local journal's HUB_JOURNAL__MAX_BYTES.
+    max_bytes: Annotated[int, Field(ge=1024 * 1024)] = 8 * 1024**3
+    # How long one publish waits for the stream's acknowledgement before it is retried.
+    publish_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _check_urls(cls, value: list[str]) -> list[str]:
+        # The messages never quote a URL: it may carry a password.
+        for n, url in enumerate(value, start=1):
+            parts = urlsplit(url)
+            if parts.scheme not in {"nats", "tls"} or not parts.hostname:
+                raise ValueError(
+                    f"server {n} must look like nats://[user:pass@]host:port or tls://..."
+                )
+            try:
+                parts.port  # noqa: B018 (urlsplit checks the port only when it is read)
+            except ValueError:
+                raise ValueError(f"server {n} has a port that is not a number") from None
+        return value
+
+
+def _host_name() -> str:
+    """This machine's host name as a worker id (its first label, cleaned to the pattern)."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname().split(".")[0]).strip("-_")
+    return name[:64] or "worker"
+
+
+class ClusterSettings(_Section):
+    """This worker's place in a cluster (CONTRACT §11, docs/scaling.md)."""
+
+    # The worker's name among the others: leases say which worker holds what. Its MQTT
+    # sessions are named after the ingest slots it holds (HUB_MQTT__CLIENT_ID-slot<n>),
+    # not after the worker, so a survivor can take over a dead worker's session.
+    worker_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")] = Field(
+        default_factory=_host_name
+    )
+    # A lease not renewed within this long expires and another worker takes what it
+    # held: the time a dead worker's partitions and ingest slots wait at most.
+    # Renewed every third of it. Fixed when the lease bucket is created.
+    lease_ttl_s: Annotated[float, Field(ge=1, le=300)] = 10.0
+    # MQTT sessions the ingest workers share (each one a $share member with the client
+    # id HUB_MQTT__CLIENT_ID-slot<n>); at least the number of ingest workers.
+    ingest_slots: Annotated[int, Field(ge=1, le=256)] = 4
+    # The shared-subscription group name ($share/<group>/...).
+    share_group: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "hub"
 
 
 class RulesSettings(_Section):
@@ -415,6 +495,8 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()
     journal: JournalSettings = JournalSettings()
+    nats: NatsSettings = NatsSettings()
+    cluster: ClusterSettings = ClusterSettings()
     rules: RulesSettings = RulesSettings()
     alerts: AlertsSettings = AlertsSettings()
     api: ApiSettings = ApiSettings()
@@ -438,6 +520,12 @@ class Settings(BaseSettings):
     def _influx_needs_url(self) -> Settings:
         if self.store.backend == "influxdb" and not self.influx.url:
             raise ValueError("HUB_STORE__BACKEND=influxdb needs HUB_INFLUX__URL")
+        return self
+
+    @model_validator(mode="after")
+    def _jetstream_needs_nats(self) -> Settings:
+        if self.journal.backend == "jetstream" and not self.nats.url:
+            raise ValueError("HUB_JOURNAL__BACKEND=jetstream needs HUB_NATS__URL")
         return self
 
     @model_validator(mode="after")

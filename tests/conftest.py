@@ -1,4 +1,4 @@
-"""Shared fixtures: real Mosquitto and InfluxDB once per test session, unique names per test."""
+"""Shared fixtures: real Mosquitto, InfluxDB and NATS per test session, unique names per test."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hub.clock import FakeClock
-from tests.services import InfluxDB1, Mosquitto
+from tests.services import InfluxDB1, Mosquitto, NatsCluster, NatsServer
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +48,24 @@ def own_influxdb(tmp_path: Path) -> Iterator[InfluxDB1]:
     server.kill()
 
 
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """One JetStream nats-server shared by the session; tests use their own streams."""
+    server = NatsServer(tmp_path_factory.mktemp("nats"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """A three-node JetStream cluster for one test, whose nodes it may kill and restart."""
+    cluster = NatsCluster(tmp_path / "nats")
+    cluster.start()
+    yield cluster
+    cluster.kill()
+
+
 class Names:
     """Unique, contract-valid names derived from the test's name."""
 
@@ -66,6 +84,10 @@ class Names:
     def device(self, n: int = 0) -> str:
         """A device id unique to this test."""
         return f"{self.slug[:50]}-{n}"
+
+    def stream(self) -> str:
+        """A NATS stream (and subject prefix) name unique to this test."""
+        return "s_" + self.slug.replace("-", "_")[-40:]
 
     def database(self) -> str:
         """An InfluxDB database name unique to this test."""

@@ -1,8 +1,8 @@
-"""Real Mosquitto and InfluxDB 1.x processes for tests and benchmarks.
+"""Real Mosquitto, InfluxDB 1.x and NATS (JetStream) processes for tests and benchmarks.
 
 Each runs on a free loopback port in its own temporary folder, so a test can
 stop, kill and restart it. Nothing here touches a broker or database that the
-machine already runs (1883, 8086 are never assumed free or used).
+machine already runs (1883, 8086, 4222 are never assumed free or used).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -236,6 +237,145 @@ class InfluxDB1(_Process):
             return int(series[0]["values"][0][1])
         except (KeyError, IndexError, TypeError):
             return 0
+
+
+class NatsServer(_Process):
+    """A ``nats-server`` (Debian's) with JetStream, alone or as one node of a cluster.
+
+    Its store, log and config live in its folder and its ports stay the same across
+    restarts, so a killed node comes back with what it had written.
+    """
+
+    name = "nats"
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        server_name: str = "n1",
+        port: int | None = None,
+        cluster_port: int | None = None,
+        routes: Sequence[int] = (),
+        cluster_name: str = "hubtest",
+    ) -> None:
+        super().__init__(workdir)
+        self.server_name = server_name
+        self.port = port or free_port()
+        self.monitor_port = free_port()
+        self.cluster_port = cluster_port
+        self.routes = list(routes)
+        self.cluster_name = cluster_name
+        self.conf_path = workdir / "nats.conf"
+        self.log_path = workdir / f"{server_name}.log"
+
+    @property
+    def url(self) -> str:
+        """nats:// URL of this server."""
+        return f"nats://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        store = self.workdir / "jetstream"
+        store.mkdir(exist_ok=True)
+        conf = (
+            f"server_name: {self.server_name}\n"
+            f"listen: 127.0.0.1:{self.port}\n"
+            f"http: 127.0.0.1:{self.monitor_port}\n"
+            # Small limits: tests write little, and several servers share one machine.
+            f'jetstream {{ store_dir: "{store}", max_memory_store: 64MB, max_file_store: 2GB }}\n'
+        )
+        if self.cluster_port is not None:
+            routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in self.routes)
+            conf += (
+                f"cluster {{ name: {self.cluster_name}, listen: 127.0.0.1:{self.cluster_port},"
+                f" routes: [{routes}] }}\n"
+            )
+        self.conf_path.write_text(conf)
+        return [_binary("nats-server", "/usr/sbin/nats-server"), "-c", str(self.conf_path)]
+
+    def ready(self) -> bool:
+        # A clustered node answers on its port before it has peers; NatsCluster waits
+        # for JetStream health on every node once they are all up.
+        return port_open(self.port) if self.cluster_port is not None else self.healthy()
+
+    def healthy(self) -> bool:
+        """True when the server says JetStream is ready (``/healthz``)."""
+        return self.health() == "ok"
+
+    def health(self) -> str:
+        """What ``/healthz`` says: ``ok``, or the reason it is not."""
+        try:
+            response = httpx.get(f"http://127.0.0.1:{self.monitor_port}/healthz", timeout=0.5)
+        except httpx.HTTPError as exc:
+            return f"unreachable: {exc}"
+        if response.status_code == 200:
+            return "ok"
+        return response.text.strip()
+
+    def jsz(self) -> dict[str, Any]:
+        """The server's JetStream report (``/jsz``): meta leader, streams, consumers."""
+        response = httpx.get(
+            f"http://127.0.0.1:{self.monitor_port}/jsz",
+            params={"streams": "true", "consumers": "true"},
+            timeout=2,
+        )
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+
+class NatsCluster:
+    """Three (or ``size``) ``nats-server`` nodes routed into one JetStream cluster.
+
+    Each node can be stopped, killed and restarted on its own; :attr:`urls` is what a
+    client is given (every node, so it fails over).
+    """
+
+    def __init__(self, workdir: Path, size: int = 3) -> None:
+        cluster_ports = [free_port() for _ in range(size)]
+        self.nodes = [
+            NatsServer(
+                workdir / f"n{i + 1}",
+                server_name=f"n{i + 1}",
+                cluster_port=cluster_ports[i],
+                routes=[p for j, p in enumerate(cluster_ports) if j != i],
+            )
+            for i in range(size)
+        ]
+
+    @property
+    def urls(self) -> str:
+        """Every node's URL, comma-separated (HUB_NATS__URL)."""
+        return ",".join(node.url for node in self.nodes)
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start every node, then wait until each reports JetStream ready."""
+        for node in self.nodes:
+            node.start()
+        self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        """Wait until every running node reports JetStream ready (a meta leader elected,
+        every stream and consumer current)."""
+        said: dict[str, str] = {}
+
+        def all_ok() -> bool:
+            said.update({n.server_name: n.health() for n in self.nodes if n.running})
+            return all(text == "ok" for text in said.values())
+
+        try:
+            wait_for(all_ok, timeout=timeout, interval=0.1, what="the NATS cluster")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; the nodes say {said}") from None
+
+    def stop(self) -> None:
+        """Stop every node."""
+        for node in self.nodes:
+            node.stop()
+
+    def kill(self) -> None:
+        """SIGKILL every node."""
+        for node in self.nodes:
+            node.kill()
 
 
 def env_without_hub() -> dict[str, str]:

@@ -69,6 +69,13 @@ MISC_INTERVAL_S = 1.0
 _PUBACK = [b"\x40\x02" + mid.to_bytes(2, "big") for mid in range(65_536)]
 
 
+def shared_subscriptions(filters: Sequence[str], group: str) -> list[str]:
+    """``filters`` as members of the shared subscription ``group`` (MQTT 5 ``$share``;
+    Mosquitto takes it on 3.1.1 too): the broker hands each message to one member
+    session of the group. Cluster mode's ingest slots use it (hub.cluster.slots)."""
+    return [f"$share/{group}/{f}" for f in filters]
+
+
 class BrokerRefused(Exception):
     """The broker refused the connection or a subscription; ``reason`` says why."""
 

@@ -1,11 +1,26 @@
-"""The journal: append-only, segmented, group-committed on-disk log between ingest and consumers."""
+"""The journal: the durable log between ingest and the consumers.
 
-from hub.journal.journal import (
-    Journal,
+:class:`Journal` is the append-only, segmented, group-committed log on local disk
+(one process, the default); :mod:`hub.journal.jetstream` is the replicated NATS
+JetStream stream of cluster mode (imported where used: it needs nats-py).
+Both implement :class:`hub.journal.base.JournalPort`.
+"""
+
+from hub.journal.base import (
     JournalBatch,
     JournalClosed,
     JournalError,
-    JournalReader,
+    JournalPort,
+    JournalReaderPort,
 )
+from hub.journal.journal import Journal, JournalReader
 
-__all__ = ["Journal", "JournalBatch", "JournalClosed", "JournalError", "JournalReader"]
+__all__ = [
+    "Journal",
+    "JournalBatch",
+    "JournalClosed",
+    "JournalError",
+    "JournalPort",
+    "JournalReader",
+    "JournalReaderPort",
+]

@@ -58,6 +58,7 @@ from typing import Any, TypeVar
 from hub import metrics
 from hub.clock import Clock
 from hub.journal import segments as seg
+from hub.journal.base import JournalBatch, JournalClosed, JournalError
 from hub.logging import get_logger
 from hub.settings import JournalSettings
 
@@ -71,22 +72,6 @@ GROUP_MAX_BYTES = 4 * 1024 * 1024
 READ_CHUNK_BYTES = 1024 * 1024
 CONSUMER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 CONSUMERS_DIR = "consumers"
-
-
-class JournalError(Exception):
-    """The journal cannot do what was asked (disk failure, unknown format, misuse)."""
-
-
-class JournalClosed(JournalError):
-    """The journal was closed while the operation waited."""
-
-
-@dataclass(frozen=True, slots=True)
-class JournalBatch:
-    """Records read in order, and the offset just past the last one (to commit)."""
-
-    records: list[bytes]
-    end_offset: int
 
 
 @dataclass(slots=True)
@@ -309,10 +294,11 @@ class Journal:
 
     # ------------------------------------------------------------------ append
 
-    async def append(self, records: Sequence[bytes]) -> int:
+    async def append(self, records: Sequence[bytes], districts: Sequence[str] = ()) -> int:
         """Append ``records``; return the end offset once they are on disk (fsynced).
 
-        Waits, without dropping anything, while the journal is full.
+        Waits, without dropping anything, while the journal is full. One partition:
+        ``districts`` (see :class:`hub.journal.base.JournalPort`) is not needed.
         """
         self._check_usable()
         if not records:
