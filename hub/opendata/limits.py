@@ -1,9 +1,8 @@
 """What keeps the public endpoints cheap: a rate per client and a gate around store work.
 
-- :class:`RateLimiter`: a token bucket per client address (``rate_per_s`` on
-  average, ``burst`` at once); an empty bucket answers 429 with ``Retry-After``.
-  The addresses remembered are bounded (least recently seen forgotten first), so
-  a flood of addresses costs bounded memory; a forgotten address starts full.
+- :class:`hub.api.ratelimit.RateLimiter`: a token bucket per client address
+  (``rate_per_s`` on average, ``burst`` at once); an empty bucket answers 429 with
+  ``Retry-After``.
 - :class:`QueryGate`: every public request that reads the telemetry store or the
   open-data tables runs through it: at most ``max_concurrent`` at a time, each off
   the event loop (the stores run their queries in threads or over HTTP), a turn
@@ -18,14 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-
-#: Client addresses a limiter remembers.
-MAX_TRACKED_CLIENTS = 10_000
 
 
 class Busy(Exception):
@@ -34,33 +29,6 @@ class Busy(Exception):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-
-class RateLimiter:
-    """A token bucket per client (module docstring)."""
-
-    def __init__(
-        self, rate_per_s: float, burst: int, max_clients: int = MAX_TRACKED_CLIENTS
-    ) -> None:
-        self._rate = rate_per_s
-        self._burst = float(burst)
-        self._max = max_clients
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-
-    def take(self, client: str, now: float) -> int | None:
-        """Spend one token of ``client`` at monotonic ``now``: None if it may go on, else
-        the seconds until it may."""
-        tokens, last = self._buckets.pop(client, (self._burst, now))
-        tokens = min(self._burst, tokens + (now - last) * self._rate)
-        if tokens >= 1:
-            tokens -= 1
-            wait = None
-        else:
-            wait = max(1, math.ceil((1 - tokens) / self._rate))
-        self._buckets[client] = (tokens, now)
-        while len(self._buckets) > self._max:
-            self._buckets.popitem(last=False)
-        return wait
 
 
 class QueryGate:

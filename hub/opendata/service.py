@@ -10,6 +10,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from hub.api.ratelimit import RateLimiter
 from hub.catalog import Catalog
 from hub.clock import Clock
 from hub.logging import get_logger
@@ -21,7 +22,7 @@ from hub.opendata.index import (
     fingerprint,
     public_devices,
 )
-from hub.opendata.limits import QueryGate, RateLimiter
+from hub.opendata.limits import QueryGate
 from hub.opendata.observations import ObservationSource
 from hub.opendata.policy import OpenDataPolicy
 from hub.opendata.publisher import Publisher

@@ -68,8 +68,8 @@ class Limits:
     """The public endpoints' rate limiters (one set per app)."""
 
     def __init__(self, post_per_minute: int, read_per_minute: int) -> None:
-        self.post = RateLimiter(post_per_minute)
-        self.read = RateLimiter(read_per_minute)
+        self.post = RateLimiter.per_minute(post_per_minute)
+        self.read = RateLimiter.per_minute(read_per_minute)
 
 
 def _ctx(request: Request) -> ApiContext:

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
 from hub.api.auth import FailedAuthLimiter, Lockout
-from hub.opendata.limits import RateLimiter
+from hub.api.ratelimit import RateLimiter
 from tests.unit.api.conftest import Api, make_api
 
 #: Examples per operation in the fuzzing phase, and steps of the stateful phase.

@@ -11,7 +11,8 @@ from urllib.parse import quote
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-from hub.opendata.limits import QueryGate, RateLimiter
+from hub.api.ratelimit import RateLimiter
+from hub.opendata.limits import QueryGate
 from hub.opendata.middleware import OpenDataMiddleware
 from hub.opendata.policy import POLICY_HEADER
 from tests.unit.api.conftest import NOW_MS
